@@ -1,0 +1,51 @@
+# Everything a fresh machine needs is set up by these targets (Debian 12, Python >= 3.11).
+#   make demo   run the exporter against its built-in simulator and show metrics
+#   make test   run the whole test suite (lint, unit, integration, promtool, helm, end-to-end)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup system-deps demo test lint proto rules dashboards bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+# Debian's real Prometheus, promtool and Alertmanager for the rule and end-to-end tests.
+system-deps:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    prometheus prometheus-alertmanager >/dev/null; \
+	fi
+
+demo: setup
+	$(PY) -m cilium_node_exporter.demo
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: setup system-deps lint
+	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+
+proto: setup
+	$(PY) scripts/gen_proto.py
+
+rules: setup
+	$(PY) alerts/generate.py
+
+dashboards: setup
+	$(PY) dashboards/generate.py
+
+bench: setup
+	$(PY) bench/hubble_stream.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Aggregation: counters and state that sources write and the exposition reads."""

@@ -1,0 +1,88 @@
+"""The exporter's own health: per-source up/errors, Hubble reconnects and time without a stream.
+
+Logging follows "one line per distinct problem": a source logs a warning when its problem
+changes (a new reason or message), stays quiet while the same problem repeats, and logs once
+when it recovers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cilium_node_exporter.contract import ERROR_REASONS
+
+log = logging.getLogger("cilium_node_exporter.health")
+
+
+@dataclass
+class SourceHealth:
+    """Health of one enabled source."""
+
+    name: str
+    up: bool = False
+    errors: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    last_problem: tuple[str, str] | None = None
+
+    def ok(self) -> None:
+        """The source delivered data."""
+        if self.last_problem is not None:
+            log.info("source %s recovered", self.name, extra={"source": self.name})
+            self.last_problem = None
+        self.up = True
+
+    def fail(self, reason: str, message: str, *, count: bool = True) -> None:
+        """The source failed with a bounded ``reason`` (see contract.ERROR_REASONS)."""
+        if reason not in ERROR_REASONS:
+            raise ValueError(f"unknown error reason {reason!r}")
+        if count:
+            self.errors[reason] += 1
+        self.up = False
+        problem = (reason, message)
+        if problem != self.last_problem:
+            log.warning("source %s: %s (%s)", self.name, message, reason,
+                        extra={"source": self.name, "reason": reason})
+            self.last_problem = problem
+
+
+@dataclass
+class StreamGap:
+    """Accounts the time without a live Hubble stream (starts disconnected)."""
+
+    clock: Callable[[], float] = time.monotonic
+    reconnects: int = 0
+    _accumulated: float = 0.0
+    _down_since: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._down_since = self.clock()
+
+    @property
+    def connected(self) -> bool:
+        return self._down_since is None
+
+    def stream_up(self, *, reconnect: bool) -> None:
+        """A GetFlows stream is live; ``reconnect`` when it replaces a broken one."""
+        with self._lock:
+            if self._down_since is not None:
+                self._accumulated += self.clock() - self._down_since
+                self._down_since = None
+            if reconnect:
+                self.reconnects += 1
+
+    def stream_down(self) -> None:
+        """The stream broke or could not be opened."""
+        with self._lock:
+            if self._down_since is None:
+                self._down_since = self.clock()
+
+    def disconnected_seconds(self) -> float:
+        """Total time without a stream, including the current gap."""
+        with self._lock:
+            extra = 0.0 if self._down_since is None else self.clock() - self._down_since
+            return self._accumulated + extra

@@ -1,0 +1,49 @@
+"""Everything the exposition reads, in one object that sources write into."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cilium_node_exporter.aggregation.datapath import DatapathCounters
+from cilium_node_exporter.aggregation.health import SourceHealth, StreamGap
+from cilium_node_exporter.aggregation.hubble_status import HubbleStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExporterState:
+    """Shared state: sources write, the collector reads at scrape time.
+
+    ``refreshers`` are callables that scrape-time sources (kubelet, agent) register; the
+    collector calls them before reading, so those sources are read synchronously per scrape,
+    each with its own timeout and short cache.
+    """
+
+    sources: tuple[str, ...]
+    envelope: tuple[int, int]
+    datapath: DatapathCounters = field(default_factory=DatapathCounters)
+    hubble_status: HubbleStatus | None = None
+    hubble_gap: StreamGap = field(default_factory=StreamGap)
+    health: dict[str, SourceHealth] = field(default_factory=dict)
+    refreshers: list[Callable[[], None]] = field(default_factory=list)
+    # Written by the kubelet/apiserver/agent sources (see aggregation.agent).
+    extras: dict[str, Any] = field(default_factory=dict)
+    _refresh_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        for name in self.sources:
+            self.health.setdefault(name, SourceHealth(name))
+
+    def refresh(self) -> None:
+        """Run the scrape-time refreshers; a failing one never breaks the scrape."""
+        with self._refresh_lock:
+            for refresh in self.refreshers:
+                try:
+                    refresh()
+                except Exception:  # a source bug must not take /metrics down
+                    log.exception("refresh failed in %r", refresh)

@@ -1,0 +1,1 @@
+"""Generated Hubble API messages (see proto/ and scripts/gen_proto.py)."""

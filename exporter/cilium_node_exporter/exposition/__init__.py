@@ -1,0 +1,1 @@
+"""Exposition: Prometheus collectors and the HTTP server."""
