@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cilium_node_exporter.aggregation.agent import AgentDatapath, AgentMemory, AgentPod
 from cilium_node_exporter.aggregation.datapath import DatapathCounters
 from cilium_node_exporter.aggregation.health import SourceHealth, StreamGap
 from cilium_node_exporter.aggregation.hubble_status import HubbleStatus
@@ -33,6 +34,10 @@ class ExporterState:
     refreshers: list[Callable[[], None]] = field(default_factory=list)
     # Written by the kubelet/apiserver/agent sources (see aggregation.agent).
     extras: dict[str, Any] = field(default_factory=dict)
+    agent_memory: AgentMemory | None = None
+    agent_pod: AgentPod | None = None
+    agent_datapath: AgentDatapath | None = None
+    envelope_override: tuple[int, int] | None = None  # from the node annotation, when enabled
     _refresh_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:

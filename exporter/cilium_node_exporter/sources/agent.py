@@ -1,0 +1,141 @@
+"""Packet-exact datapath counters from the cilium-agent's own Prometheus endpoint (opt-in source).
+
+Read at scrape time (``--agent-metrics-address``, Cilium's ``prometheus.enabled=true``, port 9962)
+with prometheus-client's text parser. Only the three families the contract re-exports are kept;
+other lines are dropped while the body streams in, so a large endpoint costs no memory here.
+Drop reasons are mapped from Cilium's monitor strings ("Policy denied") to DropReason enum names
+(``POLICY_DENIED``) so that they join with the Hubble-derived drops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from cilium_node_exporter.aggregation.agent import AgentDatapath
+from cilium_node_exporter.aggregation.state import ExporterState
+from cilium_node_exporter.config import Config
+from cilium_node_exporter.contract import DROP_REASON_NAME_BY_CODE, DROP_REASON_NAME_BY_STRING, OVERFLOW_VALUE
+from cilium_node_exporter.sources import k8s_http
+from cilium_node_exporter.sources.k8s_http import Endpoint, SourceError
+
+log = logging.getLogger(__name__)
+
+NAME = "agent"
+CACHE_SECONDS = 1.0
+MAX_BYTES = 64 * 2**20
+DROP_COUNT = "cilium_drop_count_total"
+FORWARD_COUNT = "cilium_forward_count_total"
+MAP_PRESSURE = "cilium_bpf_map_pressure"
+_WANTED = (b"cilium_drop_count", b"cilium_forward_count", MAP_PRESSURE.encode())
+_ENUM_NAMES = frozenset(DROP_REASON_NAME_BY_CODE.values())
+ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
+
+
+def reason_name(text: str) -> str:
+    """Cilium's human drop-reason string to the DropReason enum name; ``other`` when unknown."""
+    name = DROP_REASON_NAME_BY_STRING.get(text)
+    if name is not None:
+        return name
+    return text if text in _ENUM_NAMES else OVERFLOW_VALUE
+
+
+def direction_label(text: str) -> str:
+    """``INGRESS``/``EGRESS`` lower-cased; anything else is ``unknown`` (bounded)."""
+    lowered = text.lower()
+    return lowered if lowered in ("ingress", "egress") else "unknown"
+
+
+def filter_lines(chunks: Iterable[bytes]) -> str:
+    """Keep only the lines (samples and their HELP/TYPE comments) of the families we re-export."""
+    kept: list[bytes] = []
+    rest = b""
+    typed = False  # a Prometheus text body has TYPE comments; an HTML page or garbage has none
+    for chunk in chunks:
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        typed = typed or any(line.startswith(b"# TYPE ") for line in lines)
+        kept.extend(line for line in lines if _wanted(line))
+    typed = typed or rest.startswith(b"# TYPE ")
+    if _wanted(rest):
+        kept.append(rest)
+    if not typed:
+        raise SourceError("decode", "agent metrics: response is not Prometheus text format (no TYPE lines)")
+    try:
+        return b"\n".join(kept).decode("utf-8") + "\n"
+    except UnicodeDecodeError:
+        raise SourceError("decode", "agent metrics: response is not UTF-8") from None
+
+
+def _wanted(line: bytes) -> bool:
+    if line.startswith(b"# "):
+        parts = line.split(b" ", 3)
+        return len(parts) > 2 and parts[1] in (b"HELP", b"TYPE") and parts[2].startswith(_WANTED)
+    return line.startswith(_WANTED)
+
+
+def parse_metrics(text: str) -> AgentDatapath:
+    """Map the agent's families to the contract's; raises :class:`SourceError` (``decode``) on bad text."""
+    dropped: defaultdict[tuple[str, str], float] = defaultdict(float)
+    forwarded: defaultdict[str, float] = defaultdict(float)
+    pressure: dict[str, float] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = sample.labels
+                if sample.name == DROP_COUNT:
+                    key = (reason_name(labels.get("reason", "")), direction_label(labels.get("direction", "")))
+                    dropped[key] += sample.value
+                elif sample.name == FORWARD_COUNT:
+                    forwarded[direction_label(labels.get("direction", ""))] += sample.value
+                elif sample.name == MAP_PRESSURE and "map_name" in labels:
+                    pressure[labels["map_name"]] = sample.value
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise SourceError("decode", f"agent metrics: not Prometheus text format ({exc})") from None
+    return AgentDatapath(dict(dropped), dict(forwarded), pressure)
+
+
+class AgentMetricsSource:
+    """Scrape-time reader of the agent's metrics endpoint (registers a refresher in ``state``)."""
+
+    name = NAME
+
+    def __init__(self, config: Config, state: ExporterState, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.state = state
+        self.health = state.health[NAME]
+        self._clock = clock
+        self._last_attempt: float | None = None
+        self._lock = threading.Lock()
+        self.endpoint = Endpoint(config.agent_metrics_address.rstrip("/"))
+
+    def start(self) -> None:
+        self.state.refreshers.append(self.refresh)
+
+    def stop(self) -> None:
+        if self.refresh in self.state.refreshers:
+            self.state.refreshers.remove(self.refresh)
+
+    def refresh(self) -> None:
+        """Read the endpoint unless the last attempt is younger than :data:`CACHE_SECONDS`."""
+        with self._lock:
+            now = self._clock()
+            if self._last_attempt is not None and now - self._last_attempt < CACHE_SECONDS:
+                return
+            self._last_attempt = now
+            what = f"agent metrics {self.config.agent_metrics_address}"
+            try:
+                chunks = k8s_http.get_chunks(self.endpoint, "", timeout=self.config.agent_timeout,
+                                             max_bytes=MAX_BYTES, what=what, accept=ACCEPT)
+                snapshot = parse_metrics(filter_lines(chunks))
+            except SourceError as exc:
+                self.state.agent_datapath = None
+                self.health.fail(exc.reason, exc.message)
+                return
+            self.state.agent_datapath = snapshot
+            self.health.ok()

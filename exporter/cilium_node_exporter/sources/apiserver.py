@@ -1,0 +1,314 @@
+"""The cilium-agent pod's restarts and last termination from the API server: list, then watch.
+
+Only the Cilium namespace is read (a namespaced ``pods list/watch`` permission), with
+``labelSelector=<--cilium-pod-selector>`` and ``fieldSelector=spec.nodeName=<node>``. A watch that
+expires (410 Gone, as an HTTP status or an ERROR event) is answered by a fresh list; a watch the
+server ends normally is resumed from the last resourceVersion.
+
+Memory: the generated ``kubernetes`` client costs 25-45 MiB of RSS on import (every ``kubernetes.*``
+import runs ``kubernetes/__init__``, which loads the client, config, dynamic, watch and stream
+packages; ``CoreV1Api`` adds ~250 pydantic model modules). In the cluster — where the exporter runs
+— this source needs none of it: the in-cluster configuration is three files and two environment
+variables, and the two calls it makes are plain JSON over HTTPS (``k8s_http``). The ``kubernetes``
+package is imported only to load a ``--kubeconfig`` (outside the cluster: exec plugins, OIDC, client
+certificates), via ``kubernetes.config.load_kube_config`` into a ``Configuration``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cilium_node_exporter.aggregation.agent import AgentPod
+from cilium_node_exporter.aggregation.state import ExporterState
+from cilium_node_exporter.config import SA_DIR, Config, ConfigError, parse_envelope
+from cilium_node_exporter.sources import k8s_http
+from cilium_node_exporter.sources.k8s_http import Endpoint, SourceError, parse_time
+
+log = logging.getLogger(__name__)
+
+NAME = "apiserver"
+ENVELOPE_ANNOTATION = "cilium-node-exporter.io/memory-envelope"
+REQUEST_TIMEOUT = 10.0
+WATCH_TIMEOUT = 300  # server-side timeoutSeconds of one watch
+MAX_BYTES = 8 * 2**20
+BACKOFF_MAX = 30.0
+
+
+class WatchExpired(Exception):
+    """The resourceVersion is too old (410 Gone): re-list."""
+
+
+def in_cluster_endpoint(environ: Mapping[str, str] | None = None, sa_dir: str = SA_DIR) -> Endpoint:
+    """The API server as seen from a pod (same rules as ``kubernetes.config.load_incluster_config``)."""
+    env = os.environ if environ is None else environ
+    host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "")
+    if not host or not port:
+        raise SourceError("connect", "not running in a cluster (KUBERNETES_SERVICE_HOST/PORT unset); "
+                                     "outside a cluster pass --kubeconfig")
+    if ":" in host:
+        host = f"[{host}]"
+    ctx = k8s_http.tls_context(f"{sa_dir}/ca.crt")
+    return Endpoint(f"https://{host}:{port}", ctx, authorization=k8s_http.bearer_from_file(f"{sa_dir}/token"))
+
+
+def kubeconfig_endpoint(path: str) -> Endpoint:
+    """The API server of a kubeconfig's current context, loaded by the ``kubernetes`` package."""
+    from kubernetes.client.configuration import Configuration
+    from kubernetes.config.kube_config import load_kube_config
+
+    cfg = Configuration()
+    try:
+        load_kube_config(config_file=path, client_configuration=cfg, persist_config=False)
+    except Exception as exc:  # ConfigException, OSError, YAML errors
+        raise SourceError("auth", f"cannot load kubeconfig {path}: {exc}") from None
+    ctx = None
+    if cfg.host.startswith("https://"):
+        ctx = k8s_http.tls_context(cfg.ssl_ca_cert or "", insecure=not cfg.verify_ssl,
+                                   cert_file=cfg.cert_file or "", key_file=cfg.key_file or "")
+
+    def authorization() -> str | None:
+        return cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
+
+    return Endpoint(cfg.host.rstrip("/"), ctx, authorization=authorization)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    pod: AgentPod
+    deleting: bool
+    created: float
+
+
+def parse_pod(obj: Any, container: str) -> _Candidate | None:
+    """The agent container's status from a pod object; None when the pod has no such container."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
+        raise SourceError("protocol", "apiserver: pod object without metadata")
+    meta = obj["metadata"]
+    spec = obj.get("spec") or {}
+    names = {c.get("name") for c in spec.get("containers") or [] if isinstance(c, dict)}
+    statuses = [s for s in (obj.get("status") or {}).get("containerStatuses") or []
+                if isinstance(s, dict) and s.get("name") == container]
+    if container not in names and not statuses:
+        return None
+    restart_count = reason = finished = None
+    if statuses:
+        status = statuses[0]
+        count = status.get("restartCount")
+        restart_count = count if isinstance(count, int) and not isinstance(count, bool) else None
+        terminated = (status.get("lastState") or {}).get("terminated") or {}
+        if isinstance(terminated, dict):
+            reason = terminated.get("reason") if isinstance(terminated.get("reason"), str) else None
+            finished = parse_time(terminated.get("finishedAt"))
+    pod = AgentPod(namespace=str(meta.get("namespace", "")), name=str(meta.get("name", "")),
+                   uid=str(meta.get("uid", "")), restart_count=restart_count,
+                   last_terminated_reason=reason or None, last_terminated_at=finished)
+    return _Candidate(pod, bool(meta.get("deletionTimestamp")), parse_time(meta.get("creationTimestamp")) or 0.0)
+
+
+def choose(candidates: Mapping[str, _Candidate]) -> AgentPod | None:
+    """The agent pod to report: not being deleted first, then the newest."""
+    if not candidates:
+        return None
+    return max(candidates.values(), key=lambda c: (not c.deleting, c.created)).pod
+
+
+def envelope_from_annotation(node: Any) -> tuple[int, int] | None:
+    """The per-node envelope override; None when absent. Raises ConfigError when invalid."""
+    annotations = ((node or {}).get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(ENVELOPE_ANNOTATION)
+    if not value:
+        return None
+    return parse_envelope(str(value))
+
+
+class ApiServerSource:
+    """List+watch of the agent pod on this node in a background thread."""
+
+    name = NAME
+
+    def __init__(self, config: Config, state: ExporterState) -> None:
+        self.config = config
+        self.state = state
+        self.health = state.health[NAME]
+        self.watch_timeout = WATCH_TIMEOUT
+        self.backoff_max = BACKOFF_MAX
+        self.endpoint: Endpoint | None = None
+        self._pods: dict[str, _Candidate] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stream: k8s_http.Stream | None = None
+        self._annotation_problem: str | None = None
+        self.lists = 0  # number of successful lists (re-lists after 410 included)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="apiserver-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        stream = self._stream
+        if stream is not None:
+            stream.close()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+    # --- the loop -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = 1.0
+        if not self.config.node_name:
+            self.health.fail("protocol", "no node name: set --node-name (NODE_NAME from the downward API); "
+                                         "without it the agent pod of this node cannot be selected")
+            return
+        while not self._stop.is_set():
+            try:
+                if self.endpoint is None:
+                    self.endpoint = (kubeconfig_endpoint(self.config.kubeconfig) if self.config.kubeconfig
+                                     else in_cluster_endpoint())
+                version = self._list()
+                backoff = 1.0
+                while not self._stop.is_set():
+                    version = self._watch(version)
+                    self._read_node_envelope()
+            except WatchExpired:
+                log.info("apiserver: watch expired (410 Gone), re-listing")
+            except SourceError as exc:
+                if self._stop.is_set():
+                    return
+                self._pods.clear()
+                self.state.agent_pod = None
+                message = exc.message
+                if exc.status == 403:
+                    message += (f" (the service account needs pods list/watch in namespace "
+                                f"{self.config.cilium_namespace})")
+                self.health.fail(exc.reason, message)
+                self._stop.wait(backoff * random.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, self.backoff_max)
+            except Exception:  # a bug must not end the loop silently
+                log.exception("apiserver: unexpected error")
+                self.state.agent_pod = None
+                self.health.fail("protocol", "unexpected error (see log)")
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.backoff_max)
+
+    def _query(self) -> dict[str, str]:
+        query = {"fieldSelector": f"spec.nodeName={self.config.node_name}"}
+        if self.config.cilium_pod_selector:
+            query["labelSelector"] = self.config.cilium_pod_selector
+        return query
+
+    def _pods_path(self) -> str:
+        return f"/api/v1/namespaces/{self.config.cilium_namespace}/pods"
+
+    def _list(self) -> str:
+        assert self.endpoint is not None
+        doc = k8s_http.get_json(self.endpoint, self._pods_path(), query=self._query(), timeout=REQUEST_TIMEOUT,
+                                max_bytes=MAX_BYTES, what="apiserver pods list")
+        if not isinstance(doc, dict) or not isinstance(doc.get("items", []), list | type(None)):
+            raise SourceError("protocol", "apiserver pods list: not a PodList")
+        pods: dict[str, _Candidate] = {}
+        for item in doc.get("items") or []:
+            candidate = parse_pod(item, self.config.cilium_container)
+            if candidate is not None:
+                pods[candidate.pod.uid] = candidate
+        self._pods = pods
+        self._publish()
+        self.lists += 1
+        self.health.ok()
+        self._read_node_envelope()
+        return str((doc.get("metadata") or {}).get("resourceVersion", ""))
+
+    def _watch(self, version: str) -> str:
+        """One watch request; returns the last resourceVersion when the server ends it normally."""
+        assert self.endpoint is not None
+        query = {**self._query(), "watch": "true", "allowWatchBookmarks": "true",
+                 "timeoutSeconds": str(self.watch_timeout)}
+        if version:
+            query["resourceVersion"] = version
+        try:
+            stream = k8s_http.Stream(self.endpoint, self._pods_path(), query=query, connect_timeout=REQUEST_TIMEOUT,
+                                     read_timeout=self.watch_timeout + 30, what="apiserver pods watch")
+        except SourceError as exc:
+            if exc.status == 410:
+                raise WatchExpired() from None
+            raise
+        self._stream = stream
+        try:
+            if self._stop.is_set():
+                return version
+            for line in stream.lines():
+                version = self._event(line, version)
+        finally:
+            self._stream = None
+            stream.close()
+        return version
+
+    def _event(self, line: bytes, version: str) -> str:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            raise SourceError("decode", "apiserver pods watch: event is not JSON") from None
+        if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
+            raise SourceError("protocol", "apiserver pods watch: event without object")
+        kind, obj = event.get("type"), event["object"]
+        if kind == "ERROR":
+            code = obj.get("code")
+            if code == 410:
+                raise WatchExpired()
+            raise SourceError("http", f"apiserver pods watch: error event {code}: {str(obj.get('message'))[:200]}",
+                              code if isinstance(code, int) else None)
+        new_version = str((obj.get("metadata") or {}).get("resourceVersion", "")) or version
+        if kind == "BOOKMARK":
+            return new_version
+        if kind in ("ADDED", "MODIFIED"):
+            candidate = parse_pod(obj, self.config.cilium_container)
+            uid = str((obj.get("metadata") or {}).get("uid", ""))
+            if candidate is None:
+                self._pods.pop(uid, None)
+            else:
+                self._pods[uid] = candidate
+        elif kind == "DELETED":
+            self._pods.pop(str((obj.get("metadata") or {}).get("uid", "")), None)
+        else:
+            raise SourceError("protocol", f"apiserver pods watch: unknown event type {kind!r}")
+        self._publish()
+        return new_version
+
+    def _publish(self) -> None:
+        self.state.agent_pod = choose(self._pods)
+
+    # --- the per-node envelope ------------------------------------------------------------------
+    def _read_node_envelope(self) -> None:
+        if not self.config.envelope_from_node_annotation or self.endpoint is None:
+            return
+        try:
+            node = k8s_http.get_json(self.endpoint, f"/api/v1/nodes/{self.config.node_name}", timeout=REQUEST_TIMEOUT,
+                                     max_bytes=MAX_BYTES, what="apiserver node get")
+            override = envelope_from_annotation(node)
+        except SourceError as exc:
+            self.health.errors[exc.reason] += 1
+            hint = " (the service account needs nodes get)" if exc.status == 403 else ""
+            self._annotation(f"cannot read the node annotation {ENVELOPE_ANNOTATION}: {exc.message}{hint}; "
+                             "keeping the previous envelope")
+            return
+        except ConfigError as exc:
+            self._annotation(f"invalid node annotation {ENVELOPE_ANNOTATION}: {exc}; using the configured "
+                             "--memory-envelope")
+            self.state.envelope_override = None
+            return
+        if self._annotation_problem is not None:
+            log.info("node annotation %s readable again", ENVELOPE_ANNOTATION)
+            self._annotation_problem = None
+        self.state.envelope_override = override
+
+    def _annotation(self, problem: str) -> None:
+        if problem != self._annotation_problem:
+            log.error("%s", problem)
+            self._annotation_problem = problem

@@ -1,0 +1,271 @@
+"""A small HTTP(S) client for the kubelet, the API server and the agent metrics endpoint.
+
+Standard library only (``http.client`` + ``ssl``): the generated ``kubernetes`` client costs
+25-45 MiB of RSS (see ``bench/exporter_rss.py``), more than this whole exporter otherwise needs.
+Every call has an overall deadline (a slow-drip response cannot hold a scrape), a size cap, and
+every failure becomes a :class:`SourceError` with a reason from ``contract.ERROR_REASONS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+CHUNK = 64 * 1024
+
+
+def parse_time(value: Any) -> float | None:
+    """RFC 3339 (``2026-06-26T10:14:32Z``) to Unix seconds; None when absent or unparsable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+class SourceError(Exception):
+    """A failed request; ``reason`` is one of ``contract.ERROR_REASONS``."""
+
+    def __init__(self, reason: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to reach one HTTP server."""
+
+    base_url: str
+    ssl_context: ssl.SSLContext | None = None
+    # Authorization header value ("Bearer <token>"), called per request so that rotation works.
+    authorization: Callable[[], str | None] | None = None
+
+    def connection(self, timeout: float) -> http.client.HTTPConnection:
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SourceError("connect", f"unsupported URL {self.base_url!r} (use http:// or https://)")
+        if parts.scheme == "https":
+            ctx = self.ssl_context or ssl.create_default_context()
+            return http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout, context=ctx)
+        return http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+
+    def path(self, path: str, query: Mapping[str, str] | None = None) -> str:
+        prefix = urlsplit(self.base_url).path.rstrip("/")
+        return (prefix + path or "/") + (("?" + urlencode(query)) if query else "")
+
+
+def tls_context(ca_file: str = "", *, ca_data: str | None = None, insecure: bool = False,
+                cert_file: str = "", key_file: str = "") -> ssl.SSLContext:
+    """Client TLS context: verify against ``ca_file``/``ca_data`` (or the system store), or not at all."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        try:
+            if ca_file or ca_data:
+                ctx.load_verify_locations(cafile=ca_file or None, cadata=ca_data)
+            else:
+                ctx.load_default_certs()
+        except (OSError, ssl.SSLError) as exc:
+            raise SourceError("tls", f"cannot load CA bundle {ca_file or '(inline data)'}: {exc}") from None
+    if cert_file:
+        try:
+            ctx.load_cert_chain(cert_file, key_file or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise SourceError("tls", f"cannot load client certificate {cert_file}: {exc}") from None
+    return ctx
+
+
+def bearer_from_file(path: str) -> Callable[[], str]:
+    """An ``authorization`` callable that re-reads the token file on every request."""
+    return lambda: "Bearer " + read_token(path)
+
+
+def read_token(path: str) -> str:
+    """Read a bearer token file (re-read on every request so that a rotated token is picked up)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            token = fh.read().strip()
+    except OSError as exc:
+        raise SourceError("auth", f"cannot read token file {path}: {exc.strerror or exc}") from None
+    if not token:
+        raise SourceError("auth", f"token file {path} is empty")
+    return token
+
+
+def classify(exc: BaseException, what: str) -> SourceError:
+    """Map a low-level exception to a :class:`SourceError` with a bounded reason."""
+    if isinstance(exc, SourceError):
+        return exc
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return SourceError("tls", f"{what}: certificate verification failed: {exc.verify_message or exc}")
+    if isinstance(exc, ssl.SSLError):
+        return SourceError("tls", f"{what}: TLS error: {exc.reason or exc}")
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return SourceError("timeout", f"{what}: timed out")
+    if isinstance(exc, ConnectionRefusedError):
+        return SourceError("connect", f"{what}: connection refused")
+    if isinstance(exc, socket.gaierror):
+        return SourceError("connect", f"{what}: cannot resolve host: {exc.strerror or exc}")
+    if isinstance(exc, http.client.IncompleteRead | http.client.BadStatusLine | http.client.LineTooLong):
+        return SourceError("protocol", f"{what}: malformed HTTP response")
+    if isinstance(exc, http.client.HTTPException):
+        return SourceError("protocol", f"{what}: HTTP protocol error: {type(exc).__name__}")
+    if isinstance(exc, ConnectionError | OSError):
+        return SourceError("connect", f"{what}: {type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}")
+    return SourceError("protocol", f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _status_error(status: int, body: bytes, what: str) -> SourceError:
+    detail = ""
+    try:
+        doc = json.loads(body[:4096])
+        if isinstance(doc, dict) and isinstance(doc.get("message"), str):
+            detail = ": " + doc["message"][:200]
+    except ValueError:
+        pass
+    reason = "auth" if status in (401, 403) else "http"
+    return SourceError(reason, f"{what}: HTTP {status}{detail}", status)
+
+
+class Deadline:
+    """An overall time budget shared by connect, send and every read."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("deadline exceeded")
+        return left
+
+
+def _headers(endpoint: Endpoint, accept: str) -> dict[str, str]:
+    headers = {"Accept": accept, "User-Agent": "cilium-node-exporter"}
+    value = endpoint.authorization() if endpoint.authorization else None
+    if value:
+        headers["Authorization"] = value
+    return headers
+
+
+def get(endpoint: Endpoint, path: str, *, timeout: float, max_bytes: int, what: str,
+        accept: str = "application/json", query: Mapping[str, str] | None = None) -> bytes:
+    """GET ``path``; the whole exchange (connect included) must finish within ``timeout`` seconds."""
+    return b"".join(get_chunks(endpoint, path, timeout=timeout, max_bytes=max_bytes, what=what,
+                               accept=accept, query=query))
+
+
+def get_chunks(endpoint: Endpoint, path: str, *, timeout: float, max_bytes: int, what: str,
+               accept: str = "application/json", query: Mapping[str, str] | None = None) -> Iterator[bytes]:
+    """Like :func:`get` but yields the body in chunks (callers can filter without holding it all)."""
+    deadline = Deadline(timeout)
+    headers = _headers(endpoint, accept)
+    conn = endpoint.connection(timeout)
+    try:
+        try:
+            conn.request("GET", endpoint.path(path, query), headers=headers)
+            if conn.sock is not None:
+                conn.sock.settimeout(deadline.remaining())
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise _status_error(resp.status, _read_some(resp, deadline, 4096), what)
+            total = 0
+            while True:
+                if conn.sock is not None:
+                    conn.sock.settimeout(deadline.remaining())
+                chunk = resp.read1(CHUNK) if hasattr(resp, "read1") else resp.read(CHUNK)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > max_bytes:
+                    raise SourceError("protocol", f"{what}: response larger than {max_bytes} bytes")
+                yield chunk
+        except Exception as exc:
+            raise classify(exc, what) from None
+    finally:
+        conn.close()
+
+
+def _read_some(resp: http.client.HTTPResponse, deadline: Deadline, limit: int) -> bytes:
+    try:
+        deadline.remaining()
+        return resp.read(limit)
+    except Exception:
+        return b""
+
+
+def get_json(endpoint: Endpoint, path: str, *, timeout: float, max_bytes: int, what: str,
+             query: Mapping[str, str] | None = None) -> Any:
+    """GET and decode JSON; a body that is not JSON is a ``decode`` error."""
+    body = get(endpoint, path, timeout=timeout, max_bytes=max_bytes, what=what, query=query)
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise SourceError("decode", f"{what}: response is not JSON ({exc.msg})") from None
+
+
+class Stream:
+    """A long-lived GET (a Kubernetes watch) read line by line; :meth:`close` unblocks a reader."""
+
+    def __init__(self, endpoint: Endpoint, path: str, *, query: Mapping[str, str], connect_timeout: float,
+                 read_timeout: float, what: str, max_line: int = 16 * 2**20) -> None:
+        self.what = what
+        self.max_line = max_line
+        self._closed = False
+        self._conn = endpoint.connection(connect_timeout)
+        try:
+            self._conn.request("GET", endpoint.path(path, query), headers=_headers(endpoint, "application/json"))
+            if self._conn.sock is not None:
+                self._conn.sock.settimeout(read_timeout)
+            self._resp = self._conn.getresponse()
+        except Exception as exc:
+            self._conn.close()
+            raise classify(exc, what) from None
+        if self._resp.status != 200:
+            body = b""
+            with contextlib.suppress(Exception):
+                body = self._resp.read(4096)
+            self._conn.close()
+            raise _status_error(self._resp.status, body, what)
+
+    def lines(self) -> Iterator[bytes]:
+        """Yield each non-empty line; ends when the server closes the stream."""
+        try:
+            while True:
+                line = self._resp.readline(self.max_line + 1)
+                if not line:
+                    return
+                if len(line) > self.max_line:
+                    raise SourceError("protocol", f"{self.what}: watch event larger than {self.max_line} bytes")
+                if line.strip():
+                    yield line
+        except SourceError:
+            raise
+        except Exception as exc:
+            if self._closed:
+                return
+            raise classify(exc, self.what) from None
+
+    def close(self) -> None:
+        """Close the connection (safe from another thread: a blocked read returns)."""
+        self._closed = True
+        sock = self._conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._conn.close()

@@ -1,0 +1,149 @@
+"""The cilium-agent container's memory from the node's kubelet Summary API, read at scrape time.
+
+``GET /stats/summary?only_cpu_and_memory=true`` (RBAC ``nodes/stats`` ``get``) with the pod's
+service-account token, re-read from its file on every request so that rotation works. Results are
+cached for :data:`CACHE_SECONDS` so that two scrapes within a second cost one call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cilium_node_exporter.aggregation.agent import AgentMemory
+from cilium_node_exporter.aggregation.state import ExporterState
+from cilium_node_exporter.config import Config
+from cilium_node_exporter.sources import k8s_http
+from cilium_node_exporter.sources.k8s_http import Endpoint, SourceError, parse_time
+
+log = logging.getLogger(__name__)
+
+NAME = "kubelet"
+SUMMARY_PATH = "/stats/summary"
+CACHE_SECONDS = 1.0
+MAX_BYTES = 16 * 2**20
+TLS_HINT = ("set --kubelet-ca to the CA that signs the kubelet serving certificate, or, for self-signed "
+            "kubelet certificates (kubeadm, kind, minikube), --kubelet-insecure-skip-verify "
+            "(chart value kubelet.insecureSkipVerify)")
+
+
+def _uint(memory: dict[str, Any], key: str) -> int | None:
+    value = memory.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise SourceError("protocol", f"kubelet summary: memory.{key} is not a byte count: {value!r}")
+    return int(value)
+
+
+def parse_summary(doc: Any, namespace: str, container: str, prefer_uid: str | None = None) -> AgentMemory | None:
+    """The agent container's memory from a Summary document; None when no agent pod is on the node.
+
+    Raises :class:`SourceError` (``protocol``) when the document does not have the Summary shape.
+    Among several candidate pods (a rollout), ``prefer_uid`` (the pod the API server reports) wins,
+    else the container started last.
+    """
+    if not isinstance(doc, dict) or not isinstance(doc.get("pods", []), list | type(None)):
+        raise SourceError("protocol", "kubelet summary: not a Summary object (no pods list)")
+    candidates: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = []
+    for pod in doc.get("pods") or []:
+        if not isinstance(pod, dict):
+            raise SourceError("protocol", "kubelet summary: a pods[] entry is not an object")
+        ref = pod.get("podRef")
+        if not isinstance(ref, dict):
+            raise SourceError("protocol", "kubelet summary: a pods[] entry has no podRef")
+        if ref.get("namespace") != namespace:
+            continue
+        for ctr in pod.get("containers") or []:
+            if isinstance(ctr, dict) and ctr.get("name") == container:
+                candidates.append((ref, pod, ctr))
+    if not candidates:
+        return None
+    chosen = next((c for c in candidates if prefer_uid and c[0].get("uid") == prefer_uid), None)
+    if chosen is None:
+        chosen = max(candidates, key=lambda c: parse_time(c[2].get("startTime")) or 0.0)
+    ref, _pod, ctr = chosen
+    memory = ctr.get("memory")
+    if memory is None:
+        memory = {}
+    if not isinstance(memory, dict):
+        raise SourceError("protocol", "kubelet summary: container memory is not an object")
+    working_set = _uint(memory, "workingSetBytes")
+    available = _uint(memory, "availableBytes")
+    return AgentMemory(
+        pod_namespace=str(ref.get("namespace", "")),
+        pod_name=str(ref.get("name", "")),
+        pod_uid=str(ref.get("uid", "")),
+        working_set=working_set,
+        rss=_uint(memory, "rssBytes"),
+        usage=_uint(memory, "usageBytes"),
+        limit=available + working_set if available is not None and working_set is not None else None,
+        start_time=parse_time(ctr.get("startTime")),
+    )
+
+
+class KubeletSource:
+    """Scrape-time reader of the kubelet Summary API (registers a refresher in ``state``)."""
+
+    name = NAME
+
+    def __init__(self, config: Config, state: ExporterState, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.state = state
+        self.health = state.health[NAME]
+        self._clock = clock
+        self._last_attempt: float | None = None
+        self._lock = threading.Lock()
+        self._ssl_context = None
+        self.endpoint: Endpoint | None = None
+
+    def start(self) -> None:
+        cfg = self.config
+        if cfg.kubelet_insecure_skip_verify:
+            log.warning("kubelet TLS verification is off (--kubelet-insecure-skip-verify): the kubelet's "
+                        "identity is not checked")
+        self.state.refreshers.append(self.refresh)
+
+    def stop(self) -> None:
+        if self.refresh in self.state.refreshers:
+            self.state.refreshers.remove(self.refresh)
+
+    def _endpoint(self) -> Endpoint:
+        if self.endpoint is None:
+            cfg = self.config
+            ctx = None
+            if cfg.kubelet_address.startswith("https://"):
+                ctx = k8s_http.tls_context(cfg.kubelet_ca, insecure=cfg.kubelet_insecure_skip_verify)
+            token_file = cfg.kubelet_token_file
+            self.endpoint = Endpoint(cfg.kubelet_address, ctx,
+                                     authorization=k8s_http.bearer_from_file(token_file) if token_file else None)
+        return self.endpoint
+
+    def refresh(self) -> None:
+        """Read the kubelet unless the last attempt is younger than :data:`CACHE_SECONDS`."""
+        with self._lock:
+            now = self._clock()
+            if self._last_attempt is not None and now - self._last_attempt < CACHE_SECONDS:
+                return
+            self._last_attempt = now
+            try:
+                doc = k8s_http.get_json(self._endpoint(), SUMMARY_PATH, query={"only_cpu_and_memory": "true"},
+                                        timeout=self.config.kubelet_timeout, max_bytes=MAX_BYTES,
+                                        what=f"kubelet {self.config.kubelet_address}")
+                pod = self.state.agent_pod
+                memory = parse_summary(doc, self.config.cilium_namespace, self.config.cilium_container,
+                                       prefer_uid=pod.uid if pod is not None else None)
+            except SourceError as exc:
+                self.state.agent_memory = None
+                message = exc.message
+                if exc.reason == "tls":
+                    message = f"{message}; {TLS_HINT}"
+                elif exc.status == 403:
+                    message = f"{message} (the service account needs RBAC nodes/stats get)"
+                self.health.fail(exc.reason, message)
+                return
+            self.state.agent_memory = memory
+            self.health.ok()
