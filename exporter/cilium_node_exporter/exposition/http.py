@@ -67,7 +67,7 @@ def make_server(host: str, port: int, registry: CollectorRegistry) -> ThreadingH
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             log.debug("http: " + format, *args)
 
     return _Server((host or "", port), Handler)
