@@ -1,4 +1,4 @@
-"""Render ``docs/metrics.md`` from :mod:`cilium_node_exporter.contract` (``python -m cilium_node_exporter.contract_doc``).
+"""Render ``docs/metrics.md`` from the contract module: ``python -m cilium_node_exporter.contract_doc``.
 
 The committed file is checked against this rendering by the test suite, so the documented
 contract and the exporter's registry cannot drift apart.
@@ -58,7 +58,7 @@ def render() -> str:
         "",
         f"- `direction`: {', '.join(c.DIRECTIONS)}",
         f"- `action`: {', '.join(c.ACTIONS)}",
-        "- `match`: " + ", ".join(list(c.MATCH_BY_TYPE.values()) + [c.MATCH_UNKNOWN, "l7/http", "l7/dns", "l7/kafka"]),
+        "- `match`: " + ", ".join([*c.MATCH_BY_TYPE.values(), c.MATCH_UNKNOWN, "l7/http", "l7/dns", "l7/kafka"]),
         "- `source` (lost events): " + ", ".join(c.LOST_SOURCE_BY_ENUM.values()),
         f"- `source` (exporter health): {', '.join(c.SOURCES)}",
         f"- `reason` (source errors): {', '.join(c.ERROR_REASONS)}",
