@@ -1,0 +1,208 @@
+"""Thin helpers over grafana-foundation-sdk builders: the conventions every panel and variable follows.
+
+Every panel and query variable uses the `datasource` variable; every target gets an explicit refId;
+every panel gets a unit and a description (callers must pass both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import prometheus as pb
+from grafana_foundation_sdk.builders import stat as statb
+from grafana_foundation_sdk.builders import statetimeline as stlb
+from grafana_foundation_sdk.builders import table as tableb
+from grafana_foundation_sdk.builders import timeseries as tsb
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import prometheus as pm
+
+from dashboards import promql
+
+DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
+TAG = "cilium-node-exporter"
+
+FLEET_UID = "cilium-node-fleet"
+DETAIL_UID = "cilium-node-detail"
+SLO_UID = "cilium-node-slo"
+TITLES = {FLEET_UID: "Cilium / Node Fleet", DETAIL_UID: "Cilium / Node Detail", SLO_UID: "Cilium / SLO Review"}
+
+# A click on a node (table cell or series) opens the node detail with the same datasource, job,
+# cluster and time range.
+_DETAIL_QUERY = "${datasource:queryparam}&${job:queryparam}&${cluster:queryparam}&${__url_time_range}"
+NODE_LINK_FROM_ROW = f"/d/{DETAIL_UID}/cilium-node-detail?var-node=${{__data.fields.node}}&{_DETAIL_QUERY}"
+NODE_LINK_FROM_SERIES = f"/d/{DETAIL_UID}/cilium-node-detail?var-node=${{__field.labels.node}}&{_DETAIL_QUERY}"
+
+
+# --- variables ---------------------------------------------------------------------------------
+def datasource_variable() -> db.DatasourceVariable:
+    return (db.DatasourceVariable("datasource").label("Data source").type("prometheus")
+            .description("Prometheus that scrapes cilium-node-exporter."))
+
+
+def job_variable() -> db.QueryVariable:
+    return (db.QueryVariable("job").label("Job").datasource(DATASOURCE)
+            .description("Scrape job of the exporter (label_values of cilium_node_exporter_build_info).")
+            .query("label_values(cilium_node_exporter_build_info, job)")
+            .multi(True).include_all(True).all_value(".+")
+            .current(dm.VariableOption(selected=True, text=[promql.DEFAULT_JOB], value=[promql.DEFAULT_JOB]))
+            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC))
+
+
+def cluster_variable() -> db.QueryVariable:
+    """All (`.*`) by default: matches series without any cluster label (single-cluster setups)."""
+    return (db.QueryVariable("cluster").label("Cluster").datasource(DATASOURCE)
+            .description("Cluster label, when the scrape adds one; All also matches series without it.")
+            .query('label_values(cilium_node_exporter_build_info{job=~"$job"}, cluster)')
+            .include_all(True).all_value(".*").allow_custom_value(True)
+            .current(dm.VariableOption(selected=True, text="All", value="$__all"))
+            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC))
+
+
+def node_variable(multi: bool) -> db.QueryVariable:
+    """Multi-valued with All on the fleet and SLO dashboards, a single node on the node detail."""
+    var = (db.QueryVariable("node").label("Node").datasource(DATASOURCE)
+           .description("Kubernetes node (target label set by the scrape config).")
+           .query('label_values(cilium_node_exporter_build_info{job=~"$job", cluster=~"$cluster"}, node)')
+           .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.NATURAL_ASC))
+    if multi:
+        var = (var.multi(True).include_all(True).all_value(".*")
+               .current(dm.VariableOption(selected=True, text="All", value="$__all")))
+    return var
+
+
+# --- links -------------------------------------------------------------------------------------
+def dashboard_links(own_uid: str) -> list[db.DashboardLink]:
+    """Links to the two other dashboards, keeping time range and variables."""
+    return [
+        db.DashboardLink(TITLES[uid]).type(dm.DashboardLinkType.LINK).url(f"/d/{uid}")
+        .tooltip(f"Open {TITLES[uid]}").icon("dashboard").keep_time(True).include_vars(True)
+        .target_blank(False).as_dropdown(False)
+        for uid in TITLES if uid != own_uid
+    ]
+
+
+def node_detail_link(url: str) -> db.DashboardLink:
+    return db.DashboardLink("Node detail for ${__data.fields.node}").url(url).target_blank(False)
+
+
+# --- queries -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Q:
+    """One PromQL target: expression, legend, instant (tables, stats) or range."""
+
+    expr: str
+    legend: str = ""
+    instant: bool = False
+
+
+def _targets(queries: list[Q], table: bool = False) -> list[pb.Dataquery]:
+    out = []
+    for i, q in enumerate(queries):
+        t = pb.Dataquery().expr(q.expr).ref_id(chr(ord("A") + i)).datasource(DATASOURCE)
+        if q.legend:
+            t = t.legend_format(q.legend)
+        t = t.instant() if q.instant else t.range()
+        if table:
+            t = t.format(pm.PromQueryFormat.TABLE)
+        out.append(t)
+    return out
+
+
+def thresholds(*steps: tuple[float | None, str]) -> db.ThresholdsConfig:
+    return (db.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE)
+            .steps([dm.Threshold(value=v, color=c) for v, c in steps]))
+
+
+GREEN_ONLY = thresholds((None, "green"))
+
+
+# --- panels ------------------------------------------------------------------------------------
+def timeseries(title: str, description: str, unit: str, queries: list[Q], *, width: int = 12, height: int = 8,
+               stacked: bool = False, steps: db.ThresholdsConfig | None = None, threshold_lines: bool = False,
+               min_val: float | None = 0, links: list[db.DashboardLink] | None = None,
+               legend_table: bool = False) -> tsb.Panel:
+    p = (tsb.Panel().title(title).description(description).unit(unit).datasource(DATASOURCE)
+         .targets(_targets(queries)).span(width).height(height).fill_opacity(10 if not stacked else 30)
+         .line_width(1).show_points(cm.VisibilityMode.NEVER).thresholds(steps or GREEN_ONLY)
+         .legend(cb.VizLegendOptions().display_mode(cm.LegendDisplayMode.TABLE if legend_table
+                                                    else cm.LegendDisplayMode.LIST)
+                 .placement(cm.LegendPlacement.BOTTOM).show_legend(True)
+                 .calcs(["lastNotNull", "max"] if legend_table else []))
+         .tooltip(cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI).sort(cm.SortOrder.DESCENDING)))
+    if min_val is not None:
+        p = p.min(min_val)
+    if stacked:
+        p = p.stacking(cb.StackingConfig().mode(cm.StackingMode.NORMAL))
+    if threshold_lines:
+        p = p.thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED))
+    if links:
+        p = p.data_links(links)
+    return p
+
+
+def stat(title: str, description: str, unit: str, queries: list[Q], *, width: int = 4, height: int = 4,
+         steps: db.ThresholdsConfig | None = None, decimals: float | None = None,
+         text_mode: cm.BigValueTextMode = cm.BigValueTextMode.AUTO) -> statb.Panel:
+    p = (statb.Panel().title(title).description(description).unit(unit).datasource(DATASOURCE)
+         .targets(_targets(queries)).span(width).height(height).thresholds(steps or GREEN_ONLY)
+         .color_mode(cm.BigValueColorMode.BACKGROUND if steps else cm.BigValueColorMode.NONE)
+         .graph_mode(cm.BigValueGraphMode.NONE).text_mode(text_mode)
+         .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False)))
+    if decimals is not None:
+        p = p.decimals(decimals)
+    return p
+
+
+def state_timeline(title: str, description: str, queries: list[Q], *, width: int = 12,
+                   height: int = 6) -> stlb.Panel:
+    """0/1 health series shown as down/up."""
+    mapping = dm.ValueMap(options={"0": dm.ValueMappingResult(text="down", color="red", index=0),
+                                   "1": dm.ValueMappingResult(text="up", color="green", index=1)})
+    return (stlb.Panel().title(title).description(description).unit("bool_on_off").datasource(DATASOURCE)
+            .targets(_targets(queries)).span(width).height(height).mappings([mapping])
+            .thresholds(thresholds((None, "red"), (1, "green"))).show_value(cm.VisibilityMode.NEVER)
+            .merge_values(True).line_width(0).fill_opacity(80))
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column computed by one instant query, aggregated `by (cluster, node)`."""
+
+    name: str
+    expr: str
+    unit: str
+    steps: db.ThresholdsConfig | None = None
+    decimals: int | None = None
+    extra: list[dm.DynamicConfigValue] = field(default_factory=list)
+
+
+def node_table(title: str, description: str, columns: list[Column], *, sort_by: str, desc: bool = True,
+               width: int = 24, height: int = 10) -> tableb.Panel:
+    """One row per node: instant queries merged on (cluster, node), worst first, rows link to node detail."""
+    queries = [Q(c.expr, instant=True) for c in columns]
+    renames = {f"Value #{chr(ord('A') + i)}": c.name for i, c in enumerate(columns)}
+    p = (tableb.Panel().title(title).description(description).unit("none").datasource(DATASOURCE)
+         .targets(_targets(queries, table=True)).span(width).height(height).thresholds(GREEN_ONLY)
+         .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+         .with_transformation(dm.DataTransformerConfig(
+             id_val="organize", options={"excludeByName": {"Time": True}, "renameByName": renames,
+                                         "indexByName": {"node": 0, "cluster": 1}}))
+         .sort_by([cb.TableSortByFieldState().display_name(sort_by).desc(desc)])
+         .data_links([node_detail_link(NODE_LINK_FROM_ROW)]))
+    for c in columns:
+        props = [dm.DynamicConfigValue(id_val="unit", value=c.unit)]
+        if c.decimals is not None:
+            props.append(dm.DynamicConfigValue(id_val="decimals", value=c.decimals))
+        if c.steps is not None:
+            props.append(dm.DynamicConfigValue(id_val="thresholds", value=c.steps.build()))
+            props.append(dm.DynamicConfigValue(id_val="custom.cellOptions",
+                                               value={"type": "color-background", "mode": "basic"}))
+        p = p.override_by_name(c.name, props + c.extra)
+    return p
+
+
+def row(title: str) -> db.Row:
+    return db.Row(title)

@@ -1,0 +1,114 @@
+"""Every PromQL expression of every dashboard, with Grafana variables substituted.
+
+Used by the unit tests (promtool parses each one) and by the end-to-end test, which runs them against a
+real Prometheus scraping the exporter:
+
+    from dashboards.queries import all_queries
+    for q in all_queries({"node": "sim-1", "window": "1h"}):
+        ...  # q.dashboard, q.panel, q.kind, q.ref_id, q.expr
+
+Query variables (`label_values(<selector>, <label>)`) are returned as the equivalent PromQL
+`group by (<label>) (<selector>)`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from dashboards import promql
+
+DASHBOARD_DIR: Final = Path(__file__).resolve().parent
+
+# Grafana built-ins and dashboard variables -> values that make each expression plain PromQL.
+DEFAULT_SUBSTITUTIONS: Final[Mapping[str, str]] = {
+    "__rate_interval": "5m",
+    "__interval": "1m",
+    "__range": "1h",
+    "window": "28d",
+    "node": "sim-1",
+    "cluster": "",
+    "job": promql.DEFAULT_JOB,
+    "datasource": "prometheus",
+}
+
+_VAR = re.compile(r"\$\{(\w+)(?::[\w]+)?\}|\[\[(\w+)(?::[\w]+)?\]\]|\$(\w+)")
+_LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(?:(?P<sel>.+?)\s*,\s*)?(?P<label>\w+)\s*\)\s*$", re.S)
+
+
+@dataclass(frozen=True)
+class Query:
+    """One expression: where it is and what it says (``expr`` substituted, ``template`` as in the JSON)."""
+
+    dashboard: str  # uid
+    panel: str  # panel title, variable name or annotation name
+    kind: str  # "panel" | "variable" | "annotation"
+    ref_id: str
+    template: str
+    expr: str
+
+
+def substitute(expr: str, substitutions: Mapping[str, str] | None = None) -> str:
+    """Replace `$var`, `${var}`, `${var:fmt}` and `[[var]]`; an unknown variable raises KeyError."""
+    subs = dict(DEFAULT_SUBSTITUTIONS)
+    subs.update({k.lstrip("$"): v for k, v in (substitutions or {}).items()})
+
+    def repl(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2) or m.group(3)
+        if name not in subs:
+            raise KeyError(f"no substitution for Grafana variable ${name} in {expr!r}")
+        return subs[name]
+
+    return _VAR.sub(repl, expr)
+
+
+def variable_promql(query: str) -> str:
+    """`label_values(sel, label)` as PromQL (`group by (label) (sel)`); other queries unchanged."""
+    m = _LABEL_VALUES.match(query)
+    if not m:
+        return query
+    sel = m.group("sel") or "{__name__=~\".+\"}"
+    return f"group by ({m.group('label')}) ({sel})"
+
+
+def load_dashboards(directory: Path = DASHBOARD_DIR) -> dict[str, dict]:
+    """uid -> dashboard JSON model of the committed files."""
+    docs = (json.loads(p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.json")))
+    return {d["uid"]: d for d in docs}
+
+
+def iter_panels(doc: dict) -> Iterator[dict]:
+    """Every panel, including those nested in collapsed rows."""
+    for panel in doc.get("panels", []):
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def _templates(doc: dict) -> Iterator[tuple[str, str, str, str]]:
+    for panel in iter_panels(doc):
+        for target in panel.get("targets", []):
+            if "expr" in target:
+                yield panel["title"], "panel", target.get("refId", ""), target["expr"]
+    for var in doc.get("templating", {}).get("list", []):
+        if var.get("type") == "query":
+            query = var["query"] if isinstance(var["query"], str) else var["query"].get("query", "")
+            yield var["name"], "variable", "", variable_promql(query)
+    for ann in doc.get("annotations", {}).get("list", []):
+        if "expr" in ann:
+            yield ann["name"], "annotation", "", ann["expr"]
+
+
+def all_queries(substitutions: Mapping[str, str] | None = None,
+                dashboards: Mapping[str, dict] | None = None) -> list[Query]:
+    """Every (dashboard, panel/variable/annotation, expression), variables substituted.
+
+    ``substitutions`` override :data:`DEFAULT_SUBSTITUTIONS` (keys with or without `$`);
+    ``dashboards`` defaults to the committed JSON next to this module.
+    """
+    docs = load_dashboards() if dashboards is None else dashboards
+    return [Query(uid, name, kind, ref, template, substitute(template, substitutions))
+            for uid, doc in docs.items() for name, kind, ref, template in _templates(doc)]
