@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -96,7 +97,7 @@ class Config:
     hubble_tls_key: str = ""
     hubble_tls_server_name: str = ""
     hubble_status_interval: float = 10.0
-    hubble_stall_timeout: float = 300.0
+    hubble_stall_timeout: float = 120.0
     hubble_backoff_max: float = 30.0
     count_health_verdicts: bool = False
     # optional dimensions and cardinality
@@ -150,29 +151,43 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     node_ip = env.get("NODE_IP", "127.0.0.1")
     p = _Parser(
         prog="cilium-node-exporter",
-        description="Prometheus exporter for one Cilium node: packet drops and their reasons, policy "
+        description=textwrap.fill("Prometheus exporter for one Cilium node: packet drops and their reasons, policy "
         "verdicts (L7 included), Hubble event loss, and the cilium-agent's memory against its "
         "expected envelope. Every flag can also be set as an environment variable: CNE_ followed by "
-        "the flag name in upper case with '-' as '_' (e.g. CNE_LISTEN_ADDRESS).",
-        epilog="Subcommand: 'cilium-node-exporter simulate --help' runs the built-in Hubble/kubelet "
-        "simulator for demos, tests and fire drills.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "the flag name in upper case with '-' as '_' (e.g. CNE_LISTEN_ADDRESS).", 100),
+        epilog=textwrap.fill("Subcommand: 'cilium-node-exporter simulate --help' runs the built-in "
+                             "Hubble/kubelet simulator for demos, tests and fire drills.", 100),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"cilium-node-exporter {__version__}")
 
-    def add(name: str, default: object, help_: str, **kw: object) -> None:
-        p.add_argument(f"--{name}", default=_env(name, str(default), env), help=help_, **kw)  # type: ignore[arg-type]
+    group: argparse._ArgumentGroup | argparse.ArgumentParser = p
+
+    def section(title: str) -> None:
+        nonlocal group
+        group = p.add_argument_group(title)
+
+    def env_help(name: str, default: str, help_: str) -> str:
+        var = ENV_PREFIX + name.upper().replace("-", "_")
+        return f"{help_} [default: {default or 'none'}; env {var}]"
+
+    def add(name: str, default: object, help_: str, metavar: str | None = None) -> None:
+        group.add_argument(f"--{name}", default=_env(name, str(default), env), metavar=metavar or "VALUE",
+                           help=env_help(name, str(default), help_))
 
     def flag(name: str, help_: str) -> None:
-        p.add_argument(f"--{name}", nargs="?", const="true", default=_env(name, "false", env),
-                       metavar="BOOL", help=help_)
+        group.add_argument(f"--{name}", nargs="?", const="true", default=_env(name, "false", env),
+                           metavar="BOOL", help=env_help(name, "false", help_))
 
-    add("listen-address", DEFAULT_LISTEN, "[host]:port for /metrics, /healthz, /readyz.")
-    p.add_argument("--node-name", default=_env("node-name", env.get("NODE_NAME", ""), env),
-                   help="Name of this node (default: $NODE_NAME from the downward API).")
-    add("sources", "hubble,kubelet,apiserver", f"Comma list of enabled sources: {', '.join(SOURCES)}.")
-    add("log-level", "info", "debug, info, warning or error.")
-    add("log-format", "text", "text or json.")
+    section("serving")
+    add("listen-address", DEFAULT_LISTEN, "[host]:port for /metrics, /healthz, /readyz and /.", "ADDR")
+    group.add_argument("--node-name", default=_env("node-name", env.get("NODE_NAME", ""), env), metavar="NAME",
+                       help="Name of this node, used in logs and to find the agent pod [default: $NODE_NAME from "
+                       "the downward API; env CNE_NODE_NAME].")
+    add("sources", "hubble,kubelet,apiserver", f"Comma list of enabled sources: {', '.join(SOURCES)}.", "LIST")
+    add("log-level", "info", "debug, info, warning or error.", "LEVEL")
+    add("log-format", "text", "text or json.", "FORMAT")
+    section("Hubble (source 'hubble')")
 
     add("hubble-address", "unix:///var/run/cilium/hubble.sock",
         "Hubble Observer API: unix:///path for the node-local socket, or host:port for TCP.")
@@ -181,18 +196,20 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     add("hubble-tls-key", "", "Client key for mTLS to Hubble (TCP).")
     add("hubble-tls-server-name", "", "TLS server name to verify, e.g. <node>.<cluster>.hubble-grpc.cilium.io.")
     add("hubble-status-interval", "10s", "How often ServerStatus is polled (seen flows, buffer, version).")
-    add("hubble-stall-timeout", "5m", "Reconnect when the stream delivered nothing for this long while "
-        "ServerStatus shows the observer seeing flows (keepalive pings are limited to every 5 minutes "
-        "by Hubble's server).")
+    add("hubble-stall-timeout", "2m", "Check the stream when it delivered nothing for this long while the "
+        "observer saw new flows; reconnect if a short probe finds events the stream did not deliver "
+        "(Hubble's server allows keepalive pings only every 5 minutes).")
     add("hubble-backoff-max", "30s", "Upper bound of the jittered exponential reconnect backoff.")
     flag("count-health-verdicts", "Count policy verdicts involving the health endpoint (identity 4).")
 
+    section("optional dimensions and cardinality")
     add("extra-labels", "", "Optional dimensions to switch on, comma list of: "
         f"{', '.join(OPTIONAL_LABELS)} (protocol on drops; endpoint_namespace on drops, verdicts and L7; "
         "policy on verdicts).")
     add("label-cap", "50", "Distinct values kept per optional label; the rest count as 'other'.")
     add("label-idle-expiry", "10m", "An optional label value idle this long frees its place under the cap.")
 
+    section("kubelet (source 'kubelet'), API server (source 'apiserver'), agent metrics (source 'agent')")
     add("kubelet-address", f"https://{node_ip}:10250", "Kubelet base URL (default from $NODE_IP).")
     add("kubelet-token-file", f"{SA_DIR}/token", "Bearer token file, re-read on every request (rotation).")
     add("kubelet-ca", f"{SA_DIR}/ca.crt", "CA bundle that signs the kubelet serving certificate.")
