@@ -1,0 +1,101 @@
+"""Flags, environment variables and their validation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from cilium_node_exporter import __version__
+from cilium_node_exporter.config import (
+    ConfigError,
+    build_parser,
+    parse_args,
+    parse_duration,
+    parse_envelope,
+    parse_quantity,
+)
+
+
+def test_defaults() -> None:
+    cfg = parse_args([], environ={"NODE_NAME": "node-a", "NODE_IP": "10.0.0.7"})
+    assert cfg.listen_address == ":9969"
+    assert cfg.sources == ("hubble", "kubelet", "apiserver")
+    assert cfg.hubble_address == "unix:///var/run/cilium/hubble.sock"
+    assert cfg.node_name == "node-a"
+    assert cfg.kubelet_address == "https://10.0.0.7:10250"
+    assert cfg.agent_metrics_address == "http://10.0.0.7:9962/metrics"
+    assert cfg.memory_envelope == (200 * 2**20, 500 * 2**20)
+    assert cfg.extra_labels == () and cfg.label_cap == 50
+
+
+def test_environment_sets_every_flag_and_flags_win() -> None:
+    env = {"CNE_LISTEN_ADDRESS": "127.0.0.1:19969", "CNE_SOURCES": "hubble,agent",
+           "CNE_KUBELET_INSECURE_SKIP_VERIFY": "true", "CNE_MEMORY_ENVELOPE": "1Gi-2Gi",
+           "CNE_EXTRA_LABELS": "protocol,policy", "CNE_HUBBLE_STALL_TIMEOUT": "90s"}
+    cfg = parse_args([], environ=env)
+    assert cfg.listen_address == "127.0.0.1:19969"
+    assert cfg.sources == ("hubble", "agent")
+    assert cfg.kubelet_insecure_skip_verify is True
+    assert cfg.memory_envelope == (2**30, 2 * 2**30)
+    assert cfg.extra_labels == ("protocol", "policy")
+    assert cfg.hubble_stall_timeout == 90
+    assert parse_args(["--sources", "kubelet"], environ=env).sources == ("kubelet",)
+
+
+def test_every_flag_has_an_env_var_in_help() -> None:
+    parser = build_parser({})
+    for action in parser._actions:
+        for opt in action.option_strings:
+            if opt.startswith("--") and opt not in ("--help", "--version"):
+                env = "CNE_" + opt[2:].upper().replace("-", "_")
+                assert env in (action.help or ""), opt
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--sources", "hubble,bogus"], "--sources"),
+    (["--memory-envelope", "500Mi-200Mi"], "--memory-envelope"),
+    (["--memory-envelope", "lots"], "--memory-envelope"),
+    (["--listen-address", "nohost"], "--listen-address"),
+    (["--extra-labels", "pod"], "--extra-labels"),
+    (["--label-cap", "0"], "--label-cap"),
+    (["--hubble-stall-timeout", "soon"], "--hubble-stall-timeout"),
+    (["--kubelet-insecure-skip-verify", "maybe"], "--kubelet-insecure-skip-verify"),
+    (["--hubble-tls-cert", "/x.crt"], "--hubble-tls-key"),
+    (["--log-format", "xml"], "--log-format"),
+    (["--no-such-flag"], "unrecognized"),
+])
+def test_bad_values_name_the_flag(argv: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle.replace("-", r"\-")):
+        parse_args(argv, environ={})
+
+
+def test_quantities_and_durations() -> None:
+    assert parse_quantity("500Mi") == 500 * 2**20
+    assert parse_quantity("1G") == 10**9
+    assert parse_quantity("1.5Gi") == int(1.5 * 2**30)
+    assert parse_quantity("524288000") == 524288000
+    assert parse_envelope("200M-500M") == (200 * 10**6, 500 * 10**6)
+    assert parse_duration("1h30m") == 5400 and parse_duration("250ms") == 0.25 and parse_duration("7") == 7
+    for bad in ("", "5 apples", "-1Mi"):
+        with pytest.raises(ConfigError):
+            parse_quantity(bad)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cilium_node_exporter", *args], capture_output=True, text=True,
+                          timeout=60, env={"PATH": "/usr/bin:/bin"})
+
+
+def test_cli_bad_flag_is_one_line_and_exit_2() -> None:
+    res = run_cli("--memory-envelope", "9-1")
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cilium-node-exporter: error: --memory-envelope")
+
+
+def test_cli_version_and_help() -> None:
+    res = run_cli("--version")
+    assert res.returncode == 0 and __version__ in res.stdout
+    res = run_cli("--help")
+    assert res.returncode == 0 and "--hubble-address" in res.stdout and "CNE_HUBBLE_ADDRESS" in res.stdout
