@@ -41,4 +41,5 @@ def test_wire_identity_matches_hubble() -> None:
     svc = observer_pb2.DESCRIPTOR.services_by_name["Observer"]
     assert svc.full_name == "observer.Observer"
     assert {m.name for m in svc.methods} >= {"GetFlows", "ServerStatus", "GetNodes"}
-    assert flow_pb2.DropReason.Value("DROP_PUNT_PROXY") == 205 and flow_pb2.LostEventSource.Value("HUBBLE_RING_BUFFER") == 3
+    assert flow_pb2.DropReason.Value("DROP_PUNT_PROXY") == 205
+    assert flow_pb2.LostEventSource.Value("HUBBLE_RING_BUFFER") == 3
