@@ -1,0 +1,93 @@
+{{/* Chart name, truncated to 63 characters. */}}
+{{- define "cne.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: <release>-<chart>, or <release> when it already contains the chart name. */}}
+{{- define "cne.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Namespace of the namespaced objects. */}}
+{{- define "cne.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride }}
+{{- end }}
+
+{{/* Labels for pod selection; never change them after a release (DaemonSet selectors are immutable). */}}
+{{- define "cne.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "cne.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels of every object. */}}
+{{- define "cne.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "cne.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: cilium-node-exporter
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "cne.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "cne.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* repository:tag or repository@digest. */}}
+{{- define "cne.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* Enabled sources as a comma list: .Values.sources, plus "agent" when agentMetrics.enabled. */}}
+{{- define "cne.sources" -}}
+{{- $sources := .Values.sources }}
+{{- if .Values.agentMetrics.enabled }}
+{{- $sources = append $sources "agent" }}
+{{- end }}
+{{- $sources | uniq | join "," }}
+{{- end }}
+
+{{/* "true" when the Hubble socket is a unix socket from the host. */}}
+{{- define "cne.hubbleHostSocket" -}}
+{{- if and (has "hubble" .Values.sources) (hasPrefix "unix://" .Values.hubble.address) }}true{{ end }}
+{{- end }}
+
+{{/* Relabelings shared by the ServiceMonitor and the PodMonitor: node, job, optional cluster, then the user's. */}}
+{{- define "cne.relabelings" -}}
+{{- $root := index . 0 }}
+{{- $monitor := index . 1 }}
+- action: replace
+  sourceLabels:
+    - __meta_kubernetes_pod_node_name
+  targetLabel: node
+- action: replace
+  replacement: {{ $root.Values.jobLabel | quote }}
+  targetLabel: job
+{{- if $root.Values.clusterLabel.value }}
+- action: replace
+  replacement: {{ $root.Values.clusterLabel.value | quote }}
+  targetLabel: {{ $root.Values.clusterLabel.name }}
+{{- end }}
+{{- with $monitor.relabelings }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
