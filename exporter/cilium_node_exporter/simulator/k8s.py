@@ -321,7 +321,8 @@ class FakeServer(ThreadingHTTPServer):
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> FakeServer:
-        self._thread = threading.Thread(target=self.serve_forever, name=type(self).__name__, daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), name=type(self).__name__,
+                                        daemon=True)
         self._thread.start()
         return self
 

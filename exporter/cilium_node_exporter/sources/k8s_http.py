@@ -121,6 +121,8 @@ def classify(exc: BaseException, what: str) -> SourceError:
         return SourceError("connect", f"{what}: connection refused")
     if isinstance(exc, socket.gaierror):
         return SourceError("connect", f"{what}: cannot resolve host: {exc.strerror or exc}")
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return SourceError("connect", f"{what}: the server closed the connection without a response")
     if isinstance(exc, http.client.IncompleteRead | http.client.BadStatusLine | http.client.LineTooLong):
         return SourceError("protocol", f"{what}: malformed HTTP response")
     if isinstance(exc, http.client.HTTPException):
@@ -216,7 +218,8 @@ def get_json(endpoint: Endpoint, path: str, *, timeout: float, max_bytes: int, w
     try:
         return json.loads(body)
     except ValueError as exc:
-        raise SourceError("decode", f"{what}: response is not JSON ({exc.msg})") from None
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        raise SourceError("decode", f"{what}: response is not JSON ({detail})") from None
 
 
 class Stream:
