@@ -91,6 +91,10 @@ def stale_files() -> list[Path]:
             if not path.is_file() or path.read_text(encoding="utf-8") != text]
 
 
+def _show(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="exit 1 if a committed JSON file is stale")
@@ -98,12 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_files()
         for path in stale:
-            print(f"stale: {path.relative_to(REPO)} (run: python dashboards/generate.py)", file=sys.stderr)
+            print(f"stale: {_show(path)} (run: python dashboards/generate.py)", file=sys.stderr)
         return 1 if stale else 0
     for path, text in outputs().items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-        print(f"wrote {path.relative_to(REPO)}")
+        print(f"wrote {_show(path)}")
     return 0
 
 

@@ -44,7 +44,7 @@ def _drops() -> list:
                         "dropped {{reason}}")]),
         P.timeseries("BPF map pressure", "Fill ratio of the agent's BPF maps: packets drop when a map fills.",
                      "percentunit", [Q(f"max by (map_name) (cilium_node_bpf_map_pressure{S})", "{{map_name}}")],
-                     steps=P.thresholds((None, "green"), (0.9, "red")), threshold_lines=True),
+                     steps=P.thresholds((None, "green"), (0.9, "red")), threshold_lines=True, width=24),
     ]
 
 
@@ -85,7 +85,7 @@ def _memory_panel() -> P.tsb.Panel:
         "envelope (lower to upper bound, published by the exporter); the red line is the container limit "
         "(absent without a limit); the dashed line is where the working set will be in 24 h, extrapolated "
         "linearly from the last 6 h (predict_linear). Restarts and OOM kills are annotations.", "bytes",
-        [Q(expr, name) for name, expr in MEMORY_SERIES.items()], width=16, height=10, min_val=0,
+        [Q(expr, name) for name, expr in MEMORY_SERIES.items()], width=24, height=10, min_val=0,
         legend_table=True)
     dash = {"fill": "dash", "dash": [10, 10]}
     p = p.override_by_name("envelope upper", [
@@ -115,18 +115,18 @@ def _memory() -> list:
         _memory_panel(),
         P.stat("Working set / envelope upper", "Working set now relative to the node's envelope upper "
                "bound: above 100 % the agent is outside its envelope.", "percentunit",
-               [Q(f"{ws} / {upper}")], width=4, height=5,
+               [Q(f"{ws} / {upper}")], width=6, height=5,
                steps=P.thresholds((None, "green"), (0.8, "yellow"), (1, "red"))),
         P.stat("Forecast +24h / limit", "Working set in 24 h (predict_linear over 6 h) relative to the "
                "container memory limit: at 100 % the agent would be OOM-killed. Empty without a limit.",
                "percentunit", [Q(f"{MEMORY_SERIES['forecast +24h']} / {MEMORY_SERIES['limit']}")],
-               width=4, height=5, steps=P.thresholds((None, "green"), (0.8, "yellow"), (1, "red"))),
+               width=6, height=5, steps=P.thresholds((None, "green"), (0.8, "yellow"), (1, "red"))),
         P.stat("Agent uptime", "Time since the cilium-agent container started (kubelet Summary API).", "s",
-               [Q(f"time() - max(cilium_node_agent_container_start_time_seconds{S})")], width=4, height=5),
+               [Q(f"time() - max(cilium_node_agent_container_start_time_seconds{S})")], width=6, height=5),
         P.stat("Last termination reason", "Reason of the cilium-agent container's last termination "
                "(pod status lastState.terminated), OOMKilled in red.", "none",
                [Q(f"max by (reason) (cilium_node_agent_last_terminated_reason{S})", "{{reason}}")],
-               width=4, height=5, steps=P.thresholds((None, "blue")), text_mode=P.cm.BigValueTextMode.NAME)
+               width=6, height=5, steps=P.thresholds((None, "blue")), text_mode=P.cm.BigValueTextMode.NAME)
         .override_by_name("OOMKilled", [dm.DynamicConfigValue(id_val="color",
                                                              value={"mode": "fixed", "fixedColor": "red"})]),
     ]
@@ -155,21 +155,21 @@ def _exporter() -> list:
     return [
         P.state_timeline("Exporter sources up", "Whether each enabled source (hubble, kubelet, apiserver, "
                          "agent) delivered data at its last attempt.",
-                         [Q(f"max by (source) (cilium_node_exporter_source_up{S})", "{{source}}")], width=8),
+                         [Q(f"max by (source) (cilium_node_exporter_source_up{S})", "{{source}}")], width=6),
         P.timeseries("Source errors by reason", "Errors talking to the sources, by bounded reason.", "ops",
                      [Q(f"sum by (source, reason) ({rate('cilium_node_exporter_source_errors_total')})",
-                        "{{source}} {{reason}}")], width=8, height=6),
+                        "{{source}} {{reason}}")], width=6, height=6),
         P.timeseries("Hubble stream gaps", "Fraction of time without a live GetFlows stream and reconnects "
                      "per second (right axis).", "percentunit",
                      [Q(f"sum({rate('cilium_node_exporter_hubble_disconnected_seconds_total')})", "disconnected"),
                       Q(f"sum({rate('cilium_node_exporter_hubble_reconnects_total')})", "reconnects/s")],
-                     width=8, height=6)
+                     width=6, height=6)
         .override_by_name("reconnects/s", [dm.DynamicConfigValue(id_val="unit", value="ops"),
                                            dm.DynamicConfigValue(id_val="custom.axisPlacement", value="right")]),
         P.timeseries("Label overflow", "Events whose optional label value was past its cap and counted as "
                      "'other', by label.", "cps",
                      [Q(f"sum by (label) ({rate('cilium_node_exporter_label_overflow_total')})", "{{label}}")],
-                     width=8, height=6),
+                     width=6, height=6),
     ]
 
 

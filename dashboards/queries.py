@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from dashboards import promql
 
@@ -111,4 +111,49 @@ def all_queries(substitutions: Mapping[str, str] | None = None,
     """
     docs = load_dashboards() if dashboards is None else dashboards
     return [Query(uid, name, kind, ref, template, substitute(template, substitutions))
-            for uid, doc in docs.items() for name, kind, ref, template in _templates(doc)]
+            for uid, doc in sorted(docs.items()) for name, kind, ref, template in _templates(doc)]
+
+
+# --- structure (tests, e2e): promql-parser, a dev dependency, imported lazily ------------------------
+DURATION_ONLY: Final[Mapping[str, str]] = {
+    "__rate_interval": "7m13s",  # a sentinel no literal range uses: identifies `[$__rate_interval]`
+    "__interval": "1m",
+    "__range": "1h",
+    "window": "28d",
+    "node": "$node",
+    "cluster": "$cluster",
+    "job": "$job",
+    "datasource": "$datasource",
+}
+
+
+def parse(expr: str) -> Any:
+    """The promql-parser AST of an expression whose range variables are substituted."""
+    import promql_parser  # dev dependency, only for analysis
+
+    return promql_parser.parse(expr)
+
+
+def walk(node: Any, parents: tuple[Any, ...] = ()) -> Iterator[tuple[Any, tuple[Any, ...]]]:
+    """Every node with its ancestors (outermost first), like the Go parser's `parser.Walk`."""
+    yield node, parents
+    kind = type(node).__name__
+    if kind == "BinaryExpr":
+        children = [node.lhs, node.rhs]
+    elif kind == "AggregateExpr":
+        children = [c for c in (node.param, node.expr) if c is not None]
+    elif kind == "Call":
+        children = list(node.args)
+    elif kind == "MatrixSelector":
+        children = [node.vector_selector]
+    elif kind in ("SubqueryExpr", "ParenExpr", "UnaryExpr"):
+        children = [node.expr]
+    else:
+        children = []
+    for child in children:
+        yield from walk(child, (*parents, node))
+
+
+def selectors(node: Any) -> list[Any]:
+    """Every VectorSelector of an AST."""
+    return [n for n, _ in walk(node) if type(n).__name__ == "VectorSelector"]

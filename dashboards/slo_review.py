@@ -56,16 +56,16 @@ def _slo_panels(slo: Slo) -> list:
     return [
         P.stat(f"{slo.title}: objective", f"Target of the {slo.slo} SLO per node, read from the recording rule "
                f'`{R.SLO_OBJECTIVE}{{slo="{slo.slo}"}}` of the alert pack.', "percentunit",
-               [Q(f'max({R.SLO_OBJECTIVE}{{slo="{slo.slo}"}})', instant=True)], width=4, decimals=2),
+               [Q(f'max({R.SLO_OBJECTIVE}{{slo="{slo.slo}"}})', instant=True)], width=4, height=8, decimals=2),
         P.stat(f"{slo.title}: SLI over $window", _how(slo) + " Worst node and mean over the selected nodes.",
                "percentunit", [Q(f"1 - max({slo.windowed_errors})", "worst node", instant=True),
                                Q(f"1 - avg({slo.windowed_errors})", "mean of nodes", instant=True)],
-               width=6, decimals=3, text_mode=P.cm.BigValueTextMode.VALUE_AND_NAME),
+               width=6, height=8, decimals=3, text_mode=P.cm.BigValueTextMode.VALUE_AND_NAME),
         P.stat(f"{slo.title}: error budget remaining", _how(slo) + " Budget remaining = 1 - error ratio / "
                "(1 - objective), for the worst node and the mean over nodes; below 0 the SLO is missed.",
                "percentunit", [Q(f"1 - max({slo.windowed_errors}) / {budget}", "worst node", instant=True),
                                Q(f"1 - avg({slo.windowed_errors}) / {budget}", "mean of nodes", instant=True)],
-               width=6, decimals=1, steps=BUDGET_STEPS, text_mode=P.cm.BigValueTextMode.VALUE_AND_NAME),
+               width=6, height=8, decimals=1, steps=BUDGET_STEPS, text_mode=P.cm.BigValueTextMode.VALUE_AND_NAME),
         P.timeseries(f"{slo.title}: burn rate, worst node", f"Error ratio over each window of the alert "
                      f"pack's recording rules ({slo.rule('1h')} ...) divided by the error budget, worst "
                      "selected node. 1 spends the budget exactly over the SLO period; 14.4 (1h) and 6 (6h) are "
@@ -80,7 +80,7 @@ def _slo_panels(slo: Slo) -> list:
              Column("SLI", f"1 - {per_node}", "percentunit", decimals=3),
              Column("burn rate 1h", f"max by (cluster, node) ({slo.rule('1h')}{R.rec()}) / {budget}",
                     BURN_UNIT, BURN_STEPS, 1)],
-            sort_by="budget spent", width=16, height=8),
+            sort_by="budget spent", width=24, height=8),
     ]
 
 
@@ -98,10 +98,10 @@ def _memory_extra() -> list:
                     f"max by (cluster, node) (cilium_node_agent_memory_working_set_bytes{R.raw()}) / "
                     f"max by (cluster, node) (cilium_node_agent_memory_envelope_upper_bytes{R.raw()})",
                     "percentunit", P.thresholds((None, "green"), (0.8, "yellow"), (1, "red")), 0)],
-            sort_by="time in envelope", desc=False, width=12, height=8),
+            sort_by="time in envelope", desc=False, width=16, height=8),
         P.timeseries("Memory: nodes outside their envelope", "Number of selected nodes whose cilium-agent "
                      f"working set is outside its envelope ({R.MEMORY_ENVELOPE_ERROR}).", "none",
-                     [Q(f"sum({R.MEMORY_ENVELOPE_ERROR}{R.rec()})", "nodes outside")], width=12, height=8,
+                     [Q(f"sum({R.MEMORY_ENVELOPE_ERROR}{R.rec()})", "nodes outside")], width=8, height=8,
                      steps=P.thresholds((None, "green"), (1, "red"))),
     ]
 
