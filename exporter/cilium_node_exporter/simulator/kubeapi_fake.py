@@ -164,8 +164,10 @@ class _Handler(FakeHandler):
                 version = int(raw)
             last_bookmark = time.monotonic()
             while time.monotonic() < deadline and generation == server.close_generation and not server.stopping:
+                if server.fault == "gone-http":  # end the stream: the next watch gets HTTP 410
+                    return
                 events = model.events_after(version)
-                if events is None:
+                if events is None or server.fault == "gone":
                     self._chunk(gone)
                     return
                 for rv, kind, pod in events:

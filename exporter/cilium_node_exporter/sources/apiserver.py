@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -139,12 +140,14 @@ class ApiServerSource:
         self.health = state.health[NAME]
         self.watch_timeout = WATCH_TIMEOUT
         self.backoff_max = BACKOFF_MAX
+        self.min_interval = 1.0  # between two lists, and two watches (a server that 410s or closes at once)
         self.endpoint: Endpoint | None = None
         self._pods: dict[str, _Candidate] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stream: k8s_http.Stream | None = None
         self._annotation_problem: str | None = None
+        self._last: dict[str, float] = {}
         self.lists = 0  # number of successful lists (re-lists after 410 included)
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -162,7 +165,7 @@ class ApiServerSource:
 
     # --- the loop -------------------------------------------------------------------------------
     def _run(self) -> None:
-        backoff = 1.0
+        backoff = min(1.0, self.backoff_max)
         if not self.config.node_name:
             self.health.fail("protocol", "no node name: set --node-name (NODE_NAME from the downward API); "
                                          "without it the agent pod of this node cannot be selected")
@@ -172,9 +175,11 @@ class ApiServerSource:
                 if self.endpoint is None:
                     self.endpoint = (kubeconfig_endpoint(self.config.kubeconfig) if self.config.kubeconfig
                                      else in_cluster_endpoint())
+                self._pace("list")
                 version = self._list()
-                backoff = 1.0
+                backoff = min(1.0, self.backoff_max)
                 while not self._stop.is_set():
+                    self._pace("watch")
                     version = self._watch(version)
                     self._read_node_envelope()
             except WatchExpired:
@@ -197,6 +202,14 @@ class ApiServerSource:
                 self.health.fail("protocol", "unexpected error (see log)")
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.backoff_max)
+
+    def _pace(self, what: str) -> None:
+        """Wait so that two lists (or two watches) are at least ``min_interval`` apart."""
+        last = self._last.get(what)
+        now = time.monotonic()
+        if last is not None and now - last < self.min_interval:
+            self._stop.wait(self.min_interval - (now - last))
+        self._last[what] = time.monotonic()
 
     def _query(self) -> dict[str, str]:
         query = {"fieldSelector": f"spec.nodeName={self.config.node_name}"}

@@ -1,0 +1,98 @@
+"""The memory envelope: quantity parsing, the flag's errors, the gauges, the node annotation override."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from cilium_node_exporter.aggregation.agent import AgentMemory, AgentPod
+from cilium_node_exporter.aggregation.state import ExporterState
+from cilium_node_exporter.app import build_registry
+from cilium_node_exporter.config import ConfigError, parse_args, parse_envelope, parse_quantity
+from cilium_node_exporter.sources.apiserver import envelope_from_annotation
+from prometheus_client import generate_latest
+
+Mi = 2**20
+
+
+@pytest.mark.parametrize(("text", "value"), [("500Mi", 500 * Mi), ("1Gi", 2**30), ("500M", 500 * 10**6),
+                                             ("1G", 10**9), ("1.5Gi", 3 * 2**29), ("123456", 123456)])
+def test_quantities(text: str, value: int) -> None:
+    assert parse_quantity(text) == value
+
+
+@pytest.mark.parametrize("text", ["500MB", "-1Mi", "Mi", "", "1e3"])
+def test_bad_quantities(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_quantity(text)
+
+
+def test_envelope_default_and_forms() -> None:
+    assert parse_args([], environ={}).memory_envelope == (200 * Mi, 500 * Mi)
+    assert parse_envelope("250M-1G") == (250 * 10**6, 10**9)
+    assert parse_args(["--memory-envelope", "300Mi-1Gi"], environ={}).memory_envelope == (300 * Mi, 2**30)
+    assert parse_args([], environ={"CNE_MEMORY_ENVELOPE": "1Gi-2Gi"}).memory_envelope == (2**30, 2**31)
+
+
+@pytest.mark.parametrize("text", ["500Mi-200Mi", "500Mi-500Mi", "200Mi", "200Mi-300Mi-400Mi", "a-b"])
+def test_invalid_envelope_flag_is_a_clear_error(text: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_args(["--memory-envelope", text], environ={})
+    assert "--memory-envelope" in str(err.value)
+
+
+def test_invalid_envelope_stops_the_process_at_start() -> None:
+    proc = subprocess.run([sys.executable, "-m", "cilium_node_exporter", "--memory-envelope", "9Gi-1Gi"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--memory-envelope" in proc.stderr and "lower bound" in proc.stderr
+
+
+def test_annotation_values() -> None:
+    def node(value: str | None) -> dict:
+        annotations = {} if value is None else {"cilium-node-exporter.io/memory-envelope": value}
+        return {"metadata": {"name": "n", "annotations": annotations}}
+
+    assert envelope_from_annotation(node("300Mi-800Mi")) == (300 * Mi, 800 * Mi)
+    assert envelope_from_annotation(node(None)) is None
+    assert envelope_from_annotation({"metadata": {}}) is None
+    with pytest.raises(ConfigError):
+        envelope_from_annotation(node("big-small"))
+
+
+def families(state: ExporterState) -> dict[str, float]:
+    text = generate_latest(build_registry(state)).decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith("cilium_node_")}
+
+
+def test_envelope_gauges_always_and_override_replaces() -> None:
+    state = ExporterState(sources=("hubble",), envelope=(200 * Mi, 500 * Mi))
+    m = families(state)
+    assert m["cilium_node_agent_memory_envelope_lower_bytes"] == 200 * Mi
+    assert m["cilium_node_agent_memory_envelope_upper_bytes"] == 500 * Mi
+    state.envelope_override = (300 * Mi, 800 * Mi)
+    m = families(state)
+    assert m["cilium_node_agent_memory_envelope_lower_bytes"] == 300 * Mi
+    assert m["cilium_node_agent_memory_envelope_upper_bytes"] == 800 * Mi
+
+
+def test_agent_families_follow_the_snapshots() -> None:
+    state = ExporterState(sources=("kubelet", "apiserver"), envelope=(1, 2))
+    assert not any(k.startswith(("cilium_node_agent_memory_working", "cilium_node_agent_info",
+                                 "cilium_node_agent_restarts")) for k in families(state))
+    state.agent_memory = AgentMemory("kube-system", "cilium-a", "u1", working_set=5, rss=None, usage=7, limit=None,
+                                     start_time=None)
+    state.agent_pod = AgentPod("kube-system", "cilium-a", "u1", restart_count=3, last_terminated_reason="OOMKilled",
+                               last_terminated_at=1782468780.0)
+    m = families(state)
+    assert m["cilium_node_agent_memory_working_set_bytes"] == 5
+    assert m["cilium_node_agent_memory_usage_bytes"] == 7
+    for absent in ("cilium_node_agent_memory_rss_bytes", "cilium_node_agent_memory_limit_bytes",
+                   "cilium_node_agent_container_start_time_seconds"):
+        assert absent not in m
+    assert m["cilium_node_agent_restarts_total"] == 3
+    assert m['cilium_node_agent_last_terminated_reason{reason="OOMKilled"}'] == 1
+    assert m["cilium_node_agent_last_terminated_timestamp_seconds"] == 1782468780.0
+    assert m['cilium_node_agent_info{agent_namespace="kube-system",agent_pod="cilium-a",agent_uid="u1"}'] == 1
