@@ -24,6 +24,9 @@ LOST_EVENTS_BY_SOURCE: Final = "node_source:cilium_node_hubble_lost_events:rate5
 DATAPATH_PACKETS: Final = "node:cilium_node_datapath_packets:rate5m"
 MEMORY_ENVELOPE_ERROR: Final = "node:cilium_node_agent_memory_envelope_error:bool"
 SLO_OBJECTIVE: Final = "cilium_node_slo:objective:ratio"
+# Numerator and denominator of the drop-ratio SLI (5m), for windows the rules do not pre-compute.
+DROP_SLO_ERRORS_RATE: Final = "node:cilium_node_drop_slo_errors:rate5m"
+DROP_SLO_TRAFFIC_RATE: Final = "node:cilium_node_drop_slo_traffic:rate5m"
 
 
 def drop_slo_errors(window: str) -> str:
@@ -38,7 +41,7 @@ def memory_slo_errors(window: str) -> str:
 
 RECORDING_RULES: Final[frozenset[str]] = frozenset(
     {DROPS_BY_REASON, DROPS_UNEXPECTED, FLOWS_SEEN, POLICY_DENIED, L7_DENIED, LOST_EVENTS_BY_SOURCE,
-     DATAPATH_PACKETS, MEMORY_ENVELOPE_ERROR, SLO_OBJECTIVE}
+     DATAPATH_PACKETS, MEMORY_ENVELOPE_ERROR, SLO_OBJECTIVE, DROP_SLO_ERRORS_RATE, DROP_SLO_TRAFFIC_RATE}
     | {drop_slo_errors(w) for w in SLO_WINDOWS}
     | {memory_slo_errors(w) for w in SLO_WINDOWS}
 )

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # dashboards/ is a directory of the repo, not an installed package
@@ -136,7 +137,8 @@ def test_rate_interval_in_every_rate_of_a_raw_counter() -> None:
             if func in ("rate", "irate", "increase"):
                 assert name in CONTRACT and node.range == RATE_INTERVAL, (q.panel, q.template)
             if node.range == WINDOW:
-                assert name in promql.RECORDING_RULES and func == "avg_over_time", (q.panel, q.template)
+                assert name in promql.RECORDING_RULES, (q.panel, q.template)
+                assert func in ("avg_over_time", "sum_over_time"), (q.panel, q.template)
 
 
 def test_counters_only_under_rate_or_increase() -> None:
@@ -253,26 +255,31 @@ def test_l7_panel_shows_denied_posts() -> None:
 
 
 # --- SLO review ------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("title", "slo", "rule"), [
-    ("Drop ratio", "drop-ratio", promql.drop_slo_errors),
-    ("Memory envelope", "memory-envelope", promql.memory_slo_errors),
+DROP_WINDOWED = (f"sum_over_time({promql.DROP_SLO_ERRORS_RATE}{{", f"sum_over_time({promql.DROP_SLO_TRAFFIC_RATE}{{")
+MEMORY_WINDOWED = (f"avg_over_time({promql.MEMORY_ENVELOPE_ERROR}{{",)
+
+
+@pytest.mark.parametrize(("title", "slo", "rule", "windowed"), [
+    ("Drop ratio", "drop-ratio", promql.drop_slo_errors, DROP_WINDOWED),
+    ("Memory envelope", "memory-envelope", promql.memory_slo_errors, MEMORY_WINDOWED),
 ])
-def test_slo_review_panels(title: str, slo: str, rule) -> None:
+def test_slo_review_panels(title: str, slo: str, rule, windowed: tuple[str, ...]) -> None:
     objective = by_title(SLO, f"{title}: objective")
     assert objective["targets"][0]["expr"] == f'max({promql.SLO_OBJECTIVE}{{slo="{slo}"}})'
     sli = by_title(SLO, f"{title}: SLI over $window")
     budget = by_title(SLO, f"{title}: error budget remaining")
     burn = by_title(SLO, f"{title}: burn rate")
     spent = by_title(SLO, f"{title}: nodes that spent the most budget")
-    windowed = f"avg_over_time({rule('5m')}{{"
     for panel in (sli, budget, spent):
-        assert "avg_over_time" in panel["description"] and "$window" in panel["description"]
-        assert any(windowed in t["expr"] and "[$window])" in t["expr"] for t in panel["targets"])
+        assert windowed[0].split("(")[0] in panel["description"] and "$window" in panel["description"]
+        for t in panel["targets"][:2]:  # SLI/budget: worst node and pooled; table: budget spent and SLI
+            assert all(w in t["expr"] for w in windowed) and "[$window])" in t["expr"], t["expr"]
     # The budget comes from the objective series, never from a hard-coded number.
     spent_and_burn_columns = [t for t in spent["targets"] if t["refId"] in ("A", "C")]
     for t in budget["targets"] + burn["targets"] + spent_and_burn_columns:
         assert f'{promql.SLO_OBJECTIVE}{{slo="{slo}"}}' in t["expr"], t["expr"]
-    assert {t["legendFormat"] for t in burn["targets"]} == set(promql.SLO_WINDOWS)
+    assert [t["expr"].split("{")[0] for t in burn["targets"]] == [f"max({rule(w)}" for w in promql.SLO_WINDOWS]
+    assert [t["legendFormat"] for t in burn["targets"]] == list(promql.SLO_WINDOWS)
     assert spent["options"]["sortBy"] == [{"displayName": "budget spent", "desc": True}]
     assert spent["fieldConfig"]["defaults"]["links"][0]["url"].startswith("/d/cilium-node-detail/")
     for panel in (objective, sli, budget):
@@ -288,6 +295,44 @@ def test_slo_objectives_are_not_hard_coded() -> None:
 def test_memory_time_in_envelope_per_node() -> None:
     table = by_title(SLO, "time in envelope per node")
     assert table["targets"][0]["expr"] == (
-        f'max by (cluster, node) (1 - avg_over_time({promql.MEMORY_ENVELOPE_ERROR}'
+        f'1 - max by (cluster, node) (avg_over_time({promql.MEMORY_ENVELOPE_ERROR}'
         '{cluster=~"$cluster", node=~"$node"}[$window]))')
     assert table["options"]["sortBy"] == [{"displayName": "time in envelope", "desc": False}]  # worst first
+
+
+# --- the alert pack's recording rules (alerts/rules/cilium-node-exporter.rules.yaml) ------------------
+RULES_FILE = REPO / "alerts" / "rules" / "cilium-node-exporter.rules.yaml"
+
+
+def _recorded() -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for group in yaml.safe_load(RULES_FILE.read_text())["groups"]:
+        for rule in group["rules"]:
+            if "record" in rule:
+                out.setdefault(rule["record"], []).append(rule)
+    return out
+
+
+def test_recording_rules_used_exist_in_the_alert_pack() -> None:
+    recorded = _recorded()
+    assert promql.RECORDING_RULES - set(recorded) == set()
+    objectives = {r["labels"]["slo"] for r in recorded[promql.SLO_OBJECTIVE]}
+    assert objectives == {promql.SLO_DROP, promql.SLO_MEMORY}
+
+
+def test_windowed_sli_uses_the_alert_packs_28d_formula() -> None:
+    """At $window=28d the review shows what the pack's 28d rules record."""
+    recorded = _recorded()
+    drop28 = " ".join(recorded[promql.drop_slo_errors("28d")][0]["expr"].split())
+    assert f"sum_over_time({promql.DROP_SLO_ERRORS_RATE}[28d])" in drop28
+    assert f"sum_over_time({promql.DROP_SLO_TRAFFIC_RATE}[28d])" in drop28
+    mem28 = " ".join(recorded[promql.memory_slo_errors("28d")][0]["expr"].split())
+    assert mem28 == f"avg_over_time({promql.MEMORY_ENVELOPE_ERROR}[28d])"
+
+
+def test_burn_rate_thresholds_are_the_alert_packs_factors() -> None:
+    from dashboards.slo_review import BURN_FACTORS
+
+    text = RULES_FILE.read_text()
+    for factor in BURN_FACTORS:
+        assert f"> ({factor} * (1 - " in text, factor
