@@ -40,6 +40,7 @@ REQUEST_TIMEOUT = 10.0
 WATCH_TIMEOUT = 300  # server-side timeoutSeconds of one watch
 MAX_BYTES = 8 * 2**20
 BACKOFF_MAX = 30.0
+SA_DIR_ENV = "CNE_SERVICEACCOUNT_DIR"  # tests and benchmarks only: where token and ca.crt are
 
 
 class WatchExpired(Exception):
@@ -174,7 +175,7 @@ class ApiServerSource:
             try:
                 if self.endpoint is None:
                     self.endpoint = (kubeconfig_endpoint(self.config.kubeconfig) if self.config.kubeconfig
-                                     else in_cluster_endpoint())
+                                     else in_cluster_endpoint(sa_dir=os.environ.get(SA_DIR_ENV, SA_DIR)))
                 self._pace("list")
                 version = self._list()
                 backoff = min(1.0, self.backoff_max)

@@ -1,0 +1,131 @@
+"""RSS of the exporter with the kubelet, API server and agent sources on, and what imports cost.
+
+Starts the simulator's kubelet (HTTPS + token), Kubernetes API and agent metrics endpoints, then
+the real exporter process against them — once with the in-cluster API server configuration (what
+runs in a pod: no ``kubernetes`` import) and once with ``--kubeconfig`` (``kubernetes.config``
+loads it) — scrapes it, and prints VmRSS / VmHWM from /proc. Then prints the import-cost table
+(fresh process per statement, ``ru_maxrss``).
+
+    .venv/bin/python bench/exporter_rss.py [--scrapes 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.agent_stub import Cluster  # noqa: E402  (the same fakes the tests use)
+
+IMPORTS = [
+    ("baseline: json, ssl, http.client", "import json, ssl, http.client"),
+    ("prometheus_client", "import prometheus_client"),
+    ("exporter core (app, all three agent sources)",
+     "import cilium_node_exporter.app, cilium_node_exporter.sources.kubelet, "
+     "cilium_node_exporter.sources.apiserver, cilium_node_exporter.sources.agent"),
+    ("grpc + protobuf (hubble source)", "import grpc, google.protobuf"),
+    ("kubernetes.config", "import kubernetes.config"),
+    ("kubernetes.client (ApiClient, Configuration)", "from kubernetes.client import ApiClient, Configuration"),
+    ("kubernetes.client.CoreV1Api", "from kubernetes.client import CoreV1Api"),
+    ("kubernetes.watch", "from kubernetes import watch"),
+    ("CoreV1Api + watch + config", "from kubernetes.client import CoreV1Api; from kubernetes import watch, config"),
+]
+
+
+def import_cost(stmt: str) -> tuple[float, int, float]:
+    # VmHWM (not ru_maxrss, which a child inherits from its parent's peak across fork+exec).
+    code = ("import re, sys, time\nt = time.perf_counter()\n" + stmt +
+            "\nprint(time.perf_counter() - t, len(sys.modules), "
+            "re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]), int(out[1]), int(out[2]) / 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def proc_mem(pid: int) -> tuple[float, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+    hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+    return rss, hwm
+
+
+def run_exporter(flags: list[str], env: dict[str, str], scrapes: int) -> tuple[float, float, str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "cilium_node_exporter", *flags, "--sources=kubelet,apiserver,agent",
+           f"--listen-address=127.0.0.1:{port}", "--log-level=warning"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        deadline = time.monotonic() + 30
+        body = ""
+        while time.monotonic() < deadline:
+            try:
+                body = urllib.request.urlopen(url, timeout=5).read().decode()
+                if body.count("cilium_node_exporter_source_up{") == 3 and " 0.0\n" not in "".join(
+                        line + "\n" for line in body.splitlines() if line.startswith("cilium_node_exporter_source_up")):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise SystemExit(f"exporter did not get all sources up:\n{body[-2000:]}")
+        for _ in range(scrapes):
+            urllib.request.urlopen(url, timeout=5).read()
+            time.sleep(1.05)  # past the 1 s cache: every scrape reads the kubelet and the agent
+        rss, hwm = proc_mem(proc.pid)
+        up = ", ".join(line.split("{")[1].split("}")[0] + "=" + line.rsplit(" ", 1)[1]
+                       for line in body.splitlines() if line.startswith("cilium_node_exporter_source_up"))
+        return rss, hwm, up
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scrapes", type=int, default=30)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = Cluster(Path(tmp), kubelet=True, kubeapi=True, agent=True)
+        try:
+            client = Path(tmp) / "client"
+            flags = cluster.flags
+            env = dict(os.environ)
+            port = cluster.kubeapi.port  # type: ignore[union-attr]
+            in_cluster = dict(env, KUBERNETES_SERVICE_HOST="127.0.0.1", KUBERNETES_SERVICE_PORT=str(port),
+                              CNE_SERVICEACCOUNT_DIR=str(client))
+            no_kubeconfig = [f for f in flags if not f.startswith("--kubeconfig")]
+            print(f"exporter process, sources kubelet,apiserver,agent, {args.scrapes} scrapes 1.05 s apart "
+                  "(hubble: not included — run with the simulator's Hubble socket once it is wired)")
+            print(f"{'API server configuration':<40} {'VmRSS MiB':>10} {'VmHWM MiB':>10}  sources")
+            for label, fl, e in (("in-cluster (production path)", no_kubeconfig, in_cluster),
+                                 ("--kubeconfig (kubernetes.config)", flags, env)):
+                rss, hwm, up = run_exporter(fl, e, args.scrapes)
+                print(f"{label:<40} {rss:>10.1f} {hwm:>10.1f}  {up}")
+        finally:
+            cluster.close()
+    print()
+    print("import cost, fresh process each (python -c), peak RSS (VmHWM)")
+    print(f"{'statement':<48} {'wall s':>7} {'modules':>8} {'max RSS MiB':>12}")
+    for label, stmt in IMPORTS:
+        wall, modules, rss = import_cost(stmt)
+        print(f"{label:<48} {wall:>7.2f} {modules:>8} {rss:>12.1f}")
+
+
+if __name__ == "__main__":
+    main()
