@@ -459,3 +459,16 @@ def test_notes_cover_the_install_day_surprises() -> None:
     assert "15k pods" in notes and "memoryEnvelope=200Mi-500Mi" in notes
     notes = render_raw(ci_values("nonroot-socket-group-values.yaml"))["cilium-node-exporter/templates/NOTES.txt"]
     assert "kubelet.insecureSkipVerify is true" in notes and "supplemental group 1337" in notes
+
+
+# --- the packaged chart ------------------------------------------------------------------------------------
+
+def test_packaged_chart_renders_the_same(tmp_path: Path) -> None:
+    """.helmignore keeps files/ (rules, dashboards) in the package and drops ci/."""
+    archive = helm.package(CHART, destination=tmp_path)
+    values = {"prometheusRule": {"enabled": True}, "dashboards": {"enabled": True},
+              "alertmanagerInhibitRules": {"enabled": True}, "serviceMonitor": {"enabled": True}}
+    with helm.Chart.load(archive) as packaged:
+        assert packaged.metadata["version"] == chart().metadata["version"]
+        assert not [f for f in packaged.files if f["name"].startswith("ci/")]
+        assert packaged.render(values, name=RELEASE, namespace=NAMESPACE) == render_raw(values)

@@ -4,6 +4,7 @@ default values and for overridden thresholds; the inhibition ConfigMap carries t
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from types import ModuleType
@@ -122,3 +123,10 @@ def test_notes_warn_about_rule_selectors_that_cannot_match() -> None:
     assert "exporterDaemonSetSelector='daemonset=\"cne-cilium-node-exporter\"'" in text
     assert "prometheusRule.config.clusterLabel=k8s_cluster" in text
     assert "WARNING" not in notes({"prometheusRule": {"enabled": True}, "fullnameOverride": "cilium-node-exporter"})
+
+
+def test_alerts_named_in_notes_exist_in_the_pack() -> None:
+    notes = chart().render({}, name="cne", namespace="monitoring")["cilium-node-exporter/templates/NOTES.txt"]
+    named = set(re.findall(r"\bCilium[A-Za-z]+\b", notes))
+    alerts = {r["alert"] for g in GEN.build_groups() for r in g["rules"] if "alert" in r}
+    assert named and named <= alerts

@@ -74,7 +74,7 @@ app.kubernetes.io/part-of: cilium-node-exporter
 {{/* Relabelings shared by the ServiceMonitor and the PodMonitor: node, job, optional cluster, then the user's. */}}
 {{- define "cne.relabelings" -}}
 {{- $root := index . 0 }}
-{{- $monitor := index . 1 }}
+{{- $monitor := index . 1 -}}
 - action: replace
   sourceLabels:
     - __meta_kubernetes_pod_node_name
