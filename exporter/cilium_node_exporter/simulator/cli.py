@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from cilium_node_exporter.simulator import k8s
+from cilium_node_exporter.simulator.events import SpecError
 from cilium_node_exporter.simulator.scenario import (
     FORMAT_HELP,
-    ScenarioError,
     ScenarioRuntime,
     list_scenarios,
     load_scenario,
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s")
     try:
         scenario = with_version(load_scenario(args.scenario), args.hubble_version or None)
-    except ScenarioError as exc:
+    except SpecError as exc:  # ScenarioError included
         return _fail(str(exc))
     if args.speed <= 0:
         return _fail("--speed must be positive")

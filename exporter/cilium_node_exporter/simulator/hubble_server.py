@@ -109,8 +109,9 @@ class Faults:
     - ``stall_after``: after this many messages the stream goes silent (0: nothing at all, not even
       headers) while the connection stays up.
     - ``corrupt_after`` + ``corrupt_kind``: after this many messages send one bad message:
-      ``"protobuf"`` (valid length prefix, garbage payload; the stream continues) or ``"length"``
-      (a prefix announcing more bytes than follow, then OK trailers: a truncated message).
+      ``"protobuf"`` (valid length prefix, garbage payload; the stream continues), ``"length"``
+      (a length prefix announcing 2 GiB, then OK trailers: grpcio fails with RESOURCE_EXHAUSTED)
+      or ``"truncated"`` (half a message, then OK trailers: grpcio silently drops it).
     - ``close_after``: after this many messages drop the connection (no GOAWAY, no trailers).
     """
 
@@ -610,6 +611,12 @@ class HubbleServer:
         batch = [(c, n) for c, n in items if n > 0]
         return bool(batch) and self._call(self._produce, batch)
 
+    def sync(self, timeout: float = 5.0) -> None:
+        """Wait until every event emitted so far is in the ring (for tests)."""
+        loop = self._loop
+        if self._running and loop is not None:
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(timeout)
+
     def emit_lost(self, source: str, count: int, cpu: int | None = None) -> bool:
         """Write a LostEvent of ``source`` (perf_event_ring_buffer / observer_events_queue) into the ring."""
         if source not in LOST_SOURCES:
@@ -1029,7 +1036,11 @@ class HubbleServer:
             raise _StreamGone
         if faults.corrupt_after is not None and sent >= faults.corrupt_after:
             faults.corrupt_after = None  # one bad message per injection
-            if faults.corrupt_kind == "length":
+            if faults.corrupt_kind == "length":  # a prefix announcing 2 GiB, a few bytes, OK trailers
+                await conn.send(stream, b"\x00\x7f\xff\xff\xff" + tail[0][5:64])
+                conn.send_trailers(stream, Status.OK)
+                return True
+            if faults.corrupt_kind == "truncated":  # half a message, then OK trailers
                 bad = tail[0]
                 await conn.send(stream, bad[:5] + bad[5:5 + max(1, (len(bad) - 5) // 2)])
                 conn.send_trailers(stream, Status.OK)

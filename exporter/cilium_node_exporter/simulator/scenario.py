@@ -54,7 +54,7 @@ scenario file format (YAML; built-in files: --list-scenarios):
         - {source: observer_events_queue, count: 5000}          # ... or once at phase start
       agent:                     # omitted keys keep the previous phase's end state
         working_set: {from: 300Mi, to: 600Mi}   # linear ramp over the phase (or a fixed 300Mi)
-        rss: 250Mi               # default: 85% of working_set
+        rss: 250Mi               # default: 85% of working_set (when working_set is set here)
         limit: 1Gi               # null: no limit
         restart: false           # a restart at phase start (last reason Error) ...
         oom_kill: false          # ... or an OOM kill (last reason OOMKilled); both restart Hubble
@@ -356,7 +356,12 @@ class _AgentTrack:
         """Enter a phase; returns (restarted, running changed)."""
         ws_end, rss_end = self.working_set.end, (self.rss.end if self.rss else None)
         self.working_set = spec.working_set or Ramp(ws_end, ws_end)
-        self.rss = spec.rss or (Ramp(rss_end, rss_end) if rss_end is not None else None)
+        if spec.rss is not None:
+            self.rss = spec.rss
+        elif spec.working_set is not None or rss_end is None:
+            self.rss = None  # follows the new working set (85 %)
+        else:
+            self.rss = Ramp(rss_end, rss_end)
         if spec.limit != "inherit":
             self.limit = spec.limit  # type: ignore[assignment]
         restarted = False
