@@ -41,7 +41,7 @@ SERVER_STATUS = "/observer.Observer/ServerStatus"
 KEEPALIVE_TIME_MS = 330_000
 KEEPALIVE_TIMEOUT_MS = 20_000
 STREAM_WINDOW_BYTES = 4 * 1024 * 1024
-RESUME_MARGIN_NS = 1_000_000_000  # resume this much before the last counted event (timestamp disorder)
+RESUME_MARGIN_NS = 250_000_000  # resume this much before the last counted event (per-CPU timestamp disorder)
 RECENT_CAPACITY = 65_536  # >= Hubble's largest ring (65535): every replayable event fits
 CONNECT_TIMEOUT = 5.0
 STALLED = "GetFlows stream stalled"
@@ -71,8 +71,10 @@ class ResumeState:
     def __init__(self, capacity: int = RECENT_CAPACITY) -> None:
         self.last_time_ns: int | None = None
         self.count_at_last_time = 0
-        self._order: deque[object] = deque()
-        self._seen: set[object] = set()
+        # Identities are kept as 64-bit hashes (uuids or lost-event tuples): a collision would need
+        # two of at most 65,536 recent events to share one, about 1e-10.
+        self._order: deque[tuple[int, int]] = deque()
+        self._seen: set[int] = set()
         self.capacity = capacity
         self.replaying = False
         self._skip_at_last_time = 0
@@ -93,9 +95,9 @@ class ResumeState:
     def is_duplicate(self, uuid: str, time_ns: int, key: object | None) -> bool:
         """True when this event was counted on an earlier stream."""
         if key is not None:
-            return key in self._seen
+            return hash(key) in self._seen
         if uuid:
-            return uuid in self._seen
+            return hash(uuid) in self._seen
         if not self.replaying or time_ns > self._boundary_ns:
             return False
         if time_ns < self._boundary_ns:  # an old server without uuids: skip what precedes the boundary
@@ -107,13 +109,18 @@ class ResumeState:
 
     def counted(self, decoded: Decoded) -> None:
         """Remember a counted event."""
-        ident: object | None = decoded.dedupe_key if decoded.dedupe_key is not None else (decoded.uuid or None)
-        if ident is not None:
-            self._seen.add(ident)
-            self._order.append(ident)
-            if len(self._order) > self.capacity:
-                self._seen.discard(self._order.popleft())
         t = decoded.time_ns
+        source = decoded.dedupe_key if decoded.dedupe_key is not None else decoded.uuid
+        if source:
+            ident = hash(source)
+            order = self._order
+            self._seen.add(ident)
+            order.append((t, ident))
+            # A resumed stream replays only events newer than since = last - margin: older
+            # identities can go (bounded by the rate, and by the ring's largest capacity).
+            horizon = (self.last_time_ns or 0) - RESUME_MARGIN_NS
+            while order and (len(order) > self.capacity or order[0][0] < horizon):
+                self._seen.discard(order.popleft()[1])
         if decoded.kind == "lost" or t == 0:
             return
         if self.last_time_ns is None or t > self.last_time_ns:
