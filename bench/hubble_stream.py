@@ -131,7 +131,8 @@ def bench_default_client(n: int, version: str, tmp: Path) -> dict:
         server.bench(n).wait(600)
         out, _ = proc.communicate(timeout=600)
         result = json.loads(out)
-        counts = {k: {tuple(json.loads(key)): v for key, v in table.items()} for k, table in result.pop("counts").items()}
+        counts = {k: {tuple(json.loads(key)): v for key, v in table.items()}
+                  for k, table in result.pop("counts").items()}
         result["exact"] = counts == truth_counts(server)
         result["client"] = "grpcio-default"
         return result

@@ -12,6 +12,7 @@ from concurrent import futures
 from dataclasses import dataclass, field
 
 import grpc
+
 from cilium_node_exporter.api.observer import observer_pb2
 
 

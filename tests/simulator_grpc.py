@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
 from cilium_node_exporter.api.observer import observer_pb2
 from cilium_node_exporter.simulator.hubble_server import HubbleServer
 

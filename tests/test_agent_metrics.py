@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
+
 from cilium_node_exporter.app import build_registry
 from cilium_node_exporter.contract import DROP_REASONS
 from cilium_node_exporter.sources.agent import (
@@ -17,8 +19,6 @@ from cilium_node_exporter.sources.agent import (
     reason_name,
 )
 from cilium_node_exporter.sources.k8s_http import SourceError
-from prometheus_client import generate_latest
-
 from tests.agent_stub import Cluster
 
 AGENT_TEXT = """\

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.sources.apiserver import ApiServerSource, in_cluster_endpoint, parse_pod
 from cilium_node_exporter.sources.k8s_http import SourceError
-
 from tests.agent_stub import Cluster, wait_for
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from cilium_node_exporter import __version__
 from cilium_node_exporter.config import (
     ConfigError,

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from cilium_node_exporter import contract
 
 DATA = Path(__file__).resolve().parent / "data" / "cilium_documented_metrics.txt"

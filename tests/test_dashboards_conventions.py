@@ -14,7 +14,6 @@ if str(REPO) not in sys.path:  # dashboards/ is a directory of the repo, not an 
     sys.path.insert(0, str(REPO))
 
 from cilium_node_exporter import contract  # noqa: E402
-
 from dashboards import promql  # noqa: E402
 from dashboards.queries import (  # noqa: E402
     DURATION_ONLY,

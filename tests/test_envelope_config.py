@@ -6,12 +6,13 @@ import subprocess
 import sys
 
 import pytest
+from prometheus_client import generate_latest
+
 from cilium_node_exporter.aggregation.agent import AgentMemory, AgentPod
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.app import build_registry
 from cilium_node_exporter.config import ConfigError, parse_args, parse_envelope, parse_quantity
 from cilium_node_exporter.sources.apiserver import envelope_from_annotation
-from prometheus_client import generate_latest
 
 Mi = 2**20
 

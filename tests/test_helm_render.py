@@ -20,6 +20,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+
 from cilium_node_exporter.config import ConfigError, parse_args
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,6 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
+
 from cilium_node_exporter.aggregation.datapath import DatapathCounters
 from cilium_node_exporter.api.flow import flow_pb2
 from cilium_node_exporter.api.observer import observer_pb2
@@ -16,7 +18,6 @@ from cilium_node_exporter.sources.hubble.decode import (
     FlowCounter,
     MalformedMessage,
 )
-from google.protobuf import json_format
 
 
 def flow(**kw) -> bytes:

@@ -6,15 +6,15 @@ import threading
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.api.flow import flow_pb2
 from cilium_node_exporter.api.observer import observer_pb2
 from cilium_node_exporter.app import build_registry
 from cilium_node_exporter.config import parse_args
 from cilium_node_exporter.sources.hubble.stream import HubbleSource
-from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.hubble_fake import FakeHubble, wait_for
 
 BASE_NS = 1_700_000_000 * 10**9

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
+
 from cilium_node_exporter.app import build_registry
 from cilium_node_exporter.simulator.k8s import make_tls
 from cilium_node_exporter.sources.kubelet import KubeletSource
-from prometheus_client import generate_latest
-
 from tests.agent_stub import Cluster, MiB
 
 

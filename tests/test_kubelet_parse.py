@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from cilium_node_exporter.sources.k8s_http import SourceError
 from cilium_node_exporter.sources.kubelet import parse_summary
 

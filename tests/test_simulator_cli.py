@@ -10,9 +10,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from cilium_node_exporter.cli import main as top_main
 from cilium_node_exporter.simulator.cli import main
-
 from tests.simulator_grpc import server_status, wait_until
 
 

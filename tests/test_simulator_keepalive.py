@@ -7,8 +7,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cilium_node_exporter.api.observer import observer_pb2
 
+from cilium_node_exporter.api.observer import observer_pb2
 from tests.simulator_grpc import channel, get_flows, running_server
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from cilium_node_exporter import contract
 from cilium_node_exporter.api.observer import observer_pb2
 from cilium_node_exporter.simulator.events import EventSpec
@@ -18,7 +19,6 @@ from cilium_node_exporter.simulator.scenario import (
     load_scenario,
     parse_scenario,
 )
-
 from tests.simulator_grpc import channel, collect, running_server, server_status, wait_until
 
 MiB = 2**20

@@ -9,13 +9,13 @@ from pathlib import Path
 import grpc
 import pytest
 import trustme
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from cilium_node_exporter.api.flow import flow_pb2
 from cilium_node_exporter.api.observer import observer_pb2
 from cilium_node_exporter.simulator.events import EventSpec
 from cilium_node_exporter.simulator.grpc_wire import tag
 from cilium_node_exporter.simulator.hubble_server import HubbleServer, TLSConfig
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from tests.simulator_grpc import channel, collect, get_flows, running_server, server_status, wait_until
 
 DROP, TRACE, VERDICT, L7 = 1, 4, 5, 129

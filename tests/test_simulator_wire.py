@@ -11,6 +11,7 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
+
 from cilium_node_exporter.api.flow import flow_pb2
 from cilium_node_exporter.api.observer import observer_pb2
 from cilium_node_exporter.simulator.events import EventSpec
@@ -23,7 +24,6 @@ from cilium_node_exporter.simulator.grpc_wire import (
 )
 from cilium_node_exporter.simulator.hubble_server import HubbleServer
 from cilium_node_exporter.simulator.ring import Ring
-
 from tests.simulator_grpc import running_server, wait_until
 
 
