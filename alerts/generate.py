@@ -24,12 +24,23 @@ if __package__ in (None, ""):  # run as a script: make `alerts` importable
     sys.path.insert(0, str(ROOT))
 
 from alerts.alerting import alert_groups, inhibit_rules  # noqa: E402
-from alerts.config import ACCELERATED, DEFAULTS, HELM_KEYS, STRUCTURAL_KEYS, ConfigError, Values, merge  # noqa: E402
+from alerts.config import (  # noqa: E402
+    ACCELERATED,
+    DEFAULTS,
+    HELM_KEYS,
+    STRUCTURAL_KEYS,
+    ConfigError,
+    Values,
+    burn_factor,
+    duration_seconds,
+    merge,
+)
 from alerts.recording import recording_groups  # noqa: E402
 from alerts.render import dump, helm_template, rule_file  # noqa: E402
 
-__all__ = ["ACCELERATED", "DEFAULTS", "HELM_KEYS", "STRUCTURAL_KEYS", "build_groups", "build_inhibit_rules",
-           "committed_files", "helm_values", "render_inhibit", "render_rules"]
+__all__ = ["ACCELERATED", "DEFAULTS", "HELM_KEYS", "STRUCTURAL_KEYS", "ConfigError", "build_groups",
+           "build_inhibit_rules", "burn_factor", "committed_files", "duration_seconds", "helm_values", "main",
+           "render_inhibit", "render_rules"]
 
 RULES_FILE = "cilium-node-exporter.rules.yaml"
 INHIBIT_FILE = "inhibit-rules.yaml"
