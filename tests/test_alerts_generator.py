@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cilium_node_exporter import contract
 
 from alerts import generate, recording
 from alerts.alerting import all_alerts
 from alerts.config import Values, go_number, merge
+from cilium_node_exporter import contract
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "alerts" / "generate.py"
