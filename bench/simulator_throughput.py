@@ -26,6 +26,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+
 from cilium_node_exporter.api.flow import flow_pb2
 from cilium_node_exporter.api.observer import observer_pb2
 from cilium_node_exporter.simulator.grpc_wire import frame, iter_messages
@@ -35,7 +36,8 @@ FRAME = 1 << 16
 unpack = struct.Struct(">I").unpack_from
 
 
-def read_stream(path: str, n: int, decode: bool, timeout: float = 120.0) -> dict[str, float]:
+def read_stream(path: str, n: int, decode: bool, timeout: float = 120.0,
+                field_mask: list[str] | None = None) -> dict[str, float]:
     """Open a follow GetFlows (whitelist drops/verdicts/L7) and read until ``n`` flows arrived."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     deadline = time.monotonic() + 30
@@ -56,6 +58,8 @@ def read_stream(path: str, n: int, decode: bool, timeout: float = 120.0) -> dict
     conn.increment_flow_control_window(WINDOW - 65535)
     req = observer_pb2.GetFlowsRequest(follow=True, whitelist=[
         flow_pb2.FlowFilter(event_type=[flow_pb2.EventTypeFilter(type=t)]) for t in (1, 5, 129)])
+    if field_mask:
+        req.field_mask.paths.extend(field_mask)
     sid = conn.get_next_available_stream_id()
     conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":path", "/observer.Observer/GetFlows"),
                             (":authority", "localhost"), ("content-type", "application/grpc"), ("te", "trailers")])
@@ -110,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=500_000)
     ap.add_argument("--version", default="1.19.4")
     ap.add_argument("--decode", action="store_true", help="decode every message in the reader")
+    ap.add_argument("--field-mask", default="", help="comma list of Flow paths to request (server-side masking)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "hubble.sock")
@@ -117,11 +122,14 @@ def main(argv: list[str] | None = None) -> int:
                "--hubble-socket", path, "--version", args.version, "--log-level", "warning"]
         proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parent.parent)
         try:
-            res = read_stream(path, args.events, args.decode)
+            res = read_stream(path, args.events, args.decode,
+                              field_mask=[p for p in args.field_mask.split(",") if p] or None)
         finally:
             proc.terminate()
             proc.wait(10)
-    print(f"simulator throughput (version {args.version}, one stream, {'decoding' if args.decode else 'raw'} "
+    mask = f", field mask {args.field_mask}" if args.field_mask else ""
+    print(f"simulator throughput (version {args.version}{mask}, one stream, "
+          f"{'decoding' if args.decode else 'raw'} "
           f"reader): {res['flows']:.0f} flows in {res['seconds']:.2f} s = {res['events_per_s']:,.0f} events/s, "
           f"{res['mb_per_s']:.1f} MB/s, {res['bytes_per_event']:.0f} bytes/event")
     return 0 if res["flows"] >= args.events else 1

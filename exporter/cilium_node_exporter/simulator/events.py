@@ -611,41 +611,37 @@ class Stamper:
         self.counter = c
         return flows
 
-    def uuid_of(self, entry: tuple[int, FlowTemplate, bytes, bytes]) -> bytes:
-        """The uuid bytes inside a ring entry's wire message (empty before 1.14)."""
-        if not self.with_uuid:
-            return b""
-        t, ts, wire = entry[1], entry[2], entry[3]
+    def masked_parts(self, t: FlowTemplate, ts: bytes, mask_key: frozenset[str],
+                     mask: Any) -> tuple[bytes, bytes, int]:
+        """(prefix, suffix, uuid offset or -1) so that a masked message of an event of ``t``
+        stamped ``ts`` is ``prefix + wire[offset:offset + 36] + suffix`` (the flow mask is cached)."""
+        base = t.masked.get(mask_key)
+        if base is None:
+            assert t.flow is not None
+            out = flow_pb2.Flow()
+            mask.MergeMessage(t.flow, out)
+            roots = {p.split(".")[0] for p in mask_key}
+            base = (out.SerializeToString(deterministic=True), "time" in roots, "uuid" in roots and self.with_uuid)
+            t.masked[mask_key] = base
+        rest, with_time, with_uuid = base
         ts_len = len(ts)
-        off = len(t.heads.get(ts_len) or self.head(t, ts_len)) + 1 + len(fast_varint(ts_len)) + ts_len + 3
-        return wire[off:off + 36]
-
-    def masked(self, entry: tuple[int, FlowTemplate, bytes, bytes], mask_key: frozenset[str],
-               mask: Any) -> bytes:
-        """Wire bytes of a ring entry with a field mask applied to its flow (cached per template)."""
-        t, ts = entry[1], entry[2]
-        ts_len = len(ts)
-        cached = t.masked.get((mask_key, ts_len))
-        if cached is None:
-            base = t.masked.get(mask_key)
-            if base is None:
-                out = flow_pb2.Flow()
-                mask.MergeMessage(t.flow, out)
-                roots = {p.split(".")[0] for p in mask_key}
-                base = (out.SerializeToString(deterministic=True), "time" in roots, "uuid" in roots and self.with_uuid)
-                t.masked[mask_key] = base
-            rest, with_time, with_uuid = base
-            flow_len = ((1 + len(fast_varint(ts_len)) + ts_len if with_time else 0)
-                        + (39 if with_uuid else 0) + len(rest))
-            resp_len = (1 + len(fast_varint(flow_len)) + flow_len + len(self.node_field)
-                        + len(_TIME_KEY) + len(fast_varint(ts_len)) + ts_len)
-            cached = (frame_header(resp_len) + _FLOW_KEY + fast_varint(flow_len), rest, with_time, with_uuid)
-            t.masked[(mask_key, ts_len)] = cached
-        head, rest, with_time, with_uuid = cached
         ts_len_b = fast_varint(ts_len)
-        return b"".join((head, b"\x0a" + ts_len_b + ts if with_time else b"",
-                         _UUID_KEY + self.uuid_of(entry) if with_uuid else b"",
-                         rest, self.node_field, _TIME_KEY, ts_len_b, ts))
+        flow_ts = b"\x0a" + ts_len_b + ts if with_time else b""
+        flow_len = len(flow_ts) + (39 if with_uuid else 0) + len(rest)
+        resp_len = (1 + len(fast_varint(flow_len)) + flow_len + len(self.node_field)
+                    + len(_TIME_KEY) + len(ts_len_b) + ts_len)
+        head = frame_header(resp_len) + _FLOW_KEY + fast_varint(flow_len) + flow_ts
+        tail = rest + self.node_field + _TIME_KEY + ts_len_b + ts
+        if not with_uuid:
+            return head + tail, b"", -1
+        full_head = t.heads.get(ts_len) or self.head(t, ts_len)
+        offset = len(full_head) + 1 + len(ts_len_b) + ts_len + 3
+        return head + _UUID_KEY, tail, offset
+
+    def masked(self, entry: tuple[int, FlowTemplate, bytes, bytes], mask_key: frozenset[str], mask: Any) -> bytes:
+        """Wire bytes of a ring entry with a field mask applied to its flow."""
+        pre, post, off = self.masked_parts(entry[1], entry[2], mask_key, mask)
+        return pre + entry[3][off:off + 36] + post if off >= 0 else pre
 
 
 @dataclass

@@ -19,6 +19,7 @@ Using it (tests, ``bench/hubble_stream.py``)::
     server.start()
     drops = server.compile(EventSpec("drop", reason=155, direction=2))
     server.emit([(drops, 100)])          # thread-safe; 100 events stamped "now"
+    server.sync()                        # wait until they are in the ring
     server.emit_lost("perf_event_ring_buffer", 30, cpu=1)
     server.truth.snapshot()              # what the exporter should count
     done = server.bench(1_000_000)       # benchmark: N matching flows (+ traces a whitelist drops)
@@ -498,6 +499,9 @@ class HubbleServer:
     def _stop(self, graceful: bool, timeout: float) -> None:
         with self._lock:
             if not self._running or self._loop is None:
+                if graceful and self.socket_path:  # after a kill(): clean up the stale socket
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.socket_path)
                 return
             self._running = False
             try:
@@ -921,6 +925,7 @@ class HubbleServer:
         pending_lost, first_lost, last_lost, last_lost_sent = 0, 0, 0, -(1 << 62)
         flows_sent = 0
         finished = False
+        mask_cache: dict[FlowTemplate, tuple[Any, ...]] = {}
         while not finished:
             if stream.closed:
                 raise _StreamGone
@@ -990,7 +995,13 @@ class HubbleServer:
                         finished = True
                         break
                     if matches(t):
-                        wire = e[3] if mask is None else stamper.masked(e, mask_key, mask)  # type: ignore[index,arg-type]
+                        wire = e[3]  # type: ignore[index]
+                        if mask is not None:
+                            mc = mask_cache.get(t)
+                            if mc is None or mc[0] is not e[2]:  # type: ignore[index]
+                                mc = mask_cache[t] = (e[2], *stamper.masked_parts(t, e[2], mask_key, mask))  # type: ignore[index]
+                            off = mc[3]
+                            wire = mc[1] + wire[off:off + 36] + mc[2] if off >= 0 else mc[1]
                         append(wire)
                         size += len(wire)
                         flows_sent += 1
