@@ -6,7 +6,6 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from cilium_node_exporter.aggregation.agent import AgentDatapath, AgentMemory, AgentPod
 from cilium_node_exporter.aggregation.datapath import DatapathCounters
@@ -33,7 +32,6 @@ class ExporterState:
     health: dict[str, SourceHealth] = field(default_factory=dict)
     refreshers: list[Callable[[], None]] = field(default_factory=list)
     # Written by the kubelet/apiserver/agent sources (see aggregation.agent).
-    extras: dict[str, Any] = field(default_factory=dict)
     agent_memory: AgentMemory | None = None
     agent_pod: AgentPod | None = None
     agent_datapath: AgentDatapath | None = None

@@ -311,7 +311,7 @@ class HubbleSource:
         gap = self.state.hubble_gap
         while not self._stop.is_set():
             try:
-                delivered = self._run_stream(backoff)
+                delivered = self._run_stream()
             except Exception as exc:  # never let the source thread die: report, back off, retry
                 log.exception("unexpected error in the Hubble stream")
                 self.health.fail("protocol", f"unexpected error: {type(exc).__name__}: {exc}")
@@ -324,7 +324,7 @@ class HubbleSource:
                 backoff.reset()
             self._stop.wait(backoff.next())
 
-    def _run_stream(self, backoff: Backoff) -> bool:
+    def _run_stream(self) -> bool:
         """One connect-and-stream attempt; returns True when the stream had gone live."""
         socket_path = self._target()[len("unix:"):] if self._target().startswith("unix:") else None
         if socket_path is not None and not os.path.exists(socket_path):
