@@ -178,3 +178,12 @@ def test_runtime_rates_restarts_and_agent_state(tmp_path: Path) -> None:
         assert state.working_set == 260 * MiB and state.rss == int(260 * MiB * 0.85) and state.limit is None
         assert runtime.wait(5) and runtime.elapsed() == pytest.approx(40)
         runtime.stop()
+
+
+def test_event_spec_rejects_unknown_type() -> None:
+    import pytest
+
+    from cilium_node_exporter.simulator.events import EventSpec, SpecError
+
+    with pytest.raises(SpecError, match="event type"):
+        EventSpec("l7")

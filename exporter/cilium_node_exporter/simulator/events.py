@@ -107,6 +107,10 @@ class EventSpec:
     unknown_field: bool = False
     pool: int = 16
 
+    def __post_init__(self) -> None:
+        if self.type not in EVENT_KINDS:
+            raise SpecError(f"event type must be one of {', '.join(EVENT_KINDS)}, got {self.type!r}")
+
     @classmethod
     def from_mapping(cls, data: Any, where: str = "event") -> EventSpec:
         """Build and validate a spec from a scenario mapping; errors name ``where`` and the key."""
