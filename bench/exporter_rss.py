@@ -1,7 +1,8 @@
-"""RSS of the exporter with the kubelet, API server and agent sources on, and what imports cost.
+"""RSS of the exporter with all four sources on, and what imports cost.
 
-Starts the simulator's kubelet (HTTPS + token), Kubernetes API and agent metrics endpoints, then
-the real exporter process against them — once with the in-cluster API server configuration (what
+Starts the simulator's Hubble server (fed with ~1,000 events/s of drops, verdicts and L7 requests),
+kubelet (HTTPS + token), Kubernetes API and agent metrics endpoints, then the real exporter process
+against them — once with the in-cluster API server configuration (what
 runs in a pod: no ``kubernetes`` import) and once with ``--kubeconfig`` (``kubernetes.config``
 loads it) — scrapes it, and prints VmRSS / VmHWM from /proc. Then prints the import-cost table
 (fresh process per statement, ``ru_maxrss``).
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -64,9 +66,38 @@ def proc_mem(pid: int) -> tuple[float, float]:
     return rss, hwm
 
 
+SOURCES = "hubble,kubelet,apiserver,agent"
+
+
+class HubbleFeed:
+    """The simulator's Hubble server with a steady mix of counted events (about 1,000/s)."""
+
+    def __init__(self, tmp: Path) -> None:
+        from cilium_node_exporter.simulator.events import EventSpec
+        from cilium_node_exporter.simulator.hubble_server import HubbleServer
+
+        self.server = HubbleServer(socket_path=str(tmp / "hubble.sock")).start()
+        specs = [EventSpec("policy_denied"), EventSpec("drop", reason=155), EventSpec("verdict", action=1, match=2),
+                 EventSpec("http", method="GET"), EventSpec("http", method="POST", action=2), EventSpec("dns"),
+                 EventSpec("trace")]
+        self.mix = [(self.server.compile(spec, i), 15) for i, spec in enumerate(specs)]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.1):
+            self.server.emit(self.mix)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.server.stop()
+
+
 def run_exporter(flags: list[str], env: dict[str, str], scrapes: int) -> tuple[float, float, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "cilium_node_exporter", *flags, "--sources=kubelet,apiserver,agent",
+    cmd = [sys.executable, "-m", "cilium_node_exporter", *flags, f"--sources={SOURCES}",
            f"--listen-address=127.0.0.1:{port}", "--log-level=warning"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -76,7 +107,7 @@ def run_exporter(flags: list[str], env: dict[str, str], scrapes: int) -> tuple[f
         while time.monotonic() < deadline:
             try:
                 body = urllib.request.urlopen(url, timeout=5).read().decode()
-                if body.count("cilium_node_exporter_source_up{") == 3 and " 0.0\n" not in "".join(
+                if body.count("cilium_node_exporter_source_up{") == 4 and " 0.0\n" not in "".join(
                         line + "\n" for line in body.splitlines() if line.startswith("cilium_node_exporter_source_up")):
                     break
             except OSError:
@@ -102,22 +133,24 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cluster = Cluster(Path(tmp), kubelet=True, kubeapi=True, agent=True)
+        hubble = HubbleFeed(Path(tmp))
         try:
             client = Path(tmp) / "client"
-            flags = cluster.flags
+            flags = [*cluster.flags, f"--hubble-address=unix://{tmp}/hubble.sock"]
             env = dict(os.environ)
             port = cluster.kubeapi.port  # type: ignore[union-attr]
             in_cluster = dict(env, KUBERNETES_SERVICE_HOST="127.0.0.1", KUBERNETES_SERVICE_PORT=str(port),
                               CNE_SERVICEACCOUNT_DIR=str(client))
             no_kubeconfig = [f for f in flags if not f.startswith("--kubeconfig")]
-            print(f"exporter process, sources kubelet,apiserver,agent, {args.scrapes} scrapes 1.05 s apart "
-                  "(hubble: not included — run with the simulator's Hubble socket once it is wired)")
+            print(f"exporter process, sources {SOURCES}, ~1,000 Hubble events/s, {args.scrapes} scrapes "
+                  "1.05 s apart")
             print(f"{'API server configuration':<40} {'VmRSS MiB':>10} {'VmHWM MiB':>10}  sources")
             for label, fl, e in (("in-cluster (production path)", no_kubeconfig, in_cluster),
                                  ("--kubeconfig (kubernetes.config)", flags, env)):
                 rss, hwm, up = run_exporter(fl, e, args.scrapes)
                 print(f"{label:<40} {rss:>10.1f} {hwm:>10.1f}  {up}")
         finally:
+            hubble.close()
             cluster.close()
     print()
     print("import cost, fresh process each (python -c), peak RSS (VmHWM)")
