@@ -251,7 +251,7 @@ def test_daemonset_defaults() -> None:
     assert c["ports"] == [{"name": "metrics", "containerPort": 9969, "protocol": "TCP"}]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
-    assert c["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+    assert c["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "192Mi"}}
     assert c["image"] == "ghcr.io/cilium-node-exporter/cilium-node-exporter:" + chart().metadata["appVersion"]
     assert "priorityClassName" not in pod and pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
 
