@@ -10,7 +10,6 @@ Drop reasons are mapped from Cilium's monitor strings ("Policy denied") to DropR
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -23,11 +22,11 @@ from cilium_node_exporter.config import Config
 from cilium_node_exporter.contract import DROP_REASON_NAME_BY_CODE, DROP_REASON_NAME_BY_STRING, OVERFLOW_VALUE
 from cilium_node_exporter.sources import k8s_http
 from cilium_node_exporter.sources.k8s_http import Endpoint, SourceError
+from cilium_node_exporter.sources.scrape_time import ScrapeTimeSource
 
 log = logging.getLogger(__name__)
 
 NAME = "agent"
-CACHE_SECONDS = 1.0
 MAX_BYTES = 64 * 2**20
 DROP_COUNT = "cilium_drop_count_total"
 FORWARD_COUNT = "cilium_forward_count_total"
@@ -100,42 +99,19 @@ def parse_metrics(text: str) -> AgentDatapath:
     return AgentDatapath(dict(dropped), dict(forwarded), pressure)
 
 
-class AgentMetricsSource:
+class AgentMetricsSource(ScrapeTimeSource):
     """Scrape-time reader of the agent's metrics endpoint (registers a refresher in ``state``)."""
 
     name = NAME
 
     def __init__(self, config: Config, state: ExporterState, clock: Callable[[], float] = time.monotonic) -> None:
-        self.config = config
-        self.state = state
-        self.health = state.health[NAME]
-        self._clock = clock
-        self._last_attempt: float | None = None
-        self._lock = threading.Lock()
+        super().__init__(config, state, clock)
         self.endpoint = Endpoint(config.agent_metrics_address.rstrip("/"))
 
-    def start(self) -> None:
-        self.state.refreshers.append(self.refresh)
+    def read(self) -> None:
+        chunks = k8s_http.get_chunks(self.endpoint, "", timeout=self.config.agent_timeout, max_bytes=MAX_BYTES,
+                                     what=f"agent metrics {self.config.agent_metrics_address}", accept=ACCEPT)
+        self.state.agent_datapath = parse_metrics(filter_lines(chunks))
 
-    def stop(self) -> None:
-        if self.refresh in self.state.refreshers:
-            self.state.refreshers.remove(self.refresh)
-
-    def refresh(self) -> None:
-        """Read the endpoint unless the last attempt is younger than :data:`CACHE_SECONDS`."""
-        with self._lock:
-            now = self._clock()
-            if self._last_attempt is not None and now - self._last_attempt < CACHE_SECONDS:
-                return
-            self._last_attempt = now
-            what = f"agent metrics {self.config.agent_metrics_address}"
-            try:
-                chunks = k8s_http.get_chunks(self.endpoint, "", timeout=self.config.agent_timeout,
-                                             max_bytes=MAX_BYTES, what=what, accept=ACCEPT)
-                snapshot = parse_metrics(filter_lines(chunks))
-            except SourceError as exc:
-                self.state.agent_datapath = None
-                self.health.fail(exc.reason, exc.message)
-                return
-            self.state.agent_datapath = snapshot
-            self.health.ok()
+    def clear(self) -> None:
+        self.state.agent_datapath = None

@@ -2,13 +2,12 @@
 
 ``GET /stats/summary?only_cpu_and_memory=true`` (RBAC ``nodes/stats`` ``get``) with the pod's
 service-account token, re-read from its file on every request so that rotation works. Results are
-cached for :data:`CACHE_SECONDS` so that two scrapes within a second cost one call.
+cached for one second (:mod:`.scrape_time`) so that two scrapes within a second cost one call.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,12 +17,12 @@ from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.config import Config
 from cilium_node_exporter.sources import k8s_http
 from cilium_node_exporter.sources.k8s_http import Endpoint, SourceError, parse_time
+from cilium_node_exporter.sources.scrape_time import ScrapeTimeSource
 
 log = logging.getLogger(__name__)
 
 NAME = "kubelet"
 SUMMARY_PATH = "/stats/summary"
-CACHE_SECONDS = 1.0
 MAX_BYTES = 16 * 2**20
 TLS_HINT = ("set --kubelet-ca to the CA that signs the kubelet serving certificate, or, for self-signed "
             "kubelet certificates (kubeadm, kind, minikube), --kubelet-insecure-skip-verify "
@@ -85,31 +84,20 @@ def parse_summary(doc: Any, namespace: str, container: str, prefer_uid: str | No
     )
 
 
-class KubeletSource:
+class KubeletSource(ScrapeTimeSource):
     """Scrape-time reader of the kubelet Summary API (registers a refresher in ``state``)."""
 
     name = NAME
 
     def __init__(self, config: Config, state: ExporterState, clock: Callable[[], float] = time.monotonic) -> None:
-        self.config = config
-        self.state = state
-        self.health = state.health[NAME]
-        self._clock = clock
-        self._last_attempt: float | None = None
-        self._lock = threading.Lock()
-        self._ssl_context = None
+        super().__init__(config, state, clock)
         self.endpoint: Endpoint | None = None
 
     def start(self) -> None:
-        cfg = self.config
-        if cfg.kubelet_insecure_skip_verify:
+        if self.config.kubelet_insecure_skip_verify:
             log.warning("kubelet TLS verification is off (--kubelet-insecure-skip-verify): the kubelet's "
                         "identity is not checked")
-        self.state.refreshers.append(self.refresh)
-
-    def stop(self) -> None:
-        if self.refresh in self.state.refreshers:
-            self.state.refreshers.remove(self.refresh)
+        super().start()
 
     def _endpoint(self) -> Endpoint:
         if self.endpoint is None:
@@ -122,28 +110,20 @@ class KubeletSource:
                                      authorization=k8s_http.bearer_from_file(token_file) if token_file else None)
         return self.endpoint
 
-    def refresh(self) -> None:
-        """Read the kubelet unless the last attempt is younger than :data:`CACHE_SECONDS`."""
-        with self._lock:
-            now = self._clock()
-            if self._last_attempt is not None and now - self._last_attempt < CACHE_SECONDS:
-                return
-            self._last_attempt = now
-            try:
-                doc = k8s_http.get_json(self._endpoint(), SUMMARY_PATH, query={"only_cpu_and_memory": "true"},
-                                        timeout=self.config.kubelet_timeout, max_bytes=MAX_BYTES,
-                                        what=f"kubelet {self.config.kubelet_address}")
-                pod = self.state.agent_pod
-                memory = parse_summary(doc, self.config.cilium_namespace, self.config.cilium_container,
-                                       prefer_uid=pod.uid if pod is not None else None)
-            except SourceError as exc:
-                self.state.agent_memory = None
-                message = exc.message
-                if exc.reason == "tls":
-                    message = f"{message}; {TLS_HINT}"
-                elif exc.status == 403:
-                    message = f"{message} (the service account needs RBAC nodes/stats get)"
-                self.health.fail(exc.reason, message)
-                return
-            self.state.agent_memory = memory
-            self.health.ok()
+    def read(self) -> None:
+        doc = k8s_http.get_json(self._endpoint(), SUMMARY_PATH, query={"only_cpu_and_memory": "true"},
+                                timeout=self.config.kubelet_timeout, max_bytes=MAX_BYTES,
+                                what=f"kubelet {self.config.kubelet_address}")
+        pod = self.state.agent_pod
+        self.state.agent_memory = parse_summary(doc, self.config.cilium_namespace, self.config.cilium_container,
+                                                prefer_uid=pod.uid if pod is not None else None)
+
+    def clear(self) -> None:
+        self.state.agent_memory = None
+
+    def describe(self, exc: SourceError) -> str:
+        if exc.reason == "tls":
+            return f"{exc.message}; {TLS_HINT}"
+        if exc.status == 403:
+            return f"{exc.message} (the service account needs RBAC nodes/stats get)"
+        return exc.message

@@ -1,0 +1,67 @@
+"""Base of the sources read synchronously at scrape time (kubelet, agent metrics).
+
+The collector calls ``state.refresh()`` before building families; each such source registers
+its :meth:`ScrapeTimeSource.refresh` there. A read happens at most once per
+:data:`CACHE_SECONDS` (two scrapes within a second cost one call); a failure drops the
+source's snapshot (nothing stale is served), marks it down and counts the error.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from cilium_node_exporter.aggregation.state import ExporterState
+from cilium_node_exporter.config import Config
+from cilium_node_exporter.sources.k8s_http import SourceError
+
+CACHE_SECONDS = 1.0
+
+
+class ScrapeTimeSource:
+    """Subclasses set ``name`` and implement :meth:`read` (fetch, parse, publish) and :meth:`clear`."""
+
+    name = ""
+
+    def __init__(self, config: Config, state: ExporterState, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.state = state
+        self.health = state.health[self.name]
+        self._clock = clock
+        self._last_attempt: float | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self.state.refreshers.append(self.refresh)
+
+    def stop(self) -> None:
+        if self.refresh in self.state.refreshers:
+            self.state.refreshers.remove(self.refresh)
+
+    def read(self) -> None:
+        """Fetch and publish a fresh snapshot; raise :class:`SourceError` on failure."""
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        """Drop the published snapshot."""
+        raise NotImplementedError
+
+    def describe(self, exc: SourceError) -> str:
+        """The log message for a failure (subclasses add hints)."""
+        return exc.message
+
+    def refresh(self) -> None:
+        """Read the source unless the last attempt is younger than :data:`CACHE_SECONDS`."""
+        with self._lock:
+            now = self._clock()
+            if self._last_attempt is not None and now - self._last_attempt < CACHE_SECONDS:
+                return
+            self._last_attempt = now
+            try:
+                self.read()
+            except SourceError as exc:
+                self.clear()
+                self.health.fail(exc.reason, self.describe(exc))
+                return
+            self.health.ok()
