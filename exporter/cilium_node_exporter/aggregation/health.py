@@ -66,11 +66,13 @@ class StreamGap:
     def connected(self) -> bool:
         return self._down_since is None
 
-    def stream_up(self, *, reconnect: bool) -> None:
-        """A GetFlows stream is live; ``reconnect`` when it replaces a broken one."""
+    def stream_up(self, *, reconnect: bool, since: float | None = None) -> None:
+        """A GetFlows stream is live (since the ``clock`` time ``since``, default now); ``reconnect`` when
+        it replaces a broken one."""
         with self._lock:
             if self._down_since is not None:
-                self._accumulated += self.clock() - self._down_since
+                up_at = self.clock() if since is None else min(self.clock(), max(since, self._down_since))
+                self._accumulated += up_at - self._down_since
                 self._down_since = None
             if reconnect:
                 self.reconnects += 1

@@ -46,6 +46,10 @@ RECENT_CAPACITY = 65_536  # >= Hubble's largest ring (65535): every replayable e
 CONNECT_TIMEOUT = 5.0
 STALLED = "GetFlows stream stalled"
 STATUS_TIMEOUT = 5.0
+# A GetFlows call counts as live (source up, reconnect counted, backoff reset) once it delivers a message or
+# stays open this long: a server that answers every call at once with an error status (UNIMPLEMENTED,
+# RESOURCE_EXHAUSTED, ...) must not flap source_up, inflate reconnects or log two lines per retry.
+LIVE_AFTER = 1.0
 
 
 class Backoff:
@@ -169,6 +173,8 @@ class HubbleSource:
         self._seen_baseline: int | None = None
         self._stream_started_ns = 0
         self._ever_live = False
+        self._live = False
+        self._opened_at = 0.0
         self._decode_problem_logged = False
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -353,38 +359,57 @@ class HubbleSource:
         with self._call_lock:
             if self._stop.is_set():
                 return False
+            self._live = False
             call = self._call = rpc(req)
-        self.state.hubble_gap.stream_up(reconnect=self._ever_live)
-        self._ever_live = True
-        self._last_message = time.monotonic()
+        self._opened_at = self._last_message = time.monotonic()
         self._seen_baseline = status.seen_flows
         self._stream_started_ns = time.time_ns()
-        self.health.ok()
-        log.info("GetFlows stream open (Hubble %s%s)", status.version or "unknown version",
-                 ", resuming" if self.resume.replaying else "")
+        confirm = threading.Timer(LIVE_AFTER, self._confirm_live, args=(call,))
+        confirm.daemon = True
+        confirm.start()
         try:
-            self._consume(call)
+            try:
+                self._consume(call)
+            finally:
+                confirm.cancel()
+                with self._call_lock:
+                    self._call = None
             if not self._stop.is_set():
                 self.health.fail("connect", "Hubble closed the GetFlows stream")
         except grpc.RpcError as exc:
             code, details = exc.code(), exc.details() or ""
             if not self._stop.is_set():
                 if not (code == grpc.StatusCode.CANCELLED and self.health.last_problem == ("timeout", STALLED)):
-                    self.health.fail(_reason_for(code, details), f"GetFlows stream ended: {code.name}: {details}")
+                    what = "GetFlows stream ended" if self._live else "GetFlows failed"
+                    self.health.fail(_reason_for(code, details), f"{what}: {code.name}: {details}")
                 if code == grpc.StatusCode.UNAVAILABLE:
                     self._reset_channel()
-        finally:
-            with self._call_lock:
-                self._call = None
-        return True
+        return self._live
+
+    def _confirm_live(self, call: Any) -> None:
+        """The current call delivered a message or stayed open ``LIVE_AFTER``: the stream is up."""
+        with self._call_lock:
+            if self._live or self._call is not call or self._stop.is_set():
+                return
+            self._live = True
+        # The time since the call opened was connected time: credit it.
+        self.state.hubble_gap.stream_up(reconnect=self._ever_live, since=self._opened_at)
+        self._ever_live = True
+        self.health.ok()
+        log.info("GetFlows stream open (Hubble %s%s)", self.version or "unknown version",
+                 ", resuming" if self.resume.replaying else "")
 
     def _consume(self, call: Any) -> None:
         handle = self.counter.handle
         resume = self.resume
         counted = resume.counted
         health = self.health
+        live = self._live
         for data in call:
             self._last_message = time.monotonic()
+            if not live:
+                self._confirm_live(call)
+                live = True
             try:
                 decoded = self._decode_for_dedupe(data) if resume.replaying else handle(data)
             except MalformedMessage as exc:
