@@ -57,11 +57,14 @@ class ScrapeTimeSource:
             now = self._clock()
             if self._last_attempt is not None and now - self._last_attempt < CACHE_SECONDS:
                 return
-            self._last_attempt = now
             try:
                 self.read()
             except SourceError as exc:
                 self.clear()
                 self.health.fail(exc.reason, self.describe(exc))
                 return
+            finally:
+                # The cache runs from the end of the read: scrapes that queued behind a slow read
+                # (HA Prometheus pairs, retries) get its result instead of one more timeout each.
+                self._last_attempt = self._clock()
             self.health.ok()
