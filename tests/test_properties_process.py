@@ -138,7 +138,7 @@ def test_random_bytes_instead_of_http2_never_crash_the_process(tmp_path: Path) -
         threads = exp.threads()
         rss = exp.rss_bytes()
 
-        @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         @given(st.one_of(st.binary(max_size=2048), st.binary(max_size=512).map(lambda b: SETTINGS + b)))
         def one(data: bytes) -> None:
             garbage.next = data
