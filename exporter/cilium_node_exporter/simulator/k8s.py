@@ -431,7 +431,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="File holding an accepted token, re-read per request (token rotation drills).")
     g.add_argument("--write-client-config", metavar="DIR", default="",
                    help="Write token, ca.crt, kubeconfig and exporter.flags (the exporter's flags) into DIR.")
-    g.add_argument("--sim-node-name", default="sim-node", help="Node name of the simulated agent pod.")
+    g.add_argument("--sim-node-name", default="",
+                   help="Node name of the simulated agent pod (default: the scenario's node).")
     g.add_argument("--sim-cilium-namespace", default=NAMESPACE, help="Namespace of the simulated agent pod.")
     g.add_argument("--node-envelope-annotation", default="",
                    help="Value of the node annotation cilium-node-exporter.io/memory-envelope (e.g. 300Mi-800Mi).")
@@ -446,14 +447,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def start(args: argparse.Namespace, runtime: Any) -> list[Any]:
     """Start the endpoints selected by ``args``; return handles with ``stop()``."""
     wanted = [getattr(args, a, None) is not None for a in ("kubelet_port", "kubeapi_port", "agent_metrics_port")]
+    node = args.sim_node_name or getattr(getattr(runtime, "scenario", None), "node", "") or "sim-1"
+    out = Path(args.write_client_config) if args.write_client_config else None
+    hubble = _hubble_address(args, runtime)
     if not any(wanted):
+        if out is not None:
+            write_client_config(out, Tokens(), None, {}, node, args.sim_cilium_namespace, hubble)
         return []
     handles: list[Any] = []
-    model = AgentPodModel(runtime, args.sim_node_name, args.sim_cilium_namespace)
+    model = AgentPodModel(runtime, node, args.sim_cilium_namespace)
     model.start()
     handles.append(model)
     tokens = Tokens(tuple(args.kubelet_token) or (uuid.uuid4().hex,), args.kubelet_token_file)
-    out = Path(args.write_client_config) if args.write_client_config else None
     tls_dir = out or Path(os.environ.get("TMPDIR", "/tmp")) / f"cne-sim-tls-{os.getpid()}"
     tls = make_tls(tls_dir) if (args.kubelet_port is not None or args.kubeapi_port is not None) else None
     urls: dict[str, str] = {}
@@ -481,17 +486,31 @@ def start(args: argparse.Namespace, runtime: Any) -> list[Any]:
     for name, url in urls.items():
         log.info("simulator %s endpoint at %s", name, url)
     if out is not None:
-        write_client_config(out, tokens, tls, urls, args.sim_node_name, args.sim_cilium_namespace)
+        write_client_config(out, tokens, tls, urls, node, args.sim_cilium_namespace, hubble)
     return handles
 
 
+def _hubble_address(args: argparse.Namespace, runtime: Any) -> str | None:
+    """The exporter's ``--hubble-address`` for the simulator's Hubble server (unix socket first)."""
+    if getattr(args, "hubble_socket", ""):
+        return f"unix://{os.path.abspath(args.hubble_socket)}"
+    server = getattr(runtime, "server", None)
+    if getattr(args, "hubble_tcp", "") and server is not None and not getattr(server, "tls", None):
+        return f"{server.tcp[0]}:{server.tcp_port}"
+    return None
+
+
 def write_client_config(out: Path, tokens: Tokens, tls: TlsFiles | None, urls: dict[str, str], node: str,
-                        namespace: str) -> None:
+                        namespace: str, hubble_address: str | None = None) -> None:
     """Files the exporter needs to talk to the fakes: token, ca.crt, kubeconfig, exporter.flags."""
     out.mkdir(parents=True, exist_ok=True)
-    token = sorted(tokens.tokens)[0] if tokens.tokens else Path(tokens.token_file).read_text().strip()
-    (out / "token").write_text(token + "\n")
+    token = ""
+    if "kubelet" in urls or "kubeapi" in urls:
+        token = sorted(tokens.tokens)[0] if tokens.tokens else Path(tokens.token_file).read_text().strip()
+        (out / "token").write_text(token + "\n")
     flags = [f"--node-name={node}", f"--cilium-namespace={namespace}"]
+    if hubble_address:
+        flags.append(f"--hubble-address={hubble_address}")
     if tls is not None and tls.ca != out / "ca.crt":
         (out / "ca.crt").write_bytes(tls.ca.read_bytes())
     if "kubelet" in urls:
