@@ -33,7 +33,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 test: setup system-deps lint
-	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 proto: setup
 	$(PY) scripts/gen_proto.py

@@ -84,7 +84,9 @@ HELM_KEYS: tuple[str, ...] = tuple(k for k in DEFAULTS if k not in STRUCTURAL_KE
 # 30x (period 28d -> 1344m, so burn factors stay 13.44/5.6/2.8/0.93). Scrape and evaluate every 1s.
 ACCELERATED: dict[str, Any] = {
     **{k: "10s" for k in DEFAULTS if k.endswith("For") and DEFAULTS[k] != "0s"},
-    "memoryForecastWindow": "2m",
+    # the warm-up equals the trend window (as 6h/6h in DEFAULTS): once it is over, the window holds no
+    # sample from before a restart, so a leak fixed by a restart does not raise the forecast again
+    "memoryForecastWindow": "1m",
     "memoryForecastHorizonSeconds": 600,
     "memoryForecastWarmupSeconds": 60,
     "memoryBelowEnvelopeMinUptimeSeconds": 30,
