@@ -4,8 +4,6 @@ simulator fakes on free ports with real TLS, and an exporter config pointing at 
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +80,3 @@ class Cluster:
         for server in self.servers:
             server.stop()
         self.model.stop()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -7,7 +7,6 @@ keeps an explicit, inspectable ring of pre-built responses so tests can script e
 from __future__ import annotations
 
 import threading
-import time
 from concurrent import futures
 from dataclasses import dataclass, field
 
@@ -91,13 +90,3 @@ class FakeHubble:
 
 def _t(resp: observer_pb2.GetFlowsResponse) -> int:
     return resp.flow.time.seconds * 10**9 + resp.flow.time.nanos
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02) -> None:
-    """Poll ``predicate`` until true, else fail with its last value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s: {predicate}")

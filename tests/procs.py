@@ -162,8 +162,11 @@ class Exporter:
         while time.monotonic() < deadline:
             assert self.alive(), f"exporter died:\n{self.log()}"
             m = self.scrape()
-            if predicate(m):
-                return m
+            try:
+                if predicate(m):
+                    return m
+            except KeyError:  # a series not exported yet (e.g. source_up before a first attempt)
+                pass
             time.sleep(interval)
         detail = "" if m is None else "\n".join(line for line in m.text.splitlines()
                                                  if line.startswith("cilium_node") and not line.endswith(" 0.0"))
@@ -201,12 +204,15 @@ def proc_status(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str | Callable[[], str] = "condition",
+               interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy (and return it); AssertionError naming ``what``."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         value = predicate()
         if value:
             return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
+        time.sleep(interval)
 

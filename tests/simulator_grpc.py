@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,13 +43,3 @@ def collect(ch: grpc.Channel, req: observer_pb2.GetFlowsRequest, timeout: float 
             ) -> list[observer_pb2.GetFlowsResponse]:
     """A non-follow GetFlows to completion, decoded."""
     return [observer_pb2.GetFlowsResponse.FromString(b) for b in get_flows(ch)(req, timeout=timeout)]
-
-
-def wait_until(cond: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -17,6 +16,7 @@ import pytest
 import yaml
 
 from alerts import generate
+from tests.procs import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 INHIBIT = REPO / "alerts" / "alertmanager" / generate.INHIBIT_FILE
@@ -45,12 +45,6 @@ def test_amtool_accepts_the_inhibition_rules(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(generate.build_inhibit_rules())} inhibit rules" in result.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

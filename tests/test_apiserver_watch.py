@@ -12,7 +12,8 @@ import pytest
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.sources.apiserver import ApiServerSource, in_cluster_endpoint, parse_pod
 from cilium_node_exporter.sources.k8s_http import SourceError
-from tests.agent_stub import Cluster, wait_for
+from tests.agent_stub import Cluster
+from tests.procs import wait_until as wait_for
 
 
 @pytest.fixture

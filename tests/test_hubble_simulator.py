@@ -13,7 +13,7 @@ from cilium_node_exporter.contract import drop_reason_name
 from cilium_node_exporter.simulator.events import EventSpec
 from cilium_node_exporter.simulator.hubble_server import HubbleServer, TLSConfig
 from cilium_node_exporter.sources.hubble.stream import HubbleSource
-from tests.hubble_fake import wait_for
+from tests.procs import wait_until as wait_for
 
 MIX = [
     EventSpec("policy_denied", direction=1),  # one packet: a type-5 verdict AND a type-1 drop (POLICY_DENIED)

@@ -15,7 +15,8 @@ from cilium_node_exporter.api.observer import observer_pb2
 from cilium_node_exporter.app import build_registry
 from cilium_node_exporter.config import parse_args
 from cilium_node_exporter.sources.hubble.stream import HubbleSource
-from tests.hubble_fake import FakeHubble, wait_for
+from tests.hubble_fake import FakeHubble
+from tests.procs import wait_until as wait_for
 
 BASE_NS = 1_700_000_000 * 10**9
 
@@ -153,3 +154,14 @@ def test_stop_is_prompt(sock: str) -> None:
     t.join(3)
     assert not t.is_alive()
     server.stop()
+
+
+def test_source_up_absent_until_first_attempt_completes(sock: str) -> None:
+    source, state = make_source(sock)
+    assert ("cilium_node_exporter_source_up", (("source", "hubble"),)) not in samples(state)
+    source.start()
+    try:
+        wait_for(lambda: state.health["hubble"].attempted)
+        assert samples(state)[("cilium_node_exporter_source_up", (("source", "hubble"),))] == 0
+    finally:
+        source.stop()

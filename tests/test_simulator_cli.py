@@ -13,7 +13,8 @@ import pytest
 
 from cilium_node_exporter.cli import main as top_main
 from cilium_node_exporter.simulator.cli import main
-from tests.simulator_grpc import server_status, wait_until
+from tests.procs import wait_until
+from tests.simulator_grpc import server_status
 
 
 def test_list_scenarios(capsys: pytest.CaptureFixture[str]) -> None:

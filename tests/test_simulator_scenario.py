@@ -19,7 +19,8 @@ from cilium_node_exporter.simulator.scenario import (
     load_scenario,
     parse_scenario,
 )
-from tests.simulator_grpc import channel, collect, running_server, server_status, wait_until
+from tests.procs import wait_until
+from tests.simulator_grpc import channel, collect, running_server, server_status
 
 MiB = 2**20
 

@@ -17,7 +17,8 @@ from cilium_node_exporter.api.observer import observer_pb2
 from cilium_node_exporter.simulator.events import EventSpec
 from cilium_node_exporter.simulator.grpc_wire import tag
 from cilium_node_exporter.simulator.hubble_server import HubbleServer, TLSConfig
-from tests.simulator_grpc import channel, collect, get_flows, running_server, server_status, wait_until
+from tests.procs import wait_until
+from tests.simulator_grpc import channel, collect, get_flows, running_server, server_status
 
 DROP, TRACE, VERDICT, L7 = 1, 4, 5, 129
 

@@ -24,7 +24,8 @@ from cilium_node_exporter.simulator.grpc_wire import (
 )
 from cilium_node_exporter.simulator.hubble_server import HubbleServer
 from cilium_node_exporter.simulator.ring import Ring
-from tests.simulator_grpc import running_server, wait_until
+from tests.procs import wait_until
+from tests.simulator_grpc import running_server
 
 
 class RawClient:

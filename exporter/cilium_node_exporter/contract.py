@@ -104,7 +104,8 @@ AGENT_INFO = _m("cilium_node_agent_info", "gauge", "The cilium-agent pod found o
 BUILD_INFO = _m("cilium_node_exporter_build_info", "gauge", "Exporter build information (always 1).",
                 ("version",))
 SOURCE_UP = _m("cilium_node_exporter_source_up", "gauge",
-               "1 when the source delivered data at its last attempt, else 0 (enabled sources only).",
+               "1 when the source delivered data at its last attempt, else 0 (enabled sources only; absent "
+               "until a source's first attempt has completed).",
                ("source",))
 SOURCE_ERRORS = _m("cilium_node_exporter_source_errors_total", "counter",
                    "Errors talking to a source, by bounded reason.", ("source", "reason"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -14,14 +13,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from tests.procs import wait_until as _wait_until
+
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (for servers that cannot bind port 0)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -37,15 +31,8 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 
 def wait_until(predicate: Callable[[], T], timeout: float, what: str | Callable[[], str],
                interval: float = 0.25) -> T:
-    """Poll ``predicate`` until it returns something truthy; AssertionError naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what() if callable(what) else what}")
-        time.sleep(interval)
+    """:func:`tests.procs.wait_until` polling a little slower: these predicates query Prometheus."""
+    return _wait_until(predicate, timeout, what, interval)
 
 
 class Processes:

@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 
 from alerts.generate import ACCELERATED, build_groups, render_rules
-from tests.e2e.procs import Processes, free_port, http_get, wait_until
+from tests.e2e.procs import Processes, http_get, wait_until
+from tests.procs import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"

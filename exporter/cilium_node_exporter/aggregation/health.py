@@ -25,6 +25,7 @@ class SourceHealth:
 
     name: str
     up: bool = False
+    attempted: bool = False  # a first attempt has completed (until then source_up is not reported)
     errors: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     last_problem: tuple[str, str] | None = None
 
@@ -34,6 +35,7 @@ class SourceHealth:
             log.info("source %s recovered", self.name, extra={"source": self.name})
             self.last_problem = None
         self.up = True
+        self.attempted = True
 
     def fail(self, reason: str, message: str, *, count: bool = True) -> None:
         """The source failed with a bounded ``reason`` (see contract.ERROR_REASONS)."""
@@ -42,6 +44,7 @@ class SourceHealth:
         if count:
             self.errors[reason] += 1
         self.up = False
+        self.attempted = True
         problem = (reason, message)
         if problem != self.last_problem:
             log.warning("source %s: %s (%s)", self.name, message, reason,

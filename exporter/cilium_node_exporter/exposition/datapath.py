@@ -84,7 +84,8 @@ def health_families(state: ExporterState) -> Iterator[Metric]:
     errors = _counter(c.SOURCE_ERRORS)
     for name in state.sources:
         h = state.health[name]
-        up.add_metric([name], 1 if h.up else 0)
+        if h.attempted:  # no series while a source's first attempt (connect, list) is still under way
+            up.add_metric([name], 1 if h.up else 0)
         for reason in c.ERROR_REASONS:
             errors.add_metric([name, reason], h.errors.get(reason, 0))
     yield up
