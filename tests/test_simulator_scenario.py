@@ -188,3 +188,49 @@ def test_event_spec_rejects_unknown_type() -> None:
 
     with pytest.raises(SpecError, match="event type"):
         EventSpec("l7")
+
+
+def test_agent_datapath_follows_the_scenario_and_resets_with_the_agent(tmp_path) -> None:
+    import yaml
+
+    from cilium_node_exporter.simulator.hubble_server import HubbleServer
+    from cilium_node_exporter.simulator.scenario import ScenarioRuntime, parse_scenario
+    from tests.procs import wait_until
+
+    scenario = parse_scenario(yaml.safe_load("""
+name: datapath
+phases:
+  - name: drops
+    duration: 2s
+    rates: [{type: drop, reason: CT_MAP_INSERTION_FAILED, direction: egress, rate: 50}, {type: trace, rate: 20}]
+    map_pressure: {cilium_ct4_global: 0.95}
+  - name: restarted
+    duration: 30s
+    agent: {restart: true}
+    rates: [{type: drop, reason: POLICY_DENIED, direction: ingress, rate: 10}]
+"""))
+    server = HubbleServer(socket_path=str(tmp_path / "h.sock")).start()
+    runtime = ScenarioRuntime(scenario, server, speed=1).start()
+    try:
+        ct = ("CT: Map insertion failed", "EGRESS")
+        first = wait_until(lambda: (d := runtime.agent_datapath())["dropped"].get(ct) and d, timeout=5)
+        assert first["map_pressure"] == {"cilium_ct4_global": 0.95}
+        assert first["forwarded"]["INGRESS"] > 0
+        wait_until(lambda: runtime.phase.name == "restarted", timeout=5)
+        after = wait_until(lambda: (d := runtime.agent_datapath())["dropped"] and d, timeout=5)
+        assert ("CT: Map insertion failed", "EGRESS") not in after["dropped"]  # counters reset with the agent
+        assert set(after["dropped"]) == {("Policy denied", "INGRESS")}
+        assert after["map_pressure"]["cilium_ct4_global"] < 0.5
+    finally:
+        runtime.stop()
+        server.stop()
+
+
+def test_map_pressure_must_be_ratios() -> None:
+    import pytest
+    import yaml
+
+    from cilium_node_exporter.simulator.scenario import ScenarioError, parse_scenario
+
+    with pytest.raises(ScenarioError, match="fill ratio"):
+        parse_scenario(yaml.safe_load("name: x\nphases: [{duration: 1s, map_pressure: {m: 95}}]"))

@@ -243,6 +243,7 @@ DROP_REASONS: Final[dict[int, tuple[str, str]]] = {
 }
 DROP_REASON_NAME_BY_CODE: Final = {code: name for code, (name, _) in DROP_REASONS.items()}
 DROP_REASON_NAME_BY_STRING: Final = {text: name for name, text in DROP_REASONS.values()}
+DROP_REASON_STRING_BY_NAME: Final = {name: text for name, text in DROP_REASONS.values()}
 
 # Drop-reason classes (contract "Drop reasons: intentional or not"). Everything not listed,
 # including REASON_<n> for codes the exporter does not know, is "unexpected".

@@ -16,11 +16,11 @@ import time
 from typing import Any
 
 from cilium_node_exporter.simulator.k8s import AgentPodModel, FakeHandler, FakeServer
+from cilium_node_exporter.simulator.scenario import DEFAULT_MAP_PRESSURE
 
 DEFAULT_DROP_RATES = {("Policy denied", "INGRESS"): 3.0, ("Policy denied", "EGRESS"): 1.0,
                       ("Stale or unroutable IP", "INGRESS"): 0.2, ("Some future reason", "EGRESS"): 0.1}
 DEFAULT_FORWARD_RATES = {"INGRESS": 800.0, "EGRESS": 1200.0}
-DEFAULT_PRESSURE = {"cilium_ct4_global": 0.12, "cilium_lb4_services_v2": 0.02, "cilium_ipcache_v2": 0.01}
 
 
 def _esc(value: str) -> str:
@@ -62,7 +62,7 @@ class AgentMetricsFake(FakeServer):
         elapsed = time.monotonic() - self._start
         return {"dropped": {k: int(r * elapsed) for k, r in DEFAULT_DROP_RATES.items()},
                 "forwarded": {k: int(r * elapsed) for k, r in DEFAULT_FORWARD_RATES.items()},
-                "map_pressure": dict(DEFAULT_PRESSURE)}
+                "map_pressure": dict(DEFAULT_MAP_PRESSURE)}
 
     def render(self) -> str:
         d = self.datapath()

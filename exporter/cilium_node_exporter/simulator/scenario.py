@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from cilium_node_exporter.config import ConfigError, parse_duration, parse_quantity
+from cilium_node_exporter.contract import DROP_REASON_STRING_BY_NAME
 from cilium_node_exporter.simulator.events import LOST_SOURCES, CompiledSpec, EventSpec, SpecError, parse_version
 from cilium_node_exporter.simulator.ring import check_capacity
 
@@ -72,7 +73,9 @@ scenario file format (YAML; built-in files: --list-scenarios):
 
 _TOP_KEYS = {"name", "description", "node", "version", "ring_capacity", "seed", "loop", "repeat", "agent",
              "phases"}
-_PHASE_KEYS = {"name", "duration", "rates", "lost", "server_restart", "agent"}
+_PHASE_KEYS = {"name", "duration", "rates", "lost", "server_restart", "agent", "map_pressure"}
+# BPF map fill ratios the agent metrics endpoint serves when a phase does not set `map_pressure`.
+DEFAULT_MAP_PRESSURE = {"cilium_ct4_global": 0.12, "cilium_lb4_services_v2": 0.02, "cilium_ipcache_v2": 0.01}
 _AGENT_KEYS = {"working_set", "rss", "limit", "restart", "oom_kill", "running"}
 _LOST_KEYS = {"source", "rate", "count", "cpu"}
 _SCENARIO_PACKAGE = "cilium_node_exporter.simulator.scenarios"
@@ -121,6 +124,7 @@ class Phase:
     lost: tuple[LostSpec, ...] = ()
     server_restart: bool = False
     agent: AgentSpec = field(default_factory=AgentSpec)
+    map_pressure: Mapping[str, float] | None = None  # None: the defaults
 
 
 @dataclass(frozen=True)
@@ -241,6 +245,18 @@ def _lost(data: Any, where: str) -> LostSpec:
     return LostSpec(source, float(rate), count, cpu)
 
 
+def _map_pressure(data: Any, where: str) -> dict[str, float]:
+    if not isinstance(data, Mapping) or not data:
+        raise ScenarioError(f"{where}: expected a mapping of BPF map name to fill ratio, "
+                            "e.g. {cilium_ct4_global: 0.95}")
+    out = {}
+    for name, ratio in data.items():
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+            raise ScenarioError(f"{where}.{name}: fill ratio must be a number from 0 to 1, got {ratio!r}")
+        out[str(name)] = float(ratio)
+    return out
+
+
 def _list(data: Mapping[str, Any], key: str, where: str) -> list[Any]:
     value = data.get(key) or []
     if not isinstance(value, list):
@@ -290,7 +306,9 @@ def _parse(data: Any, source: str) -> Scenario:
         phases.append(Phase(
             name=str(pdata.get("name", f"phase-{i + 1}")), duration=_duration(pdata["duration"], f"{where}.duration"),
             rates=rates, lost=lost, server_restart=_bool(pdata, "server_restart", where),
-            agent=_agent(pdata["agent"], f"{where}.agent") if "agent" in pdata else AgentSpec()))
+            agent=_agent(pdata["agent"], f"{where}.agent") if "agent" in pdata else AgentSpec(),
+            map_pressure=_map_pressure(pdata["map_pressure"], f"{where}.map_pressure") if "map_pressure" in pdata
+            else None))
     repeat = data.get("repeat", 1)
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
         raise ScenarioError(f"{source}: repeat: must be an integer >= 1")
@@ -399,6 +417,7 @@ class ScenarioRuntime:
         self._lock = threading.Lock()
         self._agent = _AgentTrack()
         self._agent.apply(scenario.agent, time.time())
+        self._datapath_baseline: Any = None  # ground truth when the agent last (re)started: its counters reset
         self._phase_index = 0
         self._cycle = 0
         self._phase_sim_start = 0.0
@@ -457,6 +476,29 @@ class ScenarioRuntime:
                 last_terminated_at=a.last_terminated_at, started_at=a.started_at, running=a.running,
                 phase=phase.name, elapsed=self._phase_sim_start + in_phase)
 
+    def agent_datapath(self) -> dict[str, Any]:
+        """The agent's own packet counters (what ``cilium_drop_count_total`` etc. would say).
+
+        Drops are the drop events the scenario produced since the agent last started (Cilium's
+        reason strings, upper-case directions); forwarded packets grow with the trace events (a
+        few packets per trace, as monitor aggregation thins them); map pressure comes from the
+        phase's ``map_pressure`` (defaults otherwise).
+        """
+        now = self.server.truth.snapshot()
+        with self._lock:
+            base = self._datapath_baseline
+            pressure = self.phase.map_pressure
+        dropped: dict[tuple[str, str], int] = {}
+        for (reason, direction), n in now.drops.items():
+            n -= base.drops.get((reason, direction), 0) if base is not None else 0
+            if n > 0:
+                text = DROP_REASON_STRING_BY_NAME.get(reason, f"Unknown drop reason {reason}")
+                key = (text, direction.upper())
+                dropped[key] = dropped.get(key, 0) + n
+        traces = now.flows_by_type.get(4, 0) - (base.flows_by_type.get(4, 0) if base is not None else 0)
+        return {"dropped": dropped, "forwarded": {"INGRESS": 3 * traces, "EGRESS": 2 * traces},
+                "map_pressure": dict(pressure if pressure is not None else DEFAULT_MAP_PRESSURE)}
+
     # -- the timeline -------------------------------------------------------------------------
     def _enter(self, index: int, sim_start: float) -> None:
         phase = self.scenario.phases[index]
@@ -467,6 +509,8 @@ class ScenarioRuntime:
             self._phase_real_start = time.monotonic()
             restarted, running_changed = self._agent.apply(phase.agent, now)
             running = self._agent.running
+            if restarted or (running_changed and running):
+                self._datapath_baseline = self.server.truth.snapshot()
         log.info("simulator: phase %r (%s)", phase.name, _fmt_duration(phase.duration))
         if running_changed and not running:
             self.server.kill()
