@@ -61,6 +61,9 @@ scenario file format (YAML; built-in files: --list-scenarios):
         oom_kill: false          # ... or an OOM kill (last reason OOMKilled); both restart Hubble
         running: true            # false: the agent (and Hubble) is down for the phase; a later
                                  # phase with running: true (restart: true) brings it back
+      map_pressure: {cilium_ct4_global: 0.95}   # BPF map fill ratios on the agent metrics
+                                 # endpoint for this phase (drop and forward counters there follow
+                                 # the events above and reset when the agent restarts)
 
   event types: trace, drop (needs reason: enum name or number), policy_denied (a type-5 verdict
   plus a type-1 drop, reason 133), policy_deny (explicit deny, 181, *_denied_by), verdict
