@@ -102,6 +102,16 @@ def test_conntrack_full_delivers_the_cause_not_its_echoes(run: Run) -> None:
         assert not run.webhook.deliveries(echo, node=node), f"{echo} delivered" + diagnostics(run, node)
 
 
+def test_full_ct_map_fires_bpf_map_pressure_from_the_agent_source(run: Run) -> None:
+    node = "sim-datapath-errors"
+    d = delivered(run, "CiliumNodeBpfMapPressure", node, by=150)
+    check_alert(d, node)
+    assert d.labels["map_name"] == "cilium_ct4_global"
+    # with the agent source on, the drop SLO reads the packet-exact datapath counters
+    assert run.stack.query(f'cilium_node_datapath_dropped_packets_total{{node="{node}",'
+                           'reason="CT_MAP_INSERTION_FAILED"} > 0')
+
+
 def test_killed_exporter_fires_exporter_down(run: Run) -> None:
     node = "sim-exporter-down"
     d = delivered(run, "CiliumNodeExporterDown", node, by=60)
@@ -194,7 +204,7 @@ def test_every_node_delivered_only_expected_alerts(run: Run) -> None:
         "sim-policy-storm": {"CiliumNodePolicyDenialSurge"},
         "sim-l7-denials": {"CiliumNodeL7DenialSurge"},
         "sim-hubble-overload": {"CiliumHubbleEventsLost"},
-        "sim-datapath-errors": {"CiliumNodeConntrackMapFull"},
+        "sim-datapath-errors": {"CiliumNodeConntrackMapFull", "CiliumNodeBpfMapPressure"},
         "sim-exporter-down": {"CiliumNodeExporterDown"},
         "sim-hubble-outage": {"CiliumNodeExporterSourceDown"},
         "sim-steady": set(),

@@ -33,7 +33,7 @@ NODES: tuple[NodeSpec, ...] = (
                                                                    "--label-cap=1")),
     NodeSpec("sim-l7-denials", "l7-denials", 4),
     NodeSpec("sim-hubble-overload", "hubble-overload", 4),
-    NodeSpec("sim-datapath-errors", "datapath-errors", 4),
+    NodeSpec("sim-datapath-errors", "datapath-errors", 4, "hubble,kubelet,apiserver,agent"),
     NodeSpec("sim-exporter-down", "steady", 1, "hubble"),
     NodeSpec("sim-hubble-outage", str(SCENARIOS / "hubble-outage.yaml"), 1, "hubble"),
 )
