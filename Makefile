@@ -45,7 +45,9 @@ dashboards: setup
 	$(PY) dashboards/generate.py
 
 bench: setup
+	$(PY) bench/decode.py
 	$(PY) bench/hubble_stream.py
+	$(PY) bench/exporter_rss.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
