@@ -7,7 +7,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import generate_latest
+
 from cilium_node_exporter.aggregation.state import ExporterState
+from cilium_node_exporter.app import build_registry
 from cilium_node_exporter.config import Config, parse_args
 from cilium_node_exporter.simulator.agent_metrics_fake import AgentMetricsFake
 from cilium_node_exporter.simulator.k8s import AgentPodModel, Tokens, make_tls, write_client_config
@@ -80,3 +83,10 @@ class Cluster:
         for server in self.servers:
             server.stop()
         self.model.stop()
+
+
+def scrape_state(state: ExporterState) -> dict[str, float]:
+    """The exporter's ``cilium_node_*`` samples for ``state``, keyed by their exposition line prefix."""
+    text = generate_latest(build_registry(state)).decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith("cilium_node_")}

@@ -7,9 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import generate_latest
 
-from cilium_node_exporter.app import build_registry
 from cilium_node_exporter.contract import DROP_REASONS
 from cilium_node_exporter.sources.agent import (
     AgentMetricsSource,
@@ -19,7 +17,7 @@ from cilium_node_exporter.sources.agent import (
     reason_name,
 )
 from cilium_node_exporter.sources.k8s_http import SourceError
-from tests.agent_stub import Cluster
+from tests.agent_stub import Cluster, scrape_state
 
 AGENT_TEXT = """\
 # HELP cilium_drop_count_total Total dropped packets, tagged by drop reason and ingress/egress direction
@@ -98,31 +96,25 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     c.close()
 
 
-def scrape(state) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    text = generate_latest(build_registry(state)).decode()
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line.startswith("cilium_node_")}
-
-
 def test_source_against_the_simulator(cluster: Cluster) -> None:
     now = [0.0]
     cfg = cluster.config(agent_timeout=0.3)
     state = cluster.state(cfg)
     AgentMetricsSource(cfg, state, clock=lambda: now[0]).start()
-    m = scrape(state)
+    m = scrape_state(state)
     assert m['cilium_node_exporter_source_up{source="agent"}'] == 1
     assert 'cilium_node_datapath_dropped_packets_total{direction="ingress",reason="POLICY_DENIED"}' in m
     assert 'cilium_node_datapath_dropped_packets_total{direction="egress",reason="other"}' in m
     assert 'cilium_node_datapath_forwarded_packets_total{direction="egress"}' in m
     assert m['cilium_node_bpf_map_pressure{map_name="cilium_ct4_global"}'] == 0.12
-    scrape(state)
+    scrape_state(state)
     assert cluster.agent.requests == 1  # cached within a second
     for fault, reason in (("500", "http"), ("garbage", "decode"), ("slow", "timeout")):
         cluster.agent.fault = fault
         cluster.agent.slow_seconds = 2.0
         now[0] += 10
         before = state.health["agent"].errors.get(reason, 0)
-        m = scrape(state)
+        m = scrape_state(state)
         assert m['cilium_node_exporter_source_up{source="agent"}'] == 0
         assert state.health["agent"].errors[reason] == before + 1
         assert not any(k.startswith("cilium_node_datapath_") for k in m)  # nothing stale
@@ -130,5 +122,5 @@ def test_source_against_the_simulator(cluster: Cluster) -> None:
     cluster.runtime.set(running=False)
     cluster.model.update()
     now[0] += 10
-    m = scrape(state)
+    m = scrape_state(state)
     assert m['cilium_node_exporter_source_up{source="agent"}'] == 0  # a dead agent drops the connection

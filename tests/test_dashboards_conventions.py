@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # dashboards/ is a directory of the repo, not an installed package
-    sys.path.insert(0, str(REPO))
-
-from cilium_node_exporter import contract  # noqa: E402
-from dashboards import promql  # noqa: E402
-from dashboards.queries import (  # noqa: E402
+from cilium_node_exporter import contract
+from dashboards import promql
+from dashboards.queries import (
     DURATION_ONLY,
     all_queries,
     iter_panels,
@@ -25,6 +20,8 @@ from dashboards.queries import (  # noqa: E402
     substitute,
     walk,
 )
+
+REPO = Path(__file__).resolve().parent.parent
 
 DOCS = load_dashboards()
 UIDS = sorted(DOCS)

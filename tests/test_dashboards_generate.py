@@ -9,14 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from grafana_foundation_sdk.models import dashboard as sdk_dashboard
+
+from dashboards import generate
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # dashboards/ is a directory of the repo, not an installed package
-    sys.path.insert(0, str(REPO))
-
-from grafana_foundation_sdk.models import dashboard as sdk_dashboard  # noqa: E402
-
-from dashboards import generate  # noqa: E402
 
 EXPECTED = {
     "cilium-node-fleet": "Cilium / Node Fleet",

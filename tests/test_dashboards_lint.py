@@ -10,18 +10,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # dashboards/ is a directory of the repo, not an installed package
-    sys.path.insert(0, str(REPO))
-
-from dashboards import promql  # noqa: E402
-from dashboards.queries import (  # noqa: E402
+from dashboards import promql
+from dashboards.queries import (
     DURATION_ONLY,
     iter_panels,
     load_dashboards,
@@ -31,6 +26,8 @@ from dashboards.queries import (  # noqa: E402
     variable_promql,
     walk,
 )
+
+REPO = Path(__file__).resolve().parent.parent
 
 DOCS = load_dashboards()
 UIDS = sorted(DOCS)

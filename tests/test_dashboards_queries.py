@@ -5,18 +5,15 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # dashboards/ is a directory of the repo, not an installed package
-    sys.path.insert(0, str(REPO))
+from dashboards import generate
+from dashboards.queries import DEFAULT_SUBSTITUTIONS, all_queries, substitute, variable_promql
 
-from dashboards import generate  # noqa: E402
-from dashboards.queries import DEFAULT_SUBSTITUTIONS, all_queries, substitute, variable_promql  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def promtool_check(exprs: list[str], tmp: Path) -> str:

@@ -8,12 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import generate_latest
 
-from cilium_node_exporter.app import build_registry
 from cilium_node_exporter.simulator.k8s import make_tls
 from cilium_node_exporter.sources.kubelet import KubeletSource
-from tests.agent_stub import Cluster, MiB
+from tests.agent_stub import Cluster, MiB, scrape_state
 
 
 @pytest.fixture
@@ -21,12 +19,6 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     c = Cluster(tmp_path, working_set=310 * MiB, rss=260 * MiB, limit=1024 * MiB)
     yield c
     c.close()
-
-
-def scrape(state) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    text = generate_latest(build_registry(state)).decode()
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line.startswith("cilium_node_")}
 
 
 def make(cluster: Cluster, *extra: str, **overrides: object) -> tuple[KubeletSource, object]:
@@ -46,7 +38,7 @@ def tick() -> None:
 
 def test_token_accepted_and_values_exported(cluster: Cluster) -> None:
     _, state = make(cluster)
-    m = scrape(state)
+    m = scrape_state(state)
     assert m['cilium_node_exporter_source_up{source="kubelet"}'] == 1
     assert m["cilium_node_agent_memory_working_set_bytes"] == 310 * MiB
     assert m["cilium_node_agent_memory_rss_bytes"] == 260 * MiB
@@ -57,11 +49,11 @@ def test_token_accepted_and_values_exported(cluster: Cluster) -> None:
 
 def test_two_scrapes_within_the_cache_cost_one_call(cluster: Cluster) -> None:
     _, state = make(cluster)
-    scrape(state)
-    scrape(state)
+    scrape_state(state)
+    scrape_state(state)
     assert cluster.kubelet.requests == 1
     tick()
-    scrape(state)
+    scrape_state(state)
     assert cluster.kubelet.requests == 2
 
 
@@ -69,23 +61,23 @@ def test_no_limit_no_limit_series(cluster: Cluster) -> None:
     cluster.runtime.set(limit=None)
     cluster.model.update()
     _, state = make(cluster)
-    m = scrape(state)
+    m = scrape_state(state)
     assert "cilium_node_agent_memory_limit_bytes" not in m
     assert m["cilium_node_agent_memory_working_set_bytes"] == 310 * MiB
 
 
 def test_token_rotation_rereads_the_file(cluster: Cluster) -> None:
     _, state = make(cluster)
-    assert scrape(state)['cilium_node_exporter_source_up{source="kubelet"}'] == 1
+    assert scrape_state(state)['cilium_node_exporter_source_up{source="kubelet"}'] == 1
     cluster.tokens.tokens = {"token-2"}  # the kubelet now only accepts the rotated token
     tick()
-    m = scrape(state)
+    m = scrape_state(state)
     assert m['cilium_node_exporter_source_up{source="kubelet"}'] == 0
     assert m['cilium_node_exporter_source_errors_total{reason="auth",source="kubelet"}'] == 1
     assert "cilium_node_agent_memory_working_set_bytes" not in m  # not served stale
     (cluster.dir / "client" / "token").write_text("token-2\n")
     tick()
-    m = scrape(state)
+    m = scrape_state(state)
     assert m['cilium_node_exporter_source_up{source="kubelet"}'] == 1
     assert m["cilium_node_agent_memory_working_set_bytes"] == 310 * MiB
 
@@ -95,17 +87,17 @@ def test_token_rotation_rereads_the_file(cluster: Cluster) -> None:
                                                 ("huge", "protocol"), ("reset", "connect")])
 def test_faults_drop_values_and_count_errors(cluster: Cluster, fault: str, reason: str) -> None:
     _, state = make(cluster)
-    assert "cilium_node_agent_memory_working_set_bytes" in scrape(state)
+    assert "cilium_node_agent_memory_working_set_bytes" in scrape_state(state)
     cluster.kubelet.fault = fault
     tick()
-    m = scrape(state)
+    m = scrape_state(state)
     assert m['cilium_node_exporter_source_up{source="kubelet"}'] == 0
     assert m[f'cilium_node_exporter_source_errors_total{{reason="{reason}",source="kubelet"}}'] == 1
     assert not any(k.startswith("cilium_node_agent_memory_working") for k in m)
     assert "cilium_node_agent_memory_envelope_upper_bytes" in m  # the envelope is always there
     cluster.kubelet.fault = "none"
     tick()
-    assert scrape(state)['cilium_node_exporter_source_up{source="kubelet"}'] == 1
+    assert scrape_state(state)['cilium_node_exporter_source_up{source="kubelet"}'] == 1
 
 
 def test_one_log_line_per_distinct_problem(cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
@@ -114,10 +106,9 @@ def test_one_log_line_per_distinct_problem(cluster: Cluster, caplog: pytest.LogC
     with caplog.at_level(logging.WARNING):
         for _ in range(5):
             tick()
-            scrape(state)
+            scrape_state(state)
     lines = [r for r in caplog.records if "HTTP 500" in r.getMessage()]
     assert len(lines) == 1
-    assert scrape.__name__  # keep ruff quiet about unused fixtures
     assert state.health["kubelet"].errors["http"] == 5
 
 
@@ -125,7 +116,7 @@ def test_timeout(cluster: Cluster) -> None:
     cluster.kubelet.fault = "slow"
     cluster.kubelet.slow_seconds = 3.0
     _, state = make(cluster, kubelet_timeout=0.3)
-    m = scrape(state)
+    m = scrape_state(state)
     assert m['cilium_node_exporter_source_errors_total{reason="timeout",source="kubelet"}'] == 1
     assert m['cilium_node_exporter_source_up{source="kubelet"}'] == 0
 
@@ -135,7 +126,7 @@ def test_connection_refused(cluster: Cluster) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     _, state = make(cluster, kubelet_address=f"https://127.0.0.1:{port}")
-    m = scrape(state)
+    m = scrape_state(state)
     assert m['cilium_node_exporter_source_errors_total{reason="connect",source="kubelet"}'] == 1
 
 
@@ -144,7 +135,7 @@ def test_wrong_ca_is_tls_and_the_log_names_the_fix(cluster: Cluster, tmp_path: P
     other = make_tls(tmp_path / "other")
     with caplog.at_level(logging.WARNING):
         _, state = make(cluster, kubelet_ca=str(other.ca))
-        m = scrape(state)
+        m = scrape_state(state)
     assert m['cilium_node_exporter_source_errors_total{reason="tls",source="kubelet"}'] == 1
     message = " ".join(r.getMessage() for r in caplog.records)
     for hint in ("--kubelet-insecure-skip-verify", "--kubelet-ca", "kubelet.insecureSkipVerify"):
@@ -157,13 +148,13 @@ def test_insecure_skip_verify_accepts_an_unknown_ca(cluster: Cluster, tmp_path: 
     with caplog.at_level(logging.WARNING):
         _, state = make(cluster, kubelet_ca=str(other.ca), kubelet_insecure_skip_verify=True)
     assert any("insecure-skip-verify" in r.getMessage() for r in caplog.records)  # warned at start
-    assert scrape(state)['cilium_node_exporter_source_up{source="kubelet"}'] == 1
+    assert scrape_state(state)['cilium_node_exporter_source_up{source="kubelet"}'] == 1
 
 
 def test_no_agent_pod_no_agent_series_source_up(cluster: Cluster) -> None:
     cluster.kubelet.fault = "no-agent"
     _, state = make(cluster)
-    m = scrape(state)
+    m = scrape_state(state)
     assert m['cilium_node_exporter_source_up{source="kubelet"}'] == 1
     assert not any(k.startswith(("cilium_node_agent_memory_working", "cilium_node_agent_container")) for k in m)
     assert "cilium_node_agent_info" not in " ".join(m)
@@ -172,7 +163,7 @@ def test_no_agent_pod_no_agent_series_source_up(cluster: Cluster) -> None:
 def test_missing_fields_from_the_kubelet_are_absent_not_zero(cluster: Cluster) -> None:
     cluster.kubelet.fault = "missing-fields"
     _, state = make(cluster)
-    m = scrape(state)
+    m = scrape_state(state)
     assert "cilium_node_agent_memory_rss_bytes" not in m
     assert "cilium_node_agent_memory_usage_bytes" not in m
     assert m["cilium_node_agent_memory_working_set_bytes"] == 310 * MiB
@@ -182,13 +173,13 @@ def test_agent_down_between_restarts_is_absent(cluster: Cluster) -> None:
     cluster.runtime.set(running=False)
     cluster.model.update()
     _, state = make(cluster)
-    m = scrape(state)
+    m = scrape_state(state)
     assert m['cilium_node_exporter_source_up{source="kubelet"}'] == 1
     assert "cilium_node_agent_memory_working_set_bytes" not in m
 
 
 def test_missing_token_file_is_auth(cluster: Cluster, tmp_path: Path) -> None:
     _, state = make(cluster, kubelet_token_file=str(tmp_path / "nope"))
-    m = scrape(state)
+    m = scrape_state(state)
     assert m['cilium_node_exporter_source_errors_total{reason="auth",source="kubelet"}'] == 1
     assert cluster.kubelet.requests == 0
