@@ -147,3 +147,13 @@ def test_mtls_over_tcp(tmp_path: Path) -> None:
         good.stop()
         no_client_cert.stop()
         server.stop()
+
+
+def test_missing_tls_files_are_reported_as_tls(tmp_path: Path) -> None:
+    source, state = start_source("127.0.0.1:1", "--hubble-tls-ca", str(tmp_path / "absent-ca.pem"))
+    try:
+        wait_for(lambda: state.health["hubble"].errors["tls"] >= 1)
+        assert "TLS file" in state.health["hubble"].last_problem[1]
+        assert not state.health["hubble"].up
+    finally:
+        source.stop()

@@ -337,7 +337,11 @@ class HubbleSource:
             self.health.fail("connect", f"Hubble socket {socket_path} does not exist (is the Cilium agent "
                              "running with Hubble enabled, and /var/run/cilium mounted?)")
             return False
-        channel = self._channel_or_new()
+        try:
+            channel = self._channel_or_new()
+        except OSError as exc:  # a TLS file missing or unreadable (mounted secret not there yet)
+            self.health.fail("tls", f"cannot read a Hubble TLS file (--hubble-tls-ca/-cert/-key): {exc}")
+            return False
         try:
             grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT)
             status = self._server_status(channel)
