@@ -10,6 +10,7 @@ The file format is documented in :data:`FORMAT_HELP` (shown by ``simulate --help
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -505,6 +506,8 @@ class ScenarioRuntime:
     # -- the timeline -------------------------------------------------------------------------
     def _enter(self, index: int, sim_start: float) -> None:
         phase = self.scenario.phases[index]
+        with contextlib.suppress(Exception):  # the previous phase's events land before a counter baseline
+            self.server.sync()
         now = time.time()
         with self._lock:
             self._phase_index = index
