@@ -11,6 +11,7 @@ Used by the fault and abuse suites (``tests/test_faults_*.py``, ``tests/test_car
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,17 @@ class Metrics:
         return sum(1 for n, _ in self.samples if n.startswith(prefix))
 
 
+_STARTED: weakref.WeakSet[Exporter] = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """A test that failed before its teardown must not leave an exporter running after pytest exits."""
+    for exp in list(_STARTED):
+        if exp.alive():
+            exp.proc.kill()
+
+
 class Exporter:
     """``python -m cilium_node_exporter`` with ``flags`` on a free port; a context manager."""
 
@@ -95,6 +108,7 @@ class Exporter:
         full_env.update(env or {})
         self.proc = subprocess.Popen([sys.executable, "-m", "cilium_node_exporter", *self.flags],
                                      stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
+        _STARTED.add(self)
         self.wait_ready(ready_timeout)
 
     # --- lifecycle ------------------------------------------------------------------------------

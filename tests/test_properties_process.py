@@ -72,10 +72,12 @@ def raw_hubble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RawHu
     hub.server.start()
     exp = Exporter(tmp, "--sources=hubble", f"--hubble-address=unix://{sock}", *FAST_HUBBLE,
                    "--extra-labels=protocol,endpoint_namespace,policy", "--label-cap=5")
-    exp.wait_metrics(lambda m: m.value("cilium_node_exporter_source_up", source="hubble") == 1, what="up")
-    yield hub, exp
-    exp.stop()
-    hub.server.stop(None)
+    try:
+        exp.wait_metrics(lambda m: m.value("cilium_node_exporter_source_up", source="hubble") == 1, what="up")
+        yield hub, exp
+    finally:
+        exp.stop()
+        hub.server.stop(None)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
