@@ -124,3 +124,12 @@ def test_source_against_the_simulator(cluster: Cluster) -> None:
     now[0] += 10
     m = scrape_state(state)
     assert m['cilium_node_exporter_source_up{source="agent"}'] == 0  # a dead agent drops the connection
+
+
+def test_map_pressure_series_are_capped() -> None:
+    from cilium_node_exporter.sources.agent import MAX_MAPS
+
+    body = "# TYPE cilium_bpf_map_pressure gauge\n" + "".join(
+        f'cilium_bpf_map_pressure{{map_name="m{i}"}} 0.5\n' for i in range(MAX_MAPS + 50))
+    snapshot = parse_metrics(filter_lines([body.encode()]))
+    assert len(snapshot.map_pressure) == MAX_MAPS

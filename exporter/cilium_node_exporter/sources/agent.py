@@ -34,6 +34,8 @@ MAP_PRESSURE = "cilium_bpf_map_pressure"
 _WANTED = (b"cilium_drop_count", b"cilium_forward_count", MAP_PRESSURE.encode())
 _ENUM_NAMES = frozenset(DROP_REASON_NAME_BY_CODE.values())
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
+# Cilium has a few dozen BPF maps; a cap keeps a broken or hostile endpoint from growing our series.
+MAX_MAPS = 256
 
 
 def reason_name(text: str) -> str:
@@ -93,7 +95,8 @@ def parse_metrics(text: str) -> AgentDatapath:
                 elif sample.name == FORWARD_COUNT:
                     forwarded[direction_label(labels.get("direction", ""))] += sample.value
                 elif sample.name == MAP_PRESSURE and "map_name" in labels:
-                    pressure[labels["map_name"]] = sample.value
+                    if len(pressure) < MAX_MAPS or labels["map_name"] in pressure:
+                        pressure[labels["map_name"]] = sample.value
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise SourceError("decode", f"agent metrics: not Prometheus text format ({exc})") from None
     return AgentDatapath(dict(dropped), dict(forwarded), pressure)
