@@ -94,9 +94,9 @@ def parse_metrics(text: str) -> AgentDatapath:
                     dropped[key] += sample.value
                 elif sample.name == FORWARD_COUNT:
                     forwarded[direction_label(labels.get("direction", ""))] += sample.value
-                elif sample.name == MAP_PRESSURE and "map_name" in labels:
-                    if len(pressure) < MAX_MAPS or labels["map_name"] in pressure:
-                        pressure[labels["map_name"]] = sample.value
+                elif (sample.name == MAP_PRESSURE and "map_name" in labels
+                      and (len(pressure) < MAX_MAPS or labels["map_name"] in pressure)):
+                    pressure[labels["map_name"]] = sample.value
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise SourceError("decode", f"agent metrics: not Prometheus text format ({exc})") from None
     return AgentDatapath(dict(dropped), dict(forwarded), pressure)
