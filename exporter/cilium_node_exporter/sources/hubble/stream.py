@@ -261,7 +261,7 @@ class HubbleSource:
     def _record_status(self, status: observer_pb2.ServerStatusResponse) -> None:
         self.version = status.version
         self.state.hubble_status = HubbleStatus(seen_flows=status.seen_flows, num_flows=status.num_flows,
-                                                max_flows=status.max_flows, version=status.version)
+                                                max_flows=status.max_flows, version=status.version[:64])
 
     def _check_stall(self, status: observer_pb2.ServerStatusResponse) -> None:
         """Reconnect a live stream that delivers nothing while the observer provably has events for it.
