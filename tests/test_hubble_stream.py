@@ -6,15 +6,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.api.flow import flow_pb2
 from cilium_node_exporter.api.observer import observer_pb2
-from cilium_node_exporter.app import build_registry
 from cilium_node_exporter.config import parse_args
 from cilium_node_exporter.sources.hubble.stream import HubbleSource
+from tests.agent_stub import scrape_state
 from tests.hubble_fake import FakeHubble
 from tests.procs import wait_until as wait_for
 
@@ -27,15 +25,6 @@ def drop(i: int, reason: int = 133, uuid: bool = True) -> observer_pb2.GetFlowsR
                       verdict=flow_pb2.DROPPED, drop_reason_desc=reason, traffic_direction=flow_pb2.EGRESS,
                       uuid=f"u-{i}" if uuid else "")
     return observer_pb2.GetFlowsResponse(flow=f, time=f.time)
-
-
-def samples(state: ExporterState) -> dict[tuple[str, tuple], float]:
-    text = generate_latest(build_registry(state)).decode()
-    out = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
 
 
 @pytest.fixture
@@ -62,13 +51,13 @@ def test_counts_flow_through_to_metrics(sock: str) -> None:
         wait_for(lambda: state.hubble_gap.connected)
         server.push(*(drop(i) for i in range(100)))
         wait_for(lambda: drops_total(state) == 100)
-        m = samples(state)
-        key = ("cilium_node_drops_total", (("direction", "egress"), ("reason", "POLICY_DENIED")))
+        m = scrape_state(state)
+        key = 'cilium_node_drops_total{direction="egress",reason="POLICY_DENIED"}'
         assert m[key] == 100
-        assert m[("cilium_node_exporter_source_up", (("source", "hubble"),))] == 1
-        assert m[("cilium_node_exporter_events_total", (("kind", "drop"),))] == 100
+        assert m['cilium_node_exporter_source_up{source="hubble"}'] == 1
+        assert m['cilium_node_exporter_events_total{kind="drop"}'] == 100
         wait_for(lambda: state.hubble_status is not None)
-        assert samples(state)[("cilium_node_hubble_info", (("version", "1.19.4"),))] == 1
+        assert scrape_state(state)['cilium_node_hubble_info{version="1.19.4"}'] == 1
         req = server.requests[0]
         assert [f.type for f in req.whitelist[0].event_type] == [1, 5, 129] and req.follow
         assert "drop_reason_desc" in req.field_mask.paths and not req.HasField("since")
@@ -96,10 +85,10 @@ def test_server_restart_resumes_without_double_count(sock: str) -> None:
         wait_for(lambda: drops_total(state) == 90)
         last = server.requests[-1]
         assert last.HasField("since")  # resumed from the last counted event
-        m = samples(state)
-        assert m[("cilium_node_exporter_hubble_reconnects_total", ())] == 1
-        assert m[("cilium_node_exporter_hubble_disconnected_seconds_total", ())] > 0
-        assert m[("cilium_node_exporter_source_errors_total", (("reason", "connect"), ("source", "hubble")))] >= 1
+        m = scrape_state(state)
+        assert m["cilium_node_exporter_hubble_reconnects_total"] == 1
+        assert m["cilium_node_exporter_hubble_disconnected_seconds_total"] > 0
+        assert m['cilium_node_exporter_source_errors_total{reason="connect",source="hubble"}'] >= 1
     finally:
         source.stop()
         server.stop()
@@ -132,8 +121,8 @@ def test_socket_absent_at_start_then_appears(sock: str) -> None:
     try:
         wait_for(lambda: state.health["hubble"].errors["connect"] >= 1)
         assert not state.hubble_gap.connected
-        m = samples(state)
-        assert m[("cilium_node_exporter_source_up", (("source", "hubble"),))] == 0
+        m = scrape_state(state)
+        assert m['cilium_node_exporter_source_up{source="hubble"}'] == 0
         server = FakeHubble(sock).start()
         wait_for(lambda: state.hubble_gap.connected)
         server.push(drop(1))
@@ -158,10 +147,10 @@ def test_stop_is_prompt(sock: str) -> None:
 
 def test_source_up_absent_until_first_attempt_completes(sock: str) -> None:
     source, state = make_source(sock)
-    assert ("cilium_node_exporter_source_up", (("source", "hubble"),)) not in samples(state)
+    assert 'cilium_node_exporter_source_up{source="hubble"}' not in scrape_state(state)
     source.start()
     try:
         wait_for(lambda: state.health["hubble"].attempted)
-        assert samples(state)[("cilium_node_exporter_source_up", (("source", "hubble"),))] == 0
+        assert scrape_state(state)['cilium_node_exporter_source_up{source="hubble"}'] == 0
     finally:
         source.stop()
