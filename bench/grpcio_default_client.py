@@ -18,7 +18,7 @@ import grpc
 
 from cilium_node_exporter import contract as c
 from cilium_node_exporter.api.observer import observer_pb2
-from cilium_node_exporter.sources.hubble.request import build_request
+from cilium_node_exporter.sources.hubble.request import build_request, mask_plan
 
 
 def main(sock: str, n: int, version: str) -> dict:
@@ -31,7 +31,7 @@ def main(sock: str, n: int, version: str) -> dict:
     l7: Counter = Counter()
     seen = 0
     start = cpu0 = None
-    for resp in rpc(build_request(version=version)):
+    for resp in rpc(build_request(plan=mask_plan(version))):
         if start is None:
             start, cpu0 = time.monotonic(), time.process_time()
         if resp.WhichOneof("response_types") != "flow":

@@ -24,6 +24,7 @@ class FakeHubble:
     ring: list[observer_pb2.GetFlowsResponse] = field(default_factory=list)
     requests: list[observer_pb2.GetFlowsRequest] = field(default_factory=list)
     seen_flows: int = 0
+    refuse_masks: bool = False  # answer a masked request as a server whose Flow lacks a path would
     _server: grpc.Server | None = None
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _stopping: bool = False
@@ -36,6 +37,8 @@ class FakeHubble:
 
     def _get_flows(self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext):
         self.requests.append(request)
+        if self.refuse_masks and (request.field_mask.paths or request.experimental.field_mask.paths):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid fieldmask")
         since = request.since.seconds * 10**9 + request.since.nanos if request.HasField("since") else None
         with self._cond:
             if since is None:

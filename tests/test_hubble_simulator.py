@@ -99,7 +99,8 @@ def test_server_restart_mid_stream_resumes_without_double_count(tmp_path: Path) 
 
 
 def test_field_mask_follows_server_version(tmp_path: Path) -> None:
-    for version, where in (("1.19.4", "top"), ("1.16.5", "top"), ("1.15.3", "experimental"), ("1.13.2", None)):
+    for version, where in (("1.19.4", "top"), ("1.16.5", "top"), ("1.15.3", "experimental"), ("1.14.16", None),
+                           ("1.13.2", None)):
         sock = tmp_path / f"{version}.sock"
         server = HubbleServer(socket_path=str(sock), version=version).start()
         source, state = start_source(f"unix://{sock}")
@@ -114,9 +115,9 @@ def test_field_mask_follows_server_version(tmp_path: Path) -> None:
 
 
 def source_request(source: HubbleSource):
-    from cilium_node_exporter.sources.hubble.request import build_request
+    from cilium_node_exporter.sources.hubble.request import build_request, mask_plan
 
-    return build_request(version=source.version, extra_labels=source.config.extra_labels)
+    return build_request(plan=mask_plan(source.version, source.config.extra_labels))
 
 
 def test_mtls_over_tcp(tmp_path: Path) -> None:

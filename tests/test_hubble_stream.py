@@ -115,6 +115,24 @@ def test_resume_without_uuids_old_server(sock: str) -> None:
     assert drops_total(state) == 25
 
 
+def test_refused_mask_falls_back_once_to_no_mask(sock: str) -> None:
+    server = FakeHubble(sock, refuse_masks=True).start()
+    source, state = make_source(sock)
+    source.start()
+    try:
+        wait_for(lambda: state.hubble_gap.connected)
+        server.push(*(drop(i) for i in range(10)))
+        wait_for(lambda: drops_total(state) == 10)
+        masked = [r for r in server.requests if r.field_mask.paths]
+        assert len(masked) == 1 and not server.requests[-1].field_mask.paths  # refused once, never again
+        m = scrape_state(state)
+        assert m['cilium_node_exporter_source_errors_total{reason="rejected",source="hubble"}'] == 1
+        assert m['cilium_node_exporter_source_up{source="hubble"}'] == 1
+    finally:
+        source.stop()
+        server.stop()
+
+
 def test_socket_absent_at_start_then_appears(sock: str) -> None:
     source, state = make_source(sock)
     source.start()

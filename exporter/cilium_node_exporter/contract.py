@@ -132,7 +132,7 @@ RESERVED_TARGET_LABELS: Final = frozenset(
 
 # --- label values ------------------------------------------------------------------------------
 SOURCES: Final = ("hubble", "kubelet", "apiserver", "agent")
-ERROR_REASONS: Final = ("connect", "timeout", "tls", "auth", "http", "decode", "protocol")
+ERROR_REASONS: Final = ("connect", "timeout", "tls", "auth", "http", "decode", "protocol", "rejected")
 EVENT_KINDS: Final = ("drop", "policy_verdict", "l7", "lost", "other")
 DIRECTIONS: Final = ("ingress", "egress", "unknown")
 ACTIONS: Final = ("forwarded", "dropped", "audit", "redirected", "error", "unknown")

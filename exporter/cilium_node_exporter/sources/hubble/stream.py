@@ -31,7 +31,7 @@ from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.api.observer import observer_pb2
 from cilium_node_exporter.config import Config
 from cilium_node_exporter.sources.hubble.decode import Decoded, FlowCounter, MalformedMessage, lost_identity
-from cilium_node_exporter.sources.hubble.request import build_request
+from cilium_node_exporter.sources.hubble.request import NO_MASK, MaskPlan, build_request, mask_plan
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,7 @@ class HubbleSource:
                                    label_idle_expiry=config.label_idle_expiry)
         self.resume = ResumeState()
         self.version = ""
+        self._refused_version: str | None = None  # a server version that refused our masked request
         self._stop = threading.Event()
         self._call: Any = None
         self._call_lock = threading.Lock()
@@ -296,8 +297,7 @@ class HubbleSource:
         if channel is None:
             return False
         since = max(self.resume.last_time_ns or 0, self._stream_started_ns) + 1
-        req = build_request(version=self.version, extra_labels=self.config.extra_labels, since_ns=since,
-                            follow=False)
+        req = build_request(plan=self._plan(self.version), since_ns=since, follow=False)
         rpc = channel.unary_stream(GET_FLOWS, request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
                                    response_deserializer=observer_pb2.GetFlowsResponse.FromString)
         call = rpc(req, timeout=STATUS_TIMEOUT)
@@ -356,8 +356,8 @@ class HubbleSource:
             return False
         self._record_status(status)
         self.resume.start_replay()
-        req = build_request(version=status.version, extra_labels=self.config.extra_labels,
-                            since_ns=self.resume.since_ns())
+        plan = self._plan(status.version)
+        req = build_request(plan=plan, since_ns=self.resume.since_ns())
         rpc = channel.unary_stream(GET_FLOWS, request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
                                    response_deserializer=None)
         with self._call_lock:
@@ -382,6 +382,9 @@ class HubbleSource:
                 self.health.fail("connect", "Hubble closed the GetFlows stream")
         except grpc.RpcError as exc:
             code, details = exc.code(), exc.details() or ""
+            if code == grpc.StatusCode.INVALID_ARGUMENT and plan is not NO_MASK and not self._stop.is_set():
+                self._refuse(status.version, plan, details)
+                return self._live
             if not self._stop.is_set():
                 if not (code == grpc.StatusCode.CANCELLED and self.health.last_problem == ("timeout", STALLED)):
                     what = "GetFlows stream ended" if self._live else "GetFlows failed"
@@ -389,6 +392,19 @@ class HubbleSource:
                 if code == grpc.StatusCode.UNAVAILABLE:
                     self._reset_channel()
         return self._live
+
+    def _plan(self, version: str) -> MaskPlan:
+        """The field mask for ``version``; none for a server version that refused one."""
+        if version == self._refused_version:
+            return NO_MASK
+        return mask_plan(version, self.config.extra_labels)
+
+    def _refuse(self, version: str, plan: MaskPlan, details: str) -> None:
+        """A server refused the masked request: use no mask with this server version (never loop on it)."""
+        self._refused_version = version
+        self.health.fail("rejected", f"Hubble {version or '(unknown version)'} refused the GetFlows request "
+                         f"({details or 'INVALID_ARGUMENT'}); retrying without a field mask "
+                         f"({plan.where} mask of {len(plan.paths)} paths)")
 
     def _confirm_live(self, call: Any) -> None:
         """The current call delivered a message or stayed open ``LIVE_AFTER``: the stream is up."""
