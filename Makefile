@@ -11,10 +11,10 @@ PYTEST_ARGS ?=
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml simulator/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q -e '.[dev]' -e ./simulator
 	touch $@
 
 # Debian's real Prometheus, promtool and Alertmanager for the rule and end-to-end tests.
@@ -27,7 +27,7 @@ system-deps:
 	fi
 
 demo: setup
-	$(PY) -m cilium_node_exporter.demo
+	$(PY) -m cilium_node_simulator.demo
 
 lint: setup
 	$(VENV)/bin/ruff check .

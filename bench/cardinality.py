@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.test_cardinality_abuse import DROPS, OVERFLOW, VERDICTS, drive_abuse  # noqa: E402
+from tests.exporter.test_cardinality_abuse import DROPS, OVERFLOW, VERDICTS, drive_abuse  # noqa: E402
 
 MiB = 2**20
 

@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.agent_stub import Cluster  # noqa: E402  (the same fakes the tests use)
+from tests.support.cluster import Cluster  # noqa: E402  (the same fakes the tests use)
 
 IMPORTS = [
     ("baseline: json, ssl, http.client", "import json, ssl, http.client"),
@@ -73,8 +73,8 @@ class HubbleFeed:
     """The simulator's Hubble server with a steady mix of counted events (about 1,000/s)."""
 
     def __init__(self, tmp: Path) -> None:
-        from cilium_node_exporter.simulator.events import EventSpec
-        from cilium_node_exporter.simulator.hubble_server import HubbleServer
+        from cilium_node_simulator.events import EventSpec
+        from cilium_node_simulator.hubble_server import HubbleServer
 
         self.server = HubbleServer(socket_path=str(tmp / "hubble.sock")).start()
         specs = [EventSpec("policy_denied"), EventSpec("drop", reason=155), EventSpec("verdict", action=1, match=2),

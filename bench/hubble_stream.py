@@ -31,7 +31,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from cilium_node_exporter.simulator.hubble_server import HubbleServer
+from cilium_node_simulator.hubble_server import HubbleServer
 
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -29,7 +29,7 @@ import h2.settings
 
 from cilium_node_exporter.api.flow import flow_pb2
 from cilium_node_exporter.api.observer import observer_pb2
-from cilium_node_exporter.simulator.grpc_wire import frame, iter_messages
+from cilium_node_simulator.grpc_wire import frame, iter_messages
 
 WINDOW = 16 * 1024 * 1024 - 1
 FRAME = 1 << 16

@@ -62,7 +62,7 @@ _INSTANCE_REASON = ("A node is identified by the `node` target label (one export
                     "exporter pod's address and changes with every rollout.")
 _JOB_REASON = ("Recording rules of the alert pack aggregate `sum by (cluster, node, ...)` and carry no `job` "
                "label; raw exporter series in these targets do have job=~\"$job\" (checked by "
-               "tests/test_dashboards_lint.py).")
+               "tests/dashboards/test_dashboards_lint.py).")
 _RULE_NAME = re.compile("|".join(re.escape(r) for r in sorted(RECORDING_RULES, key=len, reverse=True)))
 
 

@@ -1,18 +1,33 @@
-"""The ``cilium-node-exporter`` command: serve metrics, or ``simulate``."""
+"""The ``cilium-node-exporter`` command: serve metrics, or run a subcommand another distribution provides."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+
+SUBCOMMANDS_GROUP = "cilium_node_exporter.subcommands"
+# Subcommands that live in other distributions, and how to get them.
+INSTALL_HINTS = {"simulate": "the simulator is a separate package: from a checkout, `pip install ./simulator` "
+                             "(or `make setup`)"}
+
+
+def subcommand(name: str) -> Callable[[list[str]], int] | None:
+    """The entry point registered for subcommand ``name``, if its distribution is installed."""
+    for ep in entry_points(group=SUBCOMMANDS_GROUP, name=name):
+        return ep.load()
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for bad flags or configuration)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "simulate":
-        from cilium_node_exporter.simulator.cli import main as simulate
-
-        return simulate(args[1:])
+    if args and args[0] in INSTALL_HINTS:
+        run = subcommand(args[0])
+        if run is None:
+            print(f"cilium-node-exporter {args[0]}: {INSTALL_HINTS[args[0]]}", file=sys.stderr)
+            return 2
+        return run(args[1:])
     from cilium_node_exporter.config import ConfigError, parse_args
 
     try:

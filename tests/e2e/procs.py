@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from tests.procs import wait_until as _wait_until
+from tests.support.procs import wait_until as _wait_until
 
 T = TypeVar("T")
 
@@ -31,7 +31,7 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 
 def wait_until(predicate: Callable[[], T], timeout: float, what: str | Callable[[], str],
                interval: float = 0.25) -> T:
-    """:func:`tests.procs.wait_until` polling a little slower: these predicates query Prometheus."""
+    """:func:`tests.support.procs.wait_until` polling a little slower: these predicates query Prometheus."""
     return _wait_until(predicate, timeout, what, interval)
 
 

@@ -21,9 +21,9 @@ import yaml
 
 from alerts.generate import ACCELERATED, build_groups, render_rules
 from tests.e2e.procs import Processes, http_get, wait_until
-from tests.procs import free_port
+from tests.support.paths import REPO
+from tests.support.procs import free_port
 
-REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"

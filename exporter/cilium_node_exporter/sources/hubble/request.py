@@ -13,10 +13,11 @@ What each Cilium release does with a field mask (read in Cilium's sources):
   ``Clear``ed when absent), a non-leaf recurses and calls ``Mutable`` on the destination. Naming two
   branches of a oneof (``l7.http.method`` and ``l7.dns.query``) makes ``Mutable`` switch the reused
   destination's ``record`` to whichever branch Go's map iteration visits last, empty (fixed only
-  after 1.18, cilium/cilium PR 43924). So no path goes below a oneof member: ``l7`` is a leaf.
+  in 1.19 by cilium/cilium PR 43924, whose Copy then leaves a previous flow's branch in place for a
+  flow without one). So no path goes below a oneof member: ``l7`` is a leaf.
 - Every release validates the mask against its own ``Flow`` (``fieldmaskpb.IsValid``) and answers
-  ``invalid fieldmask`` (INVALID_ARGUMENT) for a field it lacks: ``*_allowed_by`` exist from 1.15,
-  ``*_denied_by`` from 1.16 (``api/v1/flow/flow.proto``).
+  ``invalid fieldmask`` (a plain error: gRPC status UNKNOWN) for a field it lacks: ``*_allowed_by``
+  exist from 1.15, ``*_denied_by`` from 1.16 (``api/v1/flow/flow.proto``).
 """
 
 from __future__ import annotations

@@ -136,6 +136,14 @@ class ResumeState:
             self.count_at_last_time += 1
 
 
+def _refuses_mask(code: grpc.StatusCode, details: str) -> bool:
+    """The server refused our field mask. Cilium answers ``invalid fieldmask`` as a plain Go error, which
+    grpc-go sends as UNKNOWN (``pkg/hubble/observer/local_observer.go`` GetFlows, 1.14-1.19); accept
+    INVALID_ARGUMENT too, in case a release or a proxy (Hubble Relay) maps it properly."""
+    return code == grpc.StatusCode.INVALID_ARGUMENT or (code == grpc.StatusCode.UNKNOWN
+                                                        and "fieldmask" in details.lower())
+
+
 def _reason_for(code: grpc.StatusCode | None, details: str) -> str:
     text = (details or "").lower()
     if "ssl" in text or "tls" in text or "handshake" in text or "certificate" in text:
@@ -382,7 +390,7 @@ class HubbleSource:
                 self.health.fail("connect", "Hubble closed the GetFlows stream")
         except grpc.RpcError as exc:
             code, details = exc.code(), exc.details() or ""
-            if code == grpc.StatusCode.INVALID_ARGUMENT and plan is not NO_MASK and not self._stop.is_set():
+            if plan is not NO_MASK and _refuses_mask(code, details) and not self._stop.is_set():
                 self._refuse(status.version, plan, details)
                 return self._live
             if not self._stop.is_set():

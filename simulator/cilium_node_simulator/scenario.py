@@ -1,0 +1,595 @@
+"""Scenario files (YAML) and the runtime that plays them against a :class:`HubbleServer`.
+
+A scenario is a timeline of phases. Each phase lasts ``duration`` (simulated time) and produces
+events at ``rates`` (per simulated second), LostEvents (``lost``), optionally restarts the Hubble
+server at its start, and sets the cilium-agent's memory and lifecycle (``agent``), which the
+kubelet / API-server fakes (``k8s.py``) serve from :meth:`ScenarioRuntime.agent_state`.
+``speed`` compresses time: at speed 10 a 5m phase takes 30 s and its rates are 10x per real second.
+The file format is documented in :data:`FORMAT_HELP` (shown by ``simulate --help``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cilium_node_exporter.config import ConfigError, parse_duration, parse_quantity
+from cilium_node_exporter.contract import DROP_REASON_STRING_BY_NAME
+from cilium_node_simulator.events import LOST_SOURCES, CompiledSpec, EventSpec, SpecError, parse_version
+from cilium_node_simulator.ring import check_capacity
+
+log = logging.getLogger(__name__)
+
+FORMAT_HELP = """\
+scenario file format (YAML; built-in files: --list-scenarios):
+
+  name: my-drill                 # required
+  description: what it shows     # optional
+  node: sim-1                    # node name in flows (default sim-1)
+  version: 1.19.4                # emulated Cilium/Hubble version (--version overrides)
+  ring_capacity: 4095            # Hubble ring buffer, 2^n-1
+  seed: 1                        # flow generation is deterministic per seed
+  loop: false                    # true: repeat the phases forever
+  repeat: 1                      # or: play the phases this many times
+  agent: {working_set: 300Mi, limit: null}   # initial cilium-agent state (optional)
+  phases:
+    - name: baseline
+      duration: 5m               # 30s, 5m, 1h30m or seconds
+      server_restart: false      # restart the Hubble server (ring, seen_flows) at phase start
+      rates:                     # events per simulated second
+        - {type: trace, rate: 500}
+        - {type: verdict, action: forwarded, direction: egress, match: l3-l4, rate: 20}
+        - {type: policy_denied, direction: ingress, source: default/xwing, rate: 2}
+        - {type: drop, reason: CT_MAP_INSERTION_FAILED, direction: egress, rate: 1}
+        - {type: http, method: POST, action: dropped, direction: ingress, rate: 5}
+      lost:
+        - {source: perf_event_ring_buffer, rate: 100, cpu: 1}   # per second ...
+        - {source: observer_events_queue, count: 5000}          # ... or once at phase start
+      agent:                     # omitted keys keep the previous phase's end state
+        working_set: {from: 300Mi, to: 600Mi}   # linear ramp over the phase (or a fixed 300Mi)
+        rss: 250Mi               # default: 85% of working_set (when working_set is set here)
+        limit: 1Gi               # null: no limit
+        restart: false           # a restart at phase start (last reason Error) ...
+        oom_kill: false          # ... or an OOM kill (last reason OOMKilled); both restart Hubble
+        running: true            # false: the agent (and Hubble) is down for the phase; a later
+                                 # phase with running: true (restart: true) brings it back
+      map_pressure: {cilium_ct4_global: 0.95}   # BPF map fill ratios on the agent metrics
+                                 # endpoint for this phase (drop and forward counters there follow
+                                 # the events above and reset when the agent restarts)
+
+  event types: trace, drop (needs reason: enum name or number), policy_denied (a type-5 verdict
+  plus a type-1 drop, reason 133), policy_deny (explicit deny, 181, *_denied_by), verdict
+  (action forwarded|dropped|audit|redirected, match none|l3-only|l3-l4|l4-only|all|l3-proto|
+  proto-only), http (method, path, action; request + response), dns (query, action).
+  Common keys: direction ingress|egress|unknown (or a number), source/destination ns/workload,
+  source_identity/destination_identity host|world|health|<n>, policy ns/name, protocol
+  tcp|udp|icmp, unknown_field true (adds an unknown protobuf field), pool (distinct flows).
+"""
+
+_TOP_KEYS = {"name", "description", "node", "version", "ring_capacity", "seed", "loop", "repeat", "agent",
+             "phases"}
+_PHASE_KEYS = {"name", "duration", "rates", "lost", "server_restart", "agent", "map_pressure"}
+# BPF map fill ratios the agent metrics endpoint serves when a phase does not set `map_pressure`.
+DEFAULT_MAP_PRESSURE = {"cilium_ct4_global": 0.12, "cilium_lb4_services_v2": 0.02, "cilium_ipcache_v2": 0.01}
+_AGENT_KEYS = {"working_set", "rss", "limit", "restart", "oom_kill", "running"}
+_LOST_KEYS = {"source", "rate", "count", "cpu"}
+_SCENARIO_PACKAGE = "cilium_node_simulator.scenarios"
+
+
+class ScenarioError(SpecError):
+    """A scenario file is invalid or cannot be found; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """A memory value over a phase: constant (start == end) or a linear ramp."""
+
+    start: int
+    end: int
+
+    def at(self, fraction: float) -> int:
+        return int(self.start + (self.end - self.start) * min(max(fraction, 0.0), 1.0))
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """The ``agent`` block of a phase; ``None`` fields inherit. ``limit`` uses ``_UNSET`` for inherit."""
+
+    working_set: Ramp | None = None
+    rss: Ramp | None = None
+    limit: int | str | None = "inherit"
+    restart: bool = False
+    oom_kill: bool = False
+    running: bool | None = None
+
+
+@dataclass(frozen=True)
+class LostSpec:
+    source: str
+    rate: float = 0.0
+    count: int = 0
+    cpu: int | None = None
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    duration: float
+    rates: tuple[EventSpec, ...] = ()
+    lost: tuple[LostSpec, ...] = ()
+    server_restart: bool = False
+    agent: AgentSpec = field(default_factory=AgentSpec)
+    map_pressure: Mapping[str, float] | None = None  # None: the defaults
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    phases: tuple[Phase, ...]
+    description: str = ""
+    node: str = "sim-1"
+    version: str = "1.19.4"
+    ring_capacity: int = 4095
+    seed: int = 1
+    loop: bool = False
+    repeat: int = 1
+    agent: AgentSpec = field(default_factory=AgentSpec)
+    source: str = "<memory>"
+
+    @property
+    def duration(self) -> float:
+        return sum(p.duration for p in self.phases)
+
+
+@dataclass(frozen=True)
+class AgentState:
+    """The cilium-agent container at a point of the timeline (what the kubelet / API fakes serve)."""
+
+    working_set: int  # bytes
+    rss: int
+    usage: int
+    limit: int | None  # None: no limit
+    restart_count: int
+    last_terminated_reason: str | None
+    last_terminated_at: float | None  # Unix seconds
+    started_at: float  # container start, Unix seconds
+    running: bool
+    phase: str
+    elapsed: float  # simulated seconds since the scenario started
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+def _check_keys(data: Any, allowed: set[str], where: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ScenarioError(f"{where}: expected a mapping")
+    for key in data:
+        if key not in allowed:
+            raise ScenarioError(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+    return data
+
+
+def _duration(value: Any, where: str) -> float:
+    if isinstance(value, bool) or value is None:
+        raise ScenarioError(f"{where}: invalid duration {value!r} (use e.g. 30s, 5m)")
+    try:
+        seconds = float(value) if isinstance(value, int | float) else parse_duration(str(value))
+    except ConfigError as exc:
+        raise ScenarioError(f"{where}: {exc}") from None
+    if seconds <= 0:
+        raise ScenarioError(f"{where}: duration must be positive, got {value!r}")
+    return seconds
+
+
+def _quantity(value: Any, where: str) -> int:
+    if isinstance(value, bool) or value is None:
+        raise ScenarioError(f"{where}: invalid memory quantity {value!r} (use e.g. 300Mi, 1Gi)")
+    try:
+        return int(value) if isinstance(value, int) else parse_quantity(str(value))
+    except ConfigError as exc:
+        raise ScenarioError(f"{where}: {exc}") from None
+
+
+def _ramp(value: Any, where: str) -> Ramp:
+    if isinstance(value, Mapping):
+        _check_keys(value, {"from", "to"}, where)
+        if "from" not in value or "to" not in value:
+            raise ScenarioError(f"{where}: a ramp needs both 'from' and 'to'")
+        return Ramp(_quantity(value["from"], f"{where}.from"), _quantity(value["to"], f"{where}.to"))
+    q = _quantity(value, where)
+    return Ramp(q, q)
+
+
+def _bool(data: Mapping[str, Any], key: str, where: str, default: bool = False) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise ScenarioError(f"{where}.{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _agent(data: Any, where: str) -> AgentSpec:
+    data = _check_keys(data, _AGENT_KEYS, where)
+    limit: int | str | None = "inherit"
+    if "limit" in data:
+        limit = None if data["limit"] is None else _quantity(data["limit"], f"{where}.limit")
+    running = None
+    if "running" in data:
+        running = _bool(data, "running", where)
+    return AgentSpec(
+        working_set=_ramp(data["working_set"], f"{where}.working_set") if "working_set" in data else None,
+        rss=_ramp(data["rss"], f"{where}.rss") if "rss" in data else None,
+        limit=limit, restart=_bool(data, "restart", where), oom_kill=_bool(data, "oom_kill", where),
+        running=running)
+
+
+def _lost(data: Any, where: str) -> LostSpec:
+    data = _check_keys(data, _LOST_KEYS, where)
+    source = data.get("source")
+    if source not in LOST_SOURCES or source == "hubble_ring_buffer":
+        raise ScenarioError(f"{where}.source: must be perf_event_ring_buffer or observer_events_queue "
+                            f"(hubble_ring_buffer losses come from slow readers), got {source!r}")
+    rate, count, cpu = data.get("rate", 0), data.get("count", 0), data.get("cpu")
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0:
+        raise ScenarioError(f"{where}.rate: must be a non-negative number")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ScenarioError(f"{where}.count: must be a non-negative integer")
+    if not rate and not count:
+        raise ScenarioError(f"{where}: needs 'rate' (per second) or 'count' (once at phase start)")
+    if cpu is not None and (isinstance(cpu, bool) or not isinstance(cpu, int) or cpu < 0):
+        raise ScenarioError(f"{where}.cpu: must be a non-negative integer")
+    return LostSpec(source, float(rate), count, cpu)
+
+
+def _map_pressure(data: Any, where: str) -> dict[str, float]:
+    if not isinstance(data, Mapping) or not data:
+        raise ScenarioError(f"{where}: expected a mapping of BPF map name to fill ratio, "
+                            "e.g. {cilium_ct4_global: 0.95}")
+    out = {}
+    for name, ratio in data.items():
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+            raise ScenarioError(f"{where}.{name}: fill ratio must be a number from 0 to 1, got {ratio!r}")
+        out[str(name)] = float(ratio)
+    return out
+
+
+def _list(data: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    value = data.get(key) or []
+    if not isinstance(value, list):
+        raise ScenarioError(f"{where}.{key}: expected a list")
+    return value
+
+
+def parse_scenario(data: Any, source: str = "<memory>") -> Scenario:
+    """Validate a loaded YAML document; errors read ``<source>: phases[1].rates[0]: ...``."""
+    try:
+        return _parse(data, source)
+    except ScenarioError:
+        raise
+    except SpecError as exc:
+        raise ScenarioError(f"{source}: {exc}") from None
+
+
+def _parse(data: Any, source: str) -> Scenario:
+    if not isinstance(data, Mapping):
+        raise ScenarioError(f"{source}: a scenario must be a YAML mapping with 'name' and 'phases'")
+    _check_keys(data, _TOP_KEYS, source)
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise ScenarioError(f"{source}: 'name' is required (a string)")
+    phases_data = data.get("phases")
+    if not isinstance(phases_data, list) or not phases_data:
+        raise ScenarioError(f"{source}: 'phases' must be a non-empty list")
+    version = str(data.get("version", "1.19.4"))
+    parse_version(version)
+    ring = data.get("ring_capacity", 4095)
+    try:
+        check_capacity(ring if isinstance(ring, int) and not isinstance(ring, bool) else -1)
+    except ValueError as exc:
+        raise ScenarioError(f"{source}: ring_capacity: {exc}") from None
+    seed = data.get("seed", 1)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ScenarioError(f"{source}: seed: must be an integer")
+    phases = []
+    for i, pdata in enumerate(phases_data):
+        where = f"{source}: phases[{i}]"
+        pdata = _check_keys(pdata, _PHASE_KEYS, where)
+        if "duration" not in pdata:
+            raise ScenarioError(f"{where}: 'duration' is required")
+        rates = tuple(EventSpec.from_mapping(r, f"{where}.rates[{j}]")
+                      for j, r in enumerate(_list(pdata, "rates", where)))
+        lost = tuple(_lost(x, f"{where}.lost[{j}]") for j, x in enumerate(_list(pdata, "lost", where)))
+        phases.append(Phase(
+            name=str(pdata.get("name", f"phase-{i + 1}")), duration=_duration(pdata["duration"], f"{where}.duration"),
+            rates=rates, lost=lost, server_restart=_bool(pdata, "server_restart", where),
+            agent=_agent(pdata["agent"], f"{where}.agent") if "agent" in pdata else AgentSpec(),
+            map_pressure=_map_pressure(pdata["map_pressure"], f"{where}.map_pressure") if "map_pressure" in pdata
+            else None))
+    repeat = data.get("repeat", 1)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise ScenarioError(f"{source}: repeat: must be an integer >= 1")
+    node = data.get("node", "sim-1")
+    if not isinstance(node, str) or not node:
+        raise ScenarioError(f"{source}: node: must be a non-empty string")
+    return Scenario(name=name, phases=tuple(phases), description=str(data.get("description", "")).strip(),
+                    node=node, version=version, ring_capacity=ring, seed=seed,
+                    loop=_bool(data, "loop", source), repeat=repeat, source=source,
+                    agent=_agent(data["agent"], f"{source}: agent") if "agent" in data else AgentSpec())
+
+
+def builtin_scenarios() -> dict[str, Path]:
+    """Built-in scenario files by name."""
+    folder = resources.files(_SCENARIO_PACKAGE.rsplit(".", 1)[0]).joinpath("scenarios")
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith((".yaml", ".yml"))}
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """Load a built-in scenario by name, or a YAML file by path."""
+    builtins = builtin_scenarios()
+    path = Path(name_or_path)
+    if name_or_path in builtins and not path.exists():
+        path = builtins[name_or_path]
+    elif not path.exists():
+        raise ScenarioError(f"no scenario {name_or_path!r}: not a file and not one of "
+                            f"{', '.join(sorted(builtins))}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise ScenarioError(f"{path}: {exc.strerror}") from None
+    return parse_scenario(data, str(path))
+
+
+def list_scenarios() -> list[tuple[str, str]]:
+    """(name, first line of description) of every built-in scenario."""
+    out = []
+    for name, path in sorted(builtin_scenarios().items()):
+        try:
+            desc = load_scenario(str(path)).description.splitlines()[0]
+        except (ScenarioError, IndexError):
+            desc = ""
+        out.append((name, desc))
+    return out
+
+
+# --- runtime ---------------------------------------------------------------------------------
+
+@dataclass
+class _AgentTrack:
+    working_set: Ramp = Ramp(300 * 2**20, 300 * 2**20)
+    rss: Ramp | None = None
+    limit: int | None = None
+    running: bool = True
+    restart_count: int = 0
+    last_reason: str | None = None
+    last_terminated_at: float | None = None
+    started_at: float = field(default_factory=time.time)
+
+    def apply(self, spec: AgentSpec, now: float) -> tuple[bool, bool]:
+        """Enter a phase; returns (restarted, running changed)."""
+        ws_end, rss_end = self.working_set.end, (self.rss.end if self.rss else None)
+        self.working_set = spec.working_set or Ramp(ws_end, ws_end)
+        if spec.rss is not None:
+            self.rss = spec.rss
+        elif spec.working_set is not None or rss_end is None:
+            self.rss = None  # follows the new working set (85 %)
+        else:
+            self.rss = Ramp(rss_end, rss_end)
+        if spec.limit != "inherit":
+            self.limit = spec.limit  # type: ignore[assignment]
+        restarted = False
+        coming_back = spec.running is True and not self.running
+        if spec.oom_kill or (spec.restart and not coming_back):
+            # a restart of an agent that was down only brings it back: counted at its termination
+            self.restart_count += 1
+            self.last_reason = "OOMKilled" if spec.oom_kill else "Error"
+            self.last_terminated_at = now
+            self.started_at = now
+            restarted = True
+        was = self.running
+        if spec.running is not None:
+            self.running = spec.running
+            if self.running and not was:
+                self.started_at = now
+        return restarted, was != self.running
+
+
+class ScenarioRuntime:
+    """Plays a scenario in a thread: emits events into the server and tracks the agent state."""
+
+    def __init__(self, scenario: Scenario, server: Any, speed: float = 1.0, emit_events: bool = True,
+                 tick: float = 0.1) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.scenario = scenario
+        self.server = server
+        self.speed = speed
+        self.emit_events = emit_events
+        self.tick = tick
+        self.finished = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._agent = _AgentTrack()
+        self._agent.apply(scenario.agent, time.time())
+        self._datapath_baseline: Any = None  # ground truth when the agent last (re)started: its counters reset
+        self._phase_index = 0
+        self._cycle = 0
+        self._phase_sim_start = 0.0
+        self._phase_real_start = time.monotonic()
+        self._compiled: list[list[CompiledSpec]] = []
+
+    @property
+    def truth(self) -> Any:
+        return self.server.truth
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> ScenarioRuntime:
+        self._compiled = [[self.server.compile(spec, 100 * i + j) for j, spec in enumerate(p.rates)]
+                          for i, p in enumerate(self.scenario.phases)]
+        self._thread = threading.Thread(target=self._run, name="scenario", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until a non-looping scenario played all its phases."""
+        return self.finished.wait(timeout)
+
+    # -- state --------------------------------------------------------------------------------
+    @property
+    def phase(self) -> Phase:
+        return self.scenario.phases[self._phase_index]
+
+    @property
+    def phase_index(self) -> int:
+        return self._phase_index
+
+    def elapsed(self) -> float:
+        """Simulated seconds since the scenario started (stops at the end of a non-looping one)."""
+        with self._lock:
+            in_phase = (time.monotonic() - self._phase_real_start) * self.speed
+            return self._phase_sim_start + min(in_phase, self.phase.duration)
+
+    def agent_state(self) -> AgentState:
+        with self._lock:
+            phase = self.phase
+            in_phase = min((time.monotonic() - self._phase_real_start) * self.speed, phase.duration)
+            if self.finished.is_set():
+                in_phase = phase.duration
+            frac = in_phase / phase.duration
+            a = self._agent
+            ws = a.working_set.at(frac)
+            rss = a.rss.at(frac) if a.rss is not None else int(ws * 0.85)
+            return AgentState(
+                working_set=ws, rss=rss, usage=ws + 32 * 2**20, limit=a.limit,
+                restart_count=a.restart_count, last_terminated_reason=a.last_reason,
+                last_terminated_at=a.last_terminated_at, started_at=a.started_at, running=a.running,
+                phase=phase.name, elapsed=self._phase_sim_start + in_phase)
+
+    def agent_datapath(self) -> dict[str, Any]:
+        """The agent's own packet counters (what ``cilium_drop_count_total`` etc. would say).
+
+        Drops are the drop events the scenario produced since the agent last started (Cilium's
+        reason strings, upper-case directions); forwarded packets grow with the trace events (a
+        few packets per trace, as monitor aggregation thins them); map pressure comes from the
+        phase's ``map_pressure`` (defaults otherwise).
+        """
+        now = self.server.truth.snapshot()
+        with self._lock:
+            base = self._datapath_baseline
+            pressure = self.phase.map_pressure
+        dropped: dict[tuple[str, str], int] = {}
+        for (reason, direction), n in now.drops.items():
+            n -= base.drops.get((reason, direction), 0) if base is not None else 0
+            if n > 0:
+                text = DROP_REASON_STRING_BY_NAME.get(reason, f"Unknown drop reason {reason}")
+                key = (text, direction.upper())
+                dropped[key] = dropped.get(key, 0) + n
+        traces = now.flows_by_type.get(4, 0) - (base.flows_by_type.get(4, 0) if base is not None else 0)
+        return {"dropped": dropped, "forwarded": {"INGRESS": 3 * traces, "EGRESS": 2 * traces},
+                "map_pressure": dict(pressure if pressure is not None else DEFAULT_MAP_PRESSURE)}
+
+    # -- the timeline -------------------------------------------------------------------------
+    def _enter(self, index: int, sim_start: float) -> None:
+        phase = self.scenario.phases[index]
+        with contextlib.suppress(Exception):  # the previous phase's events land before a counter baseline
+            self.server.sync()
+        now = time.time()
+        with self._lock:
+            self._phase_index = index
+            self._phase_sim_start = sim_start
+            self._phase_real_start = time.monotonic()
+            restarted, running_changed = self._agent.apply(phase.agent, now)
+            running = self._agent.running
+            if restarted or (running_changed and running):
+                self._datapath_baseline = self.server.truth.snapshot()
+        log.info("simulator: phase %r (%s)", phase.name, _fmt_duration(phase.duration))
+        if running_changed and not running:
+            self.server.kill()
+        elif running_changed and running:
+            self.server.reset()
+            self.server.start()
+        elif running and (restarted or phase.server_restart):
+            self.server.restart()
+        if running and self.emit_events:
+            for lost in phase.lost:
+                if lost.count:
+                    self.server.emit_lost(lost.source, lost.count, lost.cpu)
+
+    def _run(self) -> None:
+        phases = self.scenario.phases
+        sim = 0.0
+        index = 0
+        try:
+            while not self._stop.is_set():
+                self._enter(index, sim)
+                self._play(index)
+                if self._stop.is_set():
+                    break
+                sim += phases[index].duration
+                index += 1
+                if index == len(phases):
+                    self._cycle += 1
+                    if not self.scenario.loop and self._cycle >= self.scenario.repeat:
+                        break
+                    index = 0
+        finally:
+            self.finished.set()
+
+    def _play(self, index: int) -> None:
+        phase = self.scenario.phases[index]
+        compiled = self._compiled[index]
+        carry = [0.0] * len(compiled)
+        lost_carry = [0.0] * len(phase.lost)
+        real_duration = phase.duration / self.speed
+        start = last = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            end = min(now, start + real_duration)
+            dt_sim = (end - last) * self.speed
+            last = end
+            if self.emit_events and self._agent.running and dt_sim > 0:
+                batch = []
+                for i, c in enumerate(compiled):
+                    carry[i] += c.spec.rate * dt_sim
+                    n = int(carry[i])
+                    if n:
+                        carry[i] -= n
+                        batch.append((c, n))
+                if batch:
+                    self.server.emit(batch)
+                for i, lost in enumerate(phase.lost):
+                    lost_carry[i] += lost.rate * dt_sim
+                    n = int(lost_carry[i])
+                    if n:
+                        lost_carry[i] -= n
+                        self.server.emit_lost(lost.source, n, lost.cpu)
+            if end >= start + real_duration:
+                return
+            self._stop.wait(min(self.tick, start + real_duration - time.monotonic()))
+
+
+def _fmt_duration(seconds: float) -> str:
+    return f"{seconds / 60:g}m" if seconds >= 60 else f"{seconds:g}s"
+
+
+def with_version(scenario: Scenario, version: str | None) -> Scenario:
+    """The scenario with its Hubble version overridden (``--version``)."""
+    if not version:
+        return scenario
+    parse_version(version)
+    return replace(scenario, version=version)

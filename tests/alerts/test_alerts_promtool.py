@@ -1,0 +1,99 @@
+"""The rule pack under Debian's promtool: unit tests of every alert and recording rule, the linter, and
+proof that the unit tests catch a changed threshold."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alerts import generate
+from tests.support.paths import REPO
+
+ALERTS = REPO / "alerts"
+RULES = ALERTS / "rules" / generate.RULES_FILE
+TEST_FILES = sorted((ALERTS / "tests").glob("*.yaml"))
+
+
+def promtool() -> str:
+    """Path of promtool; the test fails (never skips) without it."""
+    path = shutil.which("promtool")
+    if not path:
+        pytest.fail("promtool not found: apt-get install prometheus (make system-deps)")
+    return path
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("test_file", TEST_FILES, ids=lambda p: p.name)
+def test_promtool_unit_tests_pass(test_file: Path) -> None:
+    result = run("test", "rules", test_file.name, cwd=test_file.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_check_rules_lint_all() -> None:
+    result = run("check", "rules", "--lint=all", str(RULES), cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout and "WARNING" not in (result.stdout + result.stderr).upper()
+
+
+def _tests() -> list[dict]:
+    return [t for f in TEST_FILES for t in yaml.safe_load(f.read_text())["tests"]]
+
+
+def test_every_alert_is_tested_firing_and_silent() -> None:
+    alerts = {r["alert"] for g in generate.build_groups() for r in g["rules"] if "alert" in r}
+    fired: set[str] = set()
+    silent: set[str] = set()
+    for test in _tests():
+        for case in test.get("alert_rule_test", []):
+            (fired if case.get("exp_alerts") else silent).add(case["alertname"])
+    assert alerts - fired == set(), "alerts never asserted firing"
+    assert alerts - silent == set(), "alerts never asserted silent"
+    assert fired | silent <= alerts, "tests name alerts that do not exist"
+
+
+def test_every_slo_window_pair_is_tested_firing() -> None:
+    pairs = {(r["alert"], r["labels"]["long"], r["labels"]["short"])
+             for g in generate.build_groups() for r in g["rules"] if "long" in r.get("labels", {})}
+    tested = {(case["alertname"], a["exp_labels"]["long"], a["exp_labels"]["short"])
+              for t in _tests() for case in t.get("alert_rule_test", []) for a in case.get("exp_alerts") or []
+              if "long" in a["exp_labels"]}
+    assert pairs == tested
+
+
+def test_every_recording_rule_has_an_expression_test() -> None:
+    records = {r["record"] for g in generate.build_groups() for r in g["rules"] if "record" in r}
+    exprs = " ".join(c["expr"] for t in _tests() for c in t.get("promql_expr_test", []))
+    assert {name for name in records if name not in exprs} == set()
+
+
+def test_unit_tests_fail_when_a_threshold_or_window_changes(tmp_path: Path) -> None:
+    """The promtool tests are not vacuous: a rule file with other thresholds or windows fails them."""
+    for overrides, test_file in (({"memoryNearLimitRatio": 0.95}, "memory.yaml"),
+                                 ({"exporterDownFor": "6m"}, "telemetry.yaml"),
+                                 ({"policyDenialSurgeFloor": 3}, "datapath.yaml"),
+                                 ({"dropSloMinTrafficRate": 30}, "slo.yaml")):
+        rules_dir, tests_dir = tmp_path / "rules", tmp_path / "tests"
+        rules_dir.mkdir(exist_ok=True)
+        tests_dir.mkdir(exist_ok=True)
+        (rules_dir / generate.RULES_FILE).write_text(generate.render_rules(overrides))
+        shutil.copy(ALERTS / "tests" / test_file, tests_dir / test_file)
+        result = run("test", "rules", test_file, cwd=tests_dir)
+        assert result.returncode == 1 and "FAILED" in result.stdout + result.stderr, overrides
+
+
+def test_accelerated_rendering_is_valid_and_fast(tmp_path: Path) -> None:
+    out = tmp_path / "accelerated"
+    assert generate.main(["--preset", "accelerated", "--out", str(out)]) == 0
+    result = run("check", "rules", "--lint=all", str(out / generate.RULES_FILE), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    groups = yaml.safe_load((out / generate.RULES_FILE).read_text())["groups"]
+    alerts = [r for g in groups for r in g["rules"] if "alert" in r]
+    assert all(generate.duration_seconds(a["for"]) <= 10 for a in alerts)
+    assert max(generate.duration_seconds(r["labels"]["long"]) for r in alerts if "long" in r["labels"]) <= 3 * 3600

@@ -1,0 +1,112 @@
+"""The demo (`make demo`): it starts everything, prints URLs that answer, and Ctrl-C leaves nothing running."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.procs import http_get, wait_until
+from tests.e2e.stack import require_binaries
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e"), pytest.mark.timeout(120)]
+
+READY = "Ctrl-C stops everything"
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+def start_demo(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], Path]:
+    log = tmp_path / "demo.out"
+    out = open(log, "w")  # noqa: SIM115 - closed when the process is reaped by the test
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "cilium_node_simulator.demo", "--port", "0",
+                             "--prometheus-port", "0", "--alertmanager-port", "0", *args],
+                            stdout=out, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    return proc, log
+
+
+def stop_demo(proc: subprocess.Popen[str], children: list[int]) -> None:
+    try:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in children:
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
+    left = [pid for pid in children if not gone(pid)]
+    assert not left, f"processes left running after Ctrl-C: {left}"
+
+
+def test_demo_prints_working_urls_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    require_binaries()
+    proc, log = start_demo(tmp_path, "--speed", "20")
+    children: list[int] = []
+    try:
+        wait_until(lambda: READY in log.read_text() or proc.poll() is not None, 60, "the demo to start")
+        text = log.read_text()
+        assert proc.poll() is None, text
+        children = children_of(proc.pid)
+        assert len(children) == 4, f"simulator, exporter, alertmanager, prometheus expected: {children}\n{text}"
+        metrics = re.search(r"metrics\s+(http://\S+/metrics)", text).group(1)  # type: ignore[union-attr]
+        alerts = re.search(r"Prometheus alerts\s+(http://\S+/alerts)\s", text).group(1)  # type: ignore[union-attr]
+        am = re.search(r"Alertmanager\s+(http://\S+)/#/alerts", text).group(1)  # type: ignore[union-attr]
+        status, body = http_get(metrics)
+        assert status == 200 and b"cilium_node_agent_memory_working_set_bytes" in body
+        assert http_get(alerts)[0] == 200
+        assert http_get(am + "/-/ready")[0] == 200
+        prom = re.match(r"http://[^/]+", alerts).group(0)  # type: ignore[union-attr]
+        status, body = http_get(prom + "/api/v1/rules")
+        assert status == 200 and b"CiliumAgentMemoryAboveEnvelope" in body, "the rule pack is not loaded"
+        assert "accelerated preset" in text
+        # what is about to happen, with the envelope crossing of the showcase
+        assert re.search(r"In about \d+ seconds the agent on node sim-1 crosses its envelope \(500Mi\)", text), text
+        wait_until(lambda: b'"health":"up"' in http_get(prom + "/api/v1/targets")[1], 30, "the exporter scraped")
+    finally:
+        stop_demo(proc, children)
+    assert "nothing left running" in log.read_text()
+
+
+def test_demo_without_prometheus_says_how_to_install_it(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # no /usr/bin: prometheus not found
+    proc, log = start_demo(tmp_path, "--speed", "20", env=env)
+    children: list[int] = []
+    try:
+        wait_until(lambda: READY in log.read_text() or proc.poll() is not None, 60, "the demo to start")
+        text = log.read_text()
+        assert proc.poll() is None, text
+        assert "apt-get install prometheus prometheus-alertmanager" in text
+        assert "Prometheus alerts" not in text
+        children = children_of(proc.pid)
+        assert len(children) == 2, children
+        metrics = re.search(r"metrics\s+(http://\S+/metrics)", text).group(1)  # type: ignore[union-attr]
+        assert http_get(metrics)[0] == 200
+        time.sleep(0.5)
+    finally:
+        stop_demo(proc, children)

@@ -1,0 +1,218 @@
+"""End to end: simulator -> exporter -> Debian's Prometheus (accelerated alert pack) -> Alertmanager
+(shipped inhibitions) -> webhook. One node per scenario, all running at once (see tests/e2e/run.py).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.e2e.procs import wait_until
+from tests.e2e.run import NODES, Run
+from tests.e2e.webhook import Delivery
+from tests.support.paths import REPO
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("e2e"), pytest.mark.timeout(420)]
+
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    e2e = Run(tmp_path_factory.mktemp("e2e"))
+    try:
+        e2e.start()
+        yield e2e
+    finally:
+        e2e.stop()
+
+
+def runbook_anchors() -> set[str]:
+    """GitHub anchors of the headings of docs/runbooks.md."""
+    text = (REPO / "docs" / "runbooks.md").read_text()
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"^#+\s+(.+)$", text, re.M)}
+
+
+def diagnostics(run: Run, node: str) -> str:
+    got = [(round(d.received - run.t0), d.name, d.status) for d in run.webhook.deliveries(node=node)]
+    return (f"\nwebhook for {node}: {got}\nPrometheus alerts for {node}: {run.stack.alert_states(node, run.t0)}"
+            f"\ndirectors: {run.failures or 'ok'} {run.events}")
+
+
+def delivered(run: Run, alertname: str, node: str, by: float, status: str = "firing") -> Delivery:
+    """The first ``status`` notification of ``alertname`` for ``node``, waiting until ``by`` s into the run."""
+    found = wait_until(lambda: run.webhook.deliveries(alertname, status, node=node),
+                       max(1.0, run.t0 + by - time.time()),
+                       lambda: f"{alertname} {status} for {node}" + diagnostics(run, node), interval=0.5)
+    return found[0]
+
+
+def check_alert(d: Delivery, node: str) -> None:
+    """Labels and annotations every delivered alert of the pack carries."""
+    assert d.labels["node"] == node
+    assert d.labels.get("job", "cilium-node-exporter") == "cilium-node-exporter"
+    assert d.labels["severity"] in ("critical", "warning", "info")
+    assert d.annotations["summary"].endswith(".")
+    assert node in d.annotations["description"], d.annotations["description"]
+    url = urlsplit(d.annotations["runbook_url"])
+    assert url.path.endswith("/docs/runbooks.md"), url
+    assert url.fragment in runbook_anchors(), f"{url.fragment!r} is not a heading of docs/runbooks.md"
+    assert url.fragment == d.name.lower()
+
+
+def test_policy_storm_fires_policy_denial_surge(run: Run) -> None:
+    d = delivered(run, "CiliumNodePolicyDenialSurge", "sim-policy-storm", by=120)
+    check_alert(d, "sim-policy-storm")
+    assert d.received - run.t0 > 40, "fired during the baseline (storm starts 45 s in)"
+
+
+def test_l7_denials_fire_l7_denial_surge(run: Run) -> None:
+    d = delivered(run, "CiliumNodeL7DenialSurge", "sim-l7-denials", by=120)
+    check_alert(d, "sim-l7-denials")
+    assert d.received - run.t0 > 40, "fired while only GETs were allowed"
+    assert not run.webhook.deliveries("CiliumNodePolicyDenialSurge", node="sim-l7-denials")
+
+
+def test_hubble_overload_fires_events_lost(run: Run) -> None:
+    d = delivered(run, "CiliumHubbleEventsLost", "sim-hubble-overload", by=120)
+    check_alert(d, "sim-hubble-overload")
+    assert d.labels["source"] in ("perf_event_ring_buffer", "observer_events_queue")
+    assert "agent is overloaded" in d.annotations["description"]
+
+
+def test_conntrack_full_delivers_the_cause_not_its_echoes(run: Run) -> None:
+    node = "sim-datapath-errors"
+    d = delivered(run, "CiliumNodeConntrackMapFull", node, by=120)
+    check_alert(d, node)
+    echoes = ("CiliumNodeUnexpectedDrops", "CiliumNodeDropErrorBudgetBurn")
+    # the echoes really fire in Prometheus (else the inhibition proves nothing) ...
+    wait_until(lambda: all("firing" in run.stack.alert_states(node, run.t0).get(e, ()) for e in echoes), 60,
+               lambda: "the echoes firing in Prometheus" + diagnostics(run, node), interval=1)
+    # ... reach Alertmanager, which holds them as inhibited by the cause ...
+    wait_until(lambda: all("suppressed-inhibited" in run.am_seen[(node, e)] for e in echoes), 30,
+               lambda: f"echoes inhibited in Alertmanager: {dict(run.am_seen)}")
+    time.sleep(2)
+    # ... and never page.
+    for echo in echoes:
+        assert not run.webhook.deliveries(echo, node=node), f"{echo} delivered" + diagnostics(run, node)
+
+
+def test_full_ct_map_fires_bpf_map_pressure_from_the_agent_source(run: Run) -> None:
+    node = "sim-datapath-errors"
+    d = delivered(run, "CiliumNodeBpfMapPressure", node, by=150)
+    check_alert(d, node)
+    assert d.labels["map_name"] == "cilium_ct4_global"
+    # with the agent source on, the drop SLO reads the packet-exact datapath counters
+    assert run.stack.query(f'cilium_node_datapath_dropped_packets_total{{node="{node}",'
+                           'reason="CT_MAP_INSERTION_FAILED"} > 0')
+
+
+def test_killed_exporter_fires_exporter_down(run: Run) -> None:
+    node = "sim-exporter-down"
+    d = delivered(run, "CiliumNodeExporterDown", node, by=60)
+    assert "exporter-killed" in run.events, run.failures
+    assert d.received > run.events["exporter-killed"]
+    assert d.labels["node"] == node and d.labels["severity"] == "warning"
+    assert node in d.annotations["description"]
+    assert urlsplit(d.annotations["runbook_url"]).fragment in runbook_anchors()
+
+
+def test_stopped_hubble_source_delivers_source_down_not_the_data_alerts(run: Run) -> None:
+    node = "sim-hubble-outage"
+    d = delivered(run, "CiliumNodeExporterSourceDown", node, by=90)
+    check_alert(d, node)
+    assert d.labels["source"] == "hubble"
+    assert "hubble-stopped" in run.events, run.failures
+    # the surge counted before the outage fires in Prometheus while the source is down ...
+    wait_until(lambda: "firing" in run.stack.alert_states(node, run.t0).get("CiliumNodePolicyDenialSurge", ()),
+               30, lambda: "CiliumNodePolicyDenialSurge firing in Prometheus" + diagnostics(run, node))
+
+    wait_until(lambda: "suppressed-inhibited" in run.am_seen[(node, "CiliumNodePolicyDenialSurge")], 30,
+               lambda: f"the surge inhibited in Alertmanager: {dict(run.am_seen)}")
+    time.sleep(2)
+    # ... and does not page: the source-down alert says what is wrong.
+    assert not run.webhook.deliveries("CiliumNodePolicyDenialSurge", node=node), diagnostics(run, node)
+
+
+def test_oom_loop_fires_oom_killed(run: Run) -> None:
+    node = "sim-oom-loop"
+    d = delivered(run, "CiliumAgentOOMKilled", node, by=100)
+    check_alert(d, node)
+    assert d.labels["severity"] == "critical"
+    assert d.received - run.t0 > 25, "fired before the first OOM kill (30 s in at speed 4)"
+    # the third kill within the restarts window: RestartingFrequently fires, and OOMKilled (the cause) inhibits it
+    echo = "CiliumAgentRestartingFrequently"
+    wait_until(lambda: "suppressed-inhibited" in run.am_seen[(node, echo)], max(1, run.t0 + 140 - time.time()),
+               lambda: f"{echo} inhibited in Alertmanager: {dict(run.am_seen)}" + diagnostics(run, node))
+    time.sleep(2)
+    assert not run.webhook.deliveries(echo, node=node), diagnostics(run, node)
+
+
+def test_memory_leak_forecast_then_above_envelope_then_both_resolve(run: Run) -> None:
+    node = "sim-memory-leak"
+    forecast = delivered(run, "CiliumAgentMemoryGrowthForecast", node, by=110)
+    above = delivered(run, "CiliumAgentMemoryAboveEnvelope", node, by=130)
+    for d in (forecast, above):
+        check_alert(d, node)
+    assert forecast.received < above.received, "the forecast must warn before the envelope is crossed"
+    assert "MiB" in above.annotations["description"]
+    # a restart at 120 s fixes the leak: both resolve, and stay resolved
+    for name in ("CiliumAgentMemoryGrowthForecast", "CiliumAgentMemoryAboveEnvelope"):
+        delivered(run, name, node, by=160, status="resolved")
+    resolved_above = run.webhook.deliveries("CiliumAgentMemoryAboveEnvelope", "resolved", node=node)[0]
+    assert resolved_above.received - run.t0 > 115, "resolved before the scenario recovered"
+    run.wait_for(max(150, resolved_above.received - run.t0 + 15))
+    for name in ("CiliumAgentMemoryGrowthForecast", "CiliumAgentMemoryAboveEnvelope"):
+        last = run.webhook.deliveries(name, node=node)[-1]
+        assert last.status == "resolved", f"{name} fired again after the recovery" + diagnostics(run, node)
+
+
+def test_every_dashboard_query_runs_and_returns_data(run: Run) -> None:
+    run.wait_for(150)
+    run.sweep_once()
+    sweep = run.sweep
+    assert sweep.queries, "no dashboard query found"
+    assert not sweep.errors, "queries failing against Prometheus:\n" + "\n".join(
+        f"{k}: {e}\n  {sweep.queries[k].expr}" for k, e in sweep.errors.items())
+    empty = sorted(k for k in sweep.queries if not sweep.data.get(k))
+    coverage = "\n".join(f"{'/'.join(k)}: {', '.join(sorted(sweep.data.get(k, ())))}" for k in sorted(sweep.queries))
+    print("dashboard query coverage (nodes with data):\n" + coverage)
+    assert not empty, "queries that returned no data for any scenario:\n" + "\n".join(
+        f"{'/'.join(k)}: {sweep.queries[k].expr}" for k in empty)
+
+
+def test_steady_node_never_alerts(run: Run) -> None:
+    run.wait_for(150)
+    node = "sim-steady"
+    assert not run.webhook.deliveries(node=node), diagnostics(run, node)
+    assert run.stack.alert_states(node, run.t0) == {}, diagnostics(run, node)
+    assert run.stack.query(f'up{{node="{node}"}} == 1'), "steady node not scraped at the end"
+
+
+def test_every_node_delivered_only_expected_alerts(run: Run) -> None:
+    """No scenario pages for something it does not exercise (a false positive is a bug too)."""
+    expected = {
+        "sim-memory-leak": {"CiliumAgentMemoryGrowthForecast", "CiliumAgentMemoryAboveEnvelope",
+                            "CiliumAgentMemoryEnvelopeBudgetBurn"},
+        # an agent that is not running is bad time for the memory-envelope SLO
+        "sim-oom-loop": {"CiliumAgentOOMKilled", "CiliumAgentMemoryNearLimit", "CiliumAgentMemoryEnvelopeBudgetBurn"},
+        "sim-policy-storm": {"CiliumNodePolicyDenialSurge"},
+        "sim-l7-denials": {"CiliumNodeL7DenialSurge"},
+        "sim-hubble-overload": {"CiliumHubbleEventsLost"},
+        "sim-datapath-errors": {"CiliumNodeConntrackMapFull", "CiliumNodeBpfMapPressure"},
+        "sim-exporter-down": {"CiliumNodeExporterDown"},
+        "sim-hubble-outage": {"CiliumNodeExporterSourceDown"},
+        "sim-steady": set(),
+    }
+    assert set(expected) == {n.name for n in NODES}
+    for node in expected:
+        print(node, [(round(d.received - run.t0), d.name, d.status) for d in run.webhook.deliveries(node=node)],
+              {k[1]: sorted(v) for k, v in run.am_seen.items() if k[0] == node})
+    unexpected = {node: sorted({d.name for d in run.webhook.deliveries(node=node)} - names)
+                  for node, names in expected.items()}
+    assert not any(unexpected.values()), unexpected
+    assert not run.webhook.bad, run.webhook.bad
