@@ -138,15 +138,13 @@ def main() -> None:
             client = Path(tmp) / "client"
             flags = [*cluster.flags, f"--hubble-address=unix://{tmp}/hubble.sock"]
             env = dict(os.environ)
-            port = cluster.kubeapi.port  # type: ignore[union-attr]
-            in_cluster = dict(env, KUBERNETES_SERVICE_HOST="127.0.0.1", KUBERNETES_SERVICE_PORT=str(port),
-                              CNE_SERVICEACCOUNT_DIR=str(client))
-            no_kubeconfig = [f for f in flags if not f.startswith("--kubeconfig")]
+            with_kubeconfig = [f for f in flags if not f.startswith("--apiserver-")] + [
+                f"--kubeconfig={client / 'kubeconfig'}"]
             print(f"exporter process, sources {SOURCES}, ~1,000 Hubble events/s, {args.scrapes} scrapes "
                   "1.05 s apart")
             print(f"{'API server configuration':<40} {'VmRSS MiB':>10} {'VmHWM MiB':>10}  sources")
-            for label, fl, e in (("in-cluster (production path)", no_kubeconfig, in_cluster),
-                                 ("--kubeconfig (kubernetes.config)", flags, env)):
+            for label, fl, e in (("in-cluster (production path)", flags, env),
+                                 ("--kubeconfig (kubernetes.config)", with_kubeconfig, env)):
                 rss, hwm, up = run_exporter(fl, e, args.scrapes)
                 print(f"{label:<40} {rss:>10.1f} {hwm:>10.1f}  {up}")
         finally:

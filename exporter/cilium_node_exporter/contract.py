@@ -132,6 +132,9 @@ RESERVED_TARGET_LABELS: Final = frozenset(
 
 # --- label values ------------------------------------------------------------------------------
 SOURCES: Final = ("hubble", "kubelet", "apiserver", "agent")
+OPTIONAL_LABELS: Final = ("protocol", "endpoint_namespace", "policy")
+# Node annotation with a per-node memory envelope LOWER-UPPER (--envelope-from-node-annotation).
+ENVELOPE_ANNOTATION: Final = "cilium-node-exporter.io/memory-envelope"
 ERROR_REASONS: Final = ("connect", "timeout", "tls", "auth", "http", "decode", "protocol", "rejected")
 EVENT_KINDS: Final = ("drop", "policy_verdict", "l7", "lost", "other")
 DIRECTIONS: Final = ("ingress", "egress", "unknown")

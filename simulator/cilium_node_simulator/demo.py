@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cilium_node_exporter.config import parse_quantity
+from cilium_node_exporter.units import parse_quantity
 from cilium_node_simulator.scenario import Scenario, ScenarioError, load_scenario
 
 HOST = "127.0.0.1"

@@ -494,7 +494,9 @@ def write_client_config(out: Path, tokens: Tokens, tls: TlsFiles | None, urls: d
             "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": "sim", "namespace": namespace}}],
         }
         (out / "kubeconfig").write_text(json.dumps(kubeconfig, indent=2) + "\n")
-        flags.append(f"--kubeconfig={out / 'kubeconfig'}")
+        # The exporter's in-cluster path (what runs in a pod), pointed at the fake; `kubeconfig` is for --kubeconfig.
+        flags += [f"--apiserver-address={urls['kubeapi']}", f"--apiserver-token-file={out / 'token'}",
+                  f"--apiserver-ca={out / 'ca.crt'}"]
     if "agent-metrics" in urls:
         flags.append(f"--agent-metrics-address={urls['agent-metrics']}")
     (out / "exporter.flags").write_text("\n".join(flags) + "\n")

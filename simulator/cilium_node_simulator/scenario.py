@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from cilium_node_exporter.config import ConfigError, parse_duration, parse_quantity
 from cilium_node_exporter.contract import DROP_REASON_STRING_BY_NAME
+from cilium_node_exporter.units import UnitError, parse_duration, parse_quantity
 from cilium_node_simulator.events import LOST_SOURCES, CompiledSpec, EventSpec, SpecError, parse_version
 from cilium_node_simulator.ring import check_capacity
 
@@ -183,7 +183,7 @@ def _duration(value: Any, where: str) -> float:
         raise ScenarioError(f"{where}: invalid duration {value!r} (use e.g. 30s, 5m)")
     try:
         seconds = float(value) if isinstance(value, int | float) else parse_duration(str(value))
-    except ConfigError as exc:
+    except UnitError as exc:
         raise ScenarioError(f"{where}: {exc}") from None
     if seconds <= 0:
         raise ScenarioError(f"{where}: duration must be positive, got {value!r}")
@@ -195,7 +195,7 @@ def _quantity(value: Any, where: str) -> int:
         raise ScenarioError(f"{where}: invalid memory quantity {value!r} (use e.g. 300Mi, 1Gi)")
     try:
         return int(value) if isinstance(value, int) else parse_quantity(str(value))
-    except ConfigError as exc:
+    except UnitError as exc:
         raise ScenarioError(f"{where}: {exc}") from None
 
 

@@ -21,7 +21,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from cilium_node_exporter.config import ConfigError, parse_args
+from cilium_node_exporter.config import FLAGS, ConfigError, parse_args
+from cilium_node_exporter.config_doc import render_helm
 from tests.support.paths import DATA, REPO
 
 CHART = REPO / "helm" / "cilium-node-exporter"
@@ -193,6 +194,14 @@ def test_kubernetes_validate_catches_bad_daemonset() -> None:
 
 # --- the DaemonSet's args are flags the exporter accepts --------------------------------------------------
 
+def _value_at(values: dict, path: str) -> object:
+    for part in path.split("."):
+        if not isinstance(values, dict) or part not in values:
+            return None
+        values = values[part]
+    return values
+
+
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_args_parse_with_the_exporter_cli(value_set: str) -> None:
     values = chart().merge_values(ci_values(value_set))
@@ -201,14 +210,31 @@ def test_args_parse_with_the_exporter_cli(value_set: str) -> None:
     assert list(cfg.sources) == list(dict.fromkeys(expected_sources))
     assert cfg.listen_address == f":{values['port']}"
     assert cfg.node_name == "node-a"
-    assert cfg.kubelet_address == "https://10.0.0.5:10250"
-    assert cfg.kubelet_insecure_skip_verify is values["kubelet"]["insecureSkipVerify"]
-    assert cfg.cilium_namespace == values["cilium"]["namespace"]
-    assert cfg.envelope_from_node_annotation is values["envelopeFromNodeAnnotation"]
-    assert cfg.extra_labels == tuple(values["extraLabels"])
-    assert cfg.label_cap == values["labelCap"]
-    assert cfg.hubble_address == values["hubble"]["address"]
-    assert cfg.log_format == values["log"]["format"]
+    # every chart value mapped to a flag: set -> that value, unset -> the exporter's own default
+    defaults = parse_args([], environ={"NODE_NAME": "node-a", "NODE_IP": "10.0.0.5"})
+    for flag in FLAGS:
+        if not flag.helm:
+            continue
+        value = _value_at(values, flag.helm)
+        if value is None or value == []:
+            expected = getattr(defaults, flag.attr)
+        else:
+            text = ",".join(value) if isinstance(value, list) else str(value).lower() if isinstance(value, bool) \
+                else str(value)
+            expected = flag.parse(text.replace("$(NODE_IP)", "10.0.0.5"))  # expanded by the kubelet
+        assert getattr(cfg, flag.attr) == expected, (value_set, flag.name)
+
+
+def test_values_restate_no_exporter_default() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for flag in FLAGS:
+        if flag.helm:
+            assert _value_at(values, flag.helm) in (None, []), f"{flag.helm} restates --{flag.name}'s default"
+
+
+def test_flags_template_is_current() -> None:
+    assert (CHART / "templates" / "_flags.tpl").read_text() == render_helm(), \
+        "run `python -m cilium_node_exporter.config_doc`"
 
 
 def test_args_defaults_and_overrides() -> None:

@@ -1,5 +1,6 @@
 """The API server source against the simulator's Kubernetes API: list+watch, restarts, OOMKilled,
-410 re-list, pod recreated, watch closed by the server, errors; kubeconfig loaded by ``kubernetes``."""
+410 re-list, pod recreated, watch closed by the server, errors; the in-cluster flags, and a kubeconfig
+loaded by ``kubernetes``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from cilium_node_exporter.aggregation.state import ExporterState
-from cilium_node_exporter.sources.apiserver import ApiServerSource, in_cluster_endpoint, parse_pod
+from cilium_node_exporter.config import parse_args
+from cilium_node_exporter.sources.apiserver import ApiServerSource, config_endpoint, parse_pod
 from cilium_node_exporter.sources.k8s_http import SourceError
 from tests.support.cluster import Cluster
 from tests.support.procs import wait_until as wait_for
@@ -46,6 +48,16 @@ def test_list_finds_the_agent_pod(cluster: Cluster, running: tuple[ApiServerSour
     assert (pod.namespace, pod.name, pod.uid) == ("kube-system", cluster.model.name, cluster.model.uid)
     assert pod.restart_count == 0 and pod.last_terminated_reason is None
     assert state.health["apiserver"].up
+
+
+def test_kubeconfig_reaches_the_same_api_server(cluster: Cluster) -> None:
+    source, state = start(cluster, f"--kubeconfig={cluster.dir / 'client' / 'kubeconfig'}",
+                          "--apiserver-address=https://127.0.0.1:1")  # --kubeconfig wins over the in-cluster flags
+    try:
+        pod = wait_for(lambda: state.agent_pod, what="agent pod")
+        assert pod.uid == cluster.model.uid
+    finally:
+        source.stop()
 
 
 def test_restart_count_increases_and_oomkilled_appears(cluster: Cluster,
@@ -178,17 +190,18 @@ def test_stop_is_prompt(cluster: Cluster) -> None:
     assert source._thread is not None and not source._thread.is_alive()
 
 
-def test_in_cluster_endpoint(tmp_path: Path) -> None:
+def test_in_cluster_endpoint_from_the_pod_environment(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("abc\n")
+    files = [f"--apiserver-token-file={tmp_path}/token", f"--apiserver-ca={tmp_path}/ca.crt"]
     with pytest.raises(SourceError) as err:
-        in_cluster_endpoint({}, str(tmp_path))
+        config_endpoint(parse_args(files, environ={}))
     assert "--kubeconfig" in err.value.message
     from cilium_node_simulator.k8s import make_tls
 
     tls = make_tls(tmp_path)
     assert tls.ca == tmp_path / "ca.crt"
-    endpoint = in_cluster_endpoint({"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "443"},
-                                   str(tmp_path))
+    env = {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "443"}
+    endpoint = config_endpoint(parse_args(files, environ=env))
     assert endpoint.base_url == "https://[fd00::1]:443"
     assert endpoint.authorization is not None and endpoint.authorization() == "Bearer abc"
 

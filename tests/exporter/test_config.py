@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import fields
 
 import pytest
 
 from cilium_node_exporter import __version__
-from cilium_node_exporter.config import (
-    ConfigError,
-    build_parser,
-    parse_args,
-    parse_duration,
-    parse_envelope,
-    parse_quantity,
-)
+from cilium_node_exporter.config import FLAGS, Config, ConfigError, build_parser, parse_args, parse_listen
+from cilium_node_exporter.units import UnitError, parse_duration, parse_envelope, parse_quantity
 
 
 def test_defaults() -> None:
@@ -28,6 +23,36 @@ def test_defaults() -> None:
     assert cfg.agent_metrics_address == "http://10.0.0.7:9962/metrics"
     assert cfg.memory_envelope == (200 * 2**20, 500 * 2**20)
     assert cfg.extra_labels == () and cfg.label_cap == 50
+    assert cfg.apiserver_address == ""  # no KUBERNETES_SERVICE_HOST: not in a pod
+
+
+def test_defaults_in_a_pod_bracket_ipv6_hosts() -> None:
+    env = {"NODE_IP": "fd00:10:244::5", "KUBERNETES_SERVICE_HOST": "fd00:96::1", "KUBERNETES_SERVICE_PORT": "443"}
+    cfg = parse_args([], environ=env)
+    assert cfg.kubelet_address == "https://[fd00:10:244::5]:10250"
+    assert cfg.agent_metrics_address == "http://[fd00:10:244::5]:9962/metrics"
+    assert cfg.apiserver_address == "https://[fd00:96::1]:443"
+    assert parse_args([], environ={"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+                      ).apiserver_address == "https://10.96.0.1:443"
+
+
+@pytest.mark.parametrize(("text", "parsed"), [(":9969", ("", 9969)), ("0.0.0.0:1", ("0.0.0.0", 1)),
+                                              ("[::]:9969", ("::", 9969)), ("[fd00::1]:80", ("fd00::1", 80)),
+                                              ("localhost:9969", ("localhost", 9969))])
+def test_listen_addresses(text: str, parsed: tuple[str, int]) -> None:
+    assert parse_listen(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["::1:9969", "[::1:9969", "[nothost]:1", ":99999", "9969"])
+def test_bad_listen_addresses(text: str) -> None:
+    with pytest.raises(ConfigError, match="--listen-address"):
+        parse_args(["--listen-address", text], environ={})
+
+
+def test_config_has_one_field_per_flag_and_no_defaults() -> None:
+    assert [f.name for f in fields(Config)] == [f.attr for f in FLAGS]
+    assert all(f.default is f.default_factory for f in fields(Config))  # both MISSING: defaults live in FLAGS
+    assert len({f.name for f in FLAGS}) == len(FLAGS)
 
 
 def test_environment_sets_every_flag_and_flags_win() -> None:
@@ -79,7 +104,7 @@ def test_quantities_and_durations() -> None:
     assert parse_envelope("200M-500M") == (200 * 10**6, 500 * 10**6)
     assert parse_duration("1h30m") == 5400 and parse_duration("250ms") == 0.25 and parse_duration("7") == 7
     for bad in ("", "5 apples", "-1Mi"):
-        with pytest.raises(ConfigError):
+        with pytest.raises(UnitError):
             parse_quantity(bad)
 
 

@@ -11,8 +11,9 @@ from prometheus_client import generate_latest
 from cilium_node_exporter.aggregation.agent import AgentMemory, AgentPod
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.app import build_registry
-from cilium_node_exporter.config import ConfigError, parse_args, parse_envelope, parse_quantity
+from cilium_node_exporter.config import ConfigError, parse_args
 from cilium_node_exporter.sources.apiserver import envelope_from_annotation
+from cilium_node_exporter.units import UnitError, parse_envelope, parse_quantity
 
 Mi = 2**20
 
@@ -25,7 +26,7 @@ def test_quantities(text: str, value: int) -> None:
 
 @pytest.mark.parametrize("text", ["500MB", "-1Mi", "Mi", "", "1e3"])
 def test_bad_quantities(text: str) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(UnitError):
         parse_quantity(text)
 
 
@@ -58,7 +59,7 @@ def test_annotation_values() -> None:
     assert envelope_from_annotation(node("300Mi-800Mi")) == (300 * Mi, 800 * Mi)
     assert envelope_from_annotation(node(None)) is None
     assert envelope_from_annotation({"metadata": {}}) is None
-    with pytest.raises(ConfigError):
+    with pytest.raises(UnitError):
         envelope_from_annotation(node("big-small"))
 
 

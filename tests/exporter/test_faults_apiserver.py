@@ -1,6 +1,6 @@
 """API server faults, driving the real exporter process against the simulator's Kubernetes API over TLS.
 
-The exporter lists then watches the agent pod (``--kubeconfig`` written by the simulator). Faults are
+The exporter lists then watches the agent pod (the in-cluster flags the simulator writes). Faults are
 driven through the fake's run-time endpoints (``POST /-/action``, ``POST /-/fault``) like a fire drill.
 """
 

@@ -123,10 +123,9 @@ def test_nothing_reachable_at_start_serves_and_reports_every_source_down(tmp_pat
     flags = ["--sources=hubble,kubelet,apiserver,agent", f"--hubble-address=unix://{tmp_path}/absent.sock",
              f"--kubelet-address=https://127.0.0.1:{dead}", f"--kubelet-token-file={tmp_path}/no-token",
              f"--agent-metrics-address=http://127.0.0.1:{dead}/metrics", "--kubelet-timeout=1s",
-             "--agent-timeout=1s", *FAST_HUBBLE]
-    env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(dead),
-           "CNE_SERVICEACCOUNT_DIR": str(tmp_path)}
-    with Exporter(tmp_path, *flags, env=env) as exp:
+             "--agent-timeout=1s", f"--apiserver-address=https://127.0.0.1:{dead}",
+             f"--apiserver-token-file={tmp_path}/no-token", f"--apiserver-ca={tmp_path}/no-ca.crt", *FAST_HUBBLE]
+    with Exporter(tmp_path, *flags) as exp:
         m = exp.wait_metrics(lambda m: m.sum("cilium_node_exporter_source_errors_total", source="apiserver") >= 1,
                              what="apiserver error")
         assert m.series("cilium_node_exporter_source_up") and m.sum("cilium_node_exporter_source_up") == 0

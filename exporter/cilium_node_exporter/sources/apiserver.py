@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import threading
 import time
@@ -28,42 +27,44 @@ from typing import Any
 
 from cilium_node_exporter.aggregation.agent import AgentPod
 from cilium_node_exporter.aggregation.state import ExporterState
-from cilium_node_exporter.config import SA_DIR, Config, ConfigError, parse_envelope
+from cilium_node_exporter.config import Config
+from cilium_node_exporter.contract import ENVELOPE_ANNOTATION
 from cilium_node_exporter.sources import k8s_http
 from cilium_node_exporter.sources.k8s_http import Endpoint, SourceError, parse_time
+from cilium_node_exporter.units import UnitError, parse_envelope
 
 log = logging.getLogger(__name__)
 
 NAME = "apiserver"
-ENVELOPE_ANNOTATION = "cilium-node-exporter.io/memory-envelope"
 REQUEST_TIMEOUT = 10.0
 WATCH_TIMEOUT = 300  # server-side timeoutSeconds of one watch
 MAX_BYTES = 8 * 2**20
 BACKOFF_MAX = 30.0
-SA_DIR_ENV = "CNE_SERVICEACCOUNT_DIR"  # tests and benchmarks only: where token and ca.crt are
 
 
 class WatchExpired(Exception):
     """The resourceVersion is too old (410 Gone): re-list."""
 
 
-def in_cluster_endpoint(environ: Mapping[str, str] | None = None, sa_dir: str = SA_DIR) -> Endpoint:
-    """The API server as seen from a pod (same rules as ``kubernetes.config.load_incluster_config``)."""
-    env = os.environ if environ is None else environ
-    host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "")
-    if not host or not port:
-        raise SourceError("connect", "not running in a cluster (KUBERNETES_SERVICE_HOST/PORT unset); "
-                                     "outside a cluster pass --kubeconfig")
-    if ":" in host:
-        host = f"[{host}]"
-    ctx = k8s_http.tls_context(f"{sa_dir}/ca.crt")
-    return Endpoint(f"https://{host}:{port}", ctx, authorization=k8s_http.bearer_from_file(f"{sa_dir}/token"))
+def config_endpoint(config: Config) -> Endpoint:
+    """The API server from ``--apiserver-address`` and its token and CA files (in a pod: the defaults are
+    what ``kubernetes.config.load_incluster_config`` reads)."""
+    if not config.apiserver_address:
+        raise SourceError("connect", "no API server address: outside a cluster pass --kubeconfig or "
+                                     "--apiserver-address (KUBERNETES_SERVICE_HOST/PORT are unset)")
+    ctx = k8s_http.tls_context(config.apiserver_ca) if config.apiserver_address.startswith("https://") else None
+    auth = k8s_http.bearer_from_file(config.apiserver_token_file) if config.apiserver_token_file else None
+    return Endpoint(config.apiserver_address, ctx, authorization=auth)
 
 
 def kubeconfig_endpoint(path: str) -> Endpoint:
     """The API server of a kubeconfig's current context, loaded by the ``kubernetes`` package."""
-    from kubernetes.client.configuration import Configuration
-    from kubernetes.config.kube_config import load_kube_config
+    try:
+        from kubernetes.client.configuration import Configuration
+        from kubernetes.config.kube_config import load_kube_config
+    except ImportError:
+        raise SourceError("auth", "--kubeconfig needs the kubernetes client: pip install "
+                                  "'cilium-node-exporter[kubeconfig]'") from None
 
     cfg = Configuration()
     try:
@@ -122,7 +123,7 @@ def choose(candidates: Mapping[str, _Candidate]) -> AgentPod | None:
 
 
 def envelope_from_annotation(node: Any) -> tuple[int, int] | None:
-    """The per-node envelope override; None when absent. Raises ConfigError when invalid."""
+    """The per-node envelope override; None when absent. Raises UnitError when invalid."""
     annotations = ((node or {}).get("metadata") or {}).get("annotations") or {}
     value = annotations.get(ENVELOPE_ANNOTATION)
     if not value:
@@ -175,7 +176,7 @@ class ApiServerSource:
             try:
                 if self.endpoint is None:
                     self.endpoint = (kubeconfig_endpoint(self.config.kubeconfig) if self.config.kubeconfig
-                                     else in_cluster_endpoint(sa_dir=os.environ.get(SA_DIR_ENV, SA_DIR)))
+                                     else config_endpoint(self.config))
                 self._pace("list")
                 version = self._list()
                 backoff = min(1.0, self.backoff_max)
@@ -312,7 +313,7 @@ class ApiServerSource:
             self._annotation(f"cannot read the node annotation {ENVELOPE_ANNOTATION}: {exc.message}{hint}; "
                              "keeping the previous envelope")
             return
-        except ConfigError as exc:
+        except UnitError as exc:
             self._annotation(f"invalid node annotation {ENVELOPE_ANNOTATION}: {exc}; using the configured "
                              "--memory-envelope")
             self.state.envelope_override = None

@@ -68,7 +68,7 @@ app.kubernetes.io/part-of: cilium-node-exporter
 
 {{/* "true" when the Hubble socket is a unix socket from the host. */}}
 {{- define "cne.hubbleHostSocket" -}}
-{{- if and (has "hubble" .Values.sources) (hasPrefix "unix://" .Values.hubble.address) }}true{{ end }}
+{{- if and (has "hubble" .Values.sources) (hasPrefix "unix://" (include "cne.hubbleAddress" .)) }}true{{ end }}
 {{- end }}
 
 {{/* Relabelings shared by the ServiceMonitor and the PodMonitor: node, job, optional cluster, then the user's. */}}
@@ -90,4 +90,12 @@ app.kubernetes.io/part-of: cilium-node-exporter
 {{- with $monitor.relabelings }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/* Values that set exporter flags, with the exporter's default (from _flags.tpl) when unset. */}}
+{{- define "cne.ciliumNamespace" -}}
+{{- .Values.cilium.namespace | default (include "cne.flagDefault.cilium-namespace" .) -}}
+{{- end }}
+{{- define "cne.hubbleAddress" -}}
+{{- .Values.hubble.address | default (include "cne.flagDefault.hubble-address" .) -}}
 {{- end }}
