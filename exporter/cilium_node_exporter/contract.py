@@ -100,9 +100,58 @@ AGENT_LAST_TERMINATED_TIMESTAMP = _m("cilium_node_agent_last_terminated_timestam
 AGENT_INFO = _m("cilium_node_agent_info", "gauge", "The cilium-agent pod found on this node (always 1).",
                 ("agent_namespace", "agent_pod", "agent_uid"), (), "apiserver")
 
+# --- cilium-envoy (external Envoy DaemonSet, Cilium 1.16+ default) ------------------------------------
+ENVOY_WORKING_SET = _m("cilium_node_envoy_memory_working_set_bytes", "gauge",
+                       "Working set of the cilium-envoy container on this node (kubelet Summary API); absent when "
+                       "Envoy runs inside the agent container (envoy_mode=\"embedded\").", (), (), "kubelet")
+ENVOY_RSS = _m("cilium_node_envoy_memory_rss_bytes", "gauge",
+               "RSS of the cilium-envoy container (kubelet Summary API).", (), (), "kubelet")
+ENVOY_USAGE = _m("cilium_node_envoy_memory_usage_bytes", "gauge",
+                 "Memory usage of the cilium-envoy container (kubelet Summary API).", (), (), "kubelet")
+ENVOY_LIMIT = _m("cilium_node_envoy_memory_limit_bytes", "gauge",
+                 "Memory limit of the cilium-envoy container (availableBytes + workingSetBytes); absent without a "
+                 "limit.", (), (), "kubelet")
+ENVOY_START_TIME = _m("cilium_node_envoy_container_start_time_seconds", "gauge",
+                      "Start time of the cilium-envoy container, Unix seconds (kubelet Summary API).",
+                      (), (), "kubelet")
+ENVOY_RESTARTS = _m("cilium_node_envoy_restarts_total", "counter",
+                    "Restarts of the cilium-envoy container (pod status restartCount).", (), (), "apiserver")
+ENVOY_LAST_TERMINATED_REASON = _m("cilium_node_envoy_last_terminated_reason", "gauge",
+                                  "Reason of the cilium-envoy container's last termination (always 1).",
+                                  ("reason",), (), "apiserver")
+ENVOY_LAST_TERMINATED_TIMESTAMP = _m("cilium_node_envoy_last_terminated_timestamp_seconds", "gauge",
+                                     "When the cilium-envoy container last terminated, Unix seconds.",
+                                     (), (), "apiserver")
+ENVOY_INFO = _m("cilium_node_envoy_info", "gauge", "The cilium-envoy pod found on this node (always 1).",
+                ("envoy_namespace", "envoy_pod", "envoy_uid"), (), "apiserver")
+
+# --- the node's Cilium settings (source settings: the agent's REST API, else the cilium-config ConfigMap) ----
+CILIUM_INFO = _m("cilium_node_cilium_info", "gauge",
+                 "The node's Cilium version and the settings that change what is measured (always 1): "
+                 "envoy_mode embedded|external, kube_proxy_replacement, monitor_aggregation.",
+                 ("version", "envoy_mode", "kube_proxy_replacement", "monitor_aggregation"), (), "settings")
+AGENT_NOTIFICATIONS_ENABLED = _m("cilium_node_agent_notifications_enabled", "gauge",
+                                 "1 when the agent emits this monitor notification (drop, policy_verdict, trace), "
+                                 "0 when it is switched off (bpf-events-*-enabled, or the runtime option); absent "
+                                 "when unknown.", ("event",), (), "settings")
+HUBBLE_MONITOR_EVENTS = _m("cilium_node_hubble_monitor_events", "gauge",
+                           "1 when Hubble observes this monitor event type (hubble-monitor-events empty or listing "
+                           "it), 0 when filtered out; absent when unknown.", ("event",), (), "settings")
+AGENT_EVENTS_RATE_LIMIT = _m("cilium_node_agent_events_rate_limit", "gauge",
+                             "The agent's BPF events rate limit (bpf-events-default-rate-limit, events per second; "
+                             "kind=burst for the burst), 0 = unlimited (Cilium 1.17+).", ("kind",), (), "settings")
+DATAPATH_RATELIMIT_DROPPED = _m("cilium_node_datapath_ratelimited_events_total", "counter",
+                                "Monitor notifications the BPF rate limiter discarded before Hubble could see them "
+                                "(cilium_bpf_ratelimit_dropped_total{usage=\"events\"}, Cilium 1.17+).",
+                                (), (), "agent")
+
 # --- the exporter's own health -----------------------------------------------------------------
 BUILD_INFO = _m("cilium_node_exporter_build_info", "gauge", "Exporter build information (always 1).",
                 ("version",))
+SOURCE_UNAVAILABLE = _m("cilium_node_exporter_source_unavailable", "gauge",
+                        "1 when an optional source has no endpoint on this node (the agent metrics endpoint with "
+                        "Cilium's prometheus.enabled off): it is skipped, not down, and reports no source_up.",
+                        ("source",))
 SOURCE_UP = _m("cilium_node_exporter_source_up", "gauge",
                "1 when the source delivered data at its last attempt, else 0 (enabled sources only; absent "
                "until a source's first attempt has completed).",
@@ -123,7 +172,12 @@ ALL_METRICS: Final[tuple[Metric, ...]] = (
     DATAPATH_DROPPED, DATAPATH_FORWARDED, BPF_MAP_PRESSURE,
     AGENT_WORKING_SET, AGENT_RSS, AGENT_USAGE, AGENT_LIMIT, ENVELOPE_LOWER, ENVELOPE_UPPER, AGENT_START_TIME,
     AGENT_RESTARTS, AGENT_LAST_TERMINATED_REASON, AGENT_LAST_TERMINATED_TIMESTAMP, AGENT_INFO,
-    BUILD_INFO, SOURCE_UP, SOURCE_ERRORS, EVENTS, HUBBLE_RECONNECTS, HUBBLE_DISCONNECTED, LABEL_OVERFLOW,
+    ENVOY_WORKING_SET, ENVOY_RSS, ENVOY_USAGE, ENVOY_LIMIT, ENVOY_START_TIME, ENVOY_RESTARTS,
+    ENVOY_LAST_TERMINATED_REASON, ENVOY_LAST_TERMINATED_TIMESTAMP, ENVOY_INFO,
+    CILIUM_INFO, AGENT_NOTIFICATIONS_ENABLED, HUBBLE_MONITOR_EVENTS, AGENT_EVENTS_RATE_LIMIT,
+    DATAPATH_RATELIMIT_DROPPED,
+    BUILD_INFO, SOURCE_UNAVAILABLE, SOURCE_UP, SOURCE_ERRORS, EVENTS, HUBBLE_RECONNECTS, HUBBLE_DISCONNECTED,
+    LABEL_OVERFLOW,
 )
 
 # Labels a Prometheus Operator adds as target labels; the exporter must never emit them.
@@ -131,7 +185,7 @@ RESERVED_TARGET_LABELS: Final = frozenset(
     {"namespace", "pod", "container", "service", "endpoint", "instance", "job", "node", "cluster"})
 
 # --- label values ------------------------------------------------------------------------------
-SOURCES: Final = ("hubble", "kubelet", "apiserver", "agent")
+SOURCES: Final = ("hubble", "kubelet", "apiserver", "agent", "settings")
 OPTIONAL_LABELS: Final = ("protocol", "endpoint_namespace", "policy")
 # Node annotation with a per-node memory envelope LOWER-UPPER (--envelope-from-node-annotation).
 ENVELOPE_ANNOTATION: Final = "cilium-node-exporter.io/memory-envelope"

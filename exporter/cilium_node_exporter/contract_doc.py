@@ -14,8 +14,9 @@ from cilium_node_exporter import contract as c
 SECTIONS = (
     ("Datapath events (source `hubble`)", "hubble"),
     ("Datapath packets (source `agent`, opt-in)", "agent"),
-    ("Agent memory (source `kubelet`) and envelope", "kubelet"),
-    ("Agent lifecycle (source `apiserver`)", "apiserver"),
+    ("Agent and Envoy memory (source `kubelet`) and envelope", "kubelet"),
+    ("Agent and Envoy lifecycle (source `apiserver`)", "apiserver"),
+    ("The node's Cilium settings (source `settings`)", "settings"),
     ("The exporter's own health", ""),
 )
 
