@@ -39,10 +39,10 @@ proto: setup
 	$(PY) scripts/gen_proto.py
 
 rules: setup
-	$(PY) alerts/generate.py
+	$(PY) -m alerts.generate
 
 dashboards: setup
-	$(PY) dashboards/generate.py
+	$(PY) -m dashboards.generate
 
 bench: setup
 	$(PY) bench/decode.py

@@ -1,138 +1,200 @@
-"""Cilium / Node Fleet: every node at a glance, worst nodes first, each row links to the node detail."""
+"""Cilium / Node Fleet: 200 nodes at a glance.
+
+Distributions (min, median, p90, max across nodes) and counts of nodes per state instead of "top 10" lines
+(whose members change from one step to the next), the canary view (nodes compared by Cilium version), and a
+table of every node, worst first, whose rows open the node detail in the row's own cluster. Range panels
+read the pack's 5m recorded rates at a 5m step: a 5m rate has nothing to show between two steps, and at
+200 nodes a 30 s step would read ten times the samples.
+"""
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
 
+from cilium_node_exporter import contract as c
+from cilium_node_exporter.mixin import names as n
+from cilium_node_exporter.mixin.config import Values
+from cilium_node_exporter.mixin.promql import PromQL
 from dashboards import panels as P
-from dashboards import promql as R
 from dashboards.panels import Column, Q
 
 UID = P.FLEET_UID
-
-_WS = f"max by (cluster, node) (cilium_node_agent_memory_working_set_bytes{R.raw()})"
-_UPPER = f"max by (cluster, node) (cilium_node_agent_memory_envelope_upper_bytes{R.raw()})"
-# Working set as a fraction of the node's own envelope upper bound: 100 % = at the bound.
-ENVELOPE_FILL = f"{_WS} / {_UPPER}"
+STEP = n.RATE_WINDOW  # minimum step of the range panels
 ENVELOPE_STEPS = P.thresholds((None, "green"), (0.8, "yellow"), (1, "red"))
 DROP_RATIO_STEPS = P.thresholds((None, "green"), (0.0001, "yellow"), (0.001, "red"))
+BANDS = (("min", "min({})"), ("median", "quantile(0.5, {})"), ("p90", "quantile(0.9, {})"), ("max", "max({})"))
 
 
-def _overview() -> list:
+def _bands(expr: str) -> list[Q]:
+    return [Q(template.format(expr), name, interval=STEP) for name, template in BANDS]
+
+
+def node_states(q: PromQL) -> dict[str, str]:
+    """Node counts per state: the alerts' own per-node conditions, counted (0 when none)."""
+    return {
+        "exporter up": f"count({q.exporter_up()} == 1)",
+        "exporter down": f"count({q.exporter_up()} == 0)",
+        "a source down": f"count(group by ({q.by()}) ({q.sources_up()} == 0))",
+        "packet-exact drop SLI": f"count({q.rec(n.DATAPATH_PACKETS)})",
+        "Hubble approximation only": f"count({q.rec(n.FLOWS_SEEN)} unless {q.on()} {q.rec(n.DATAPATH_PACKETS)})",
+        "Hubble blind": f"count({q.blind()})",
+        "dropping unexpectedly": f"count({q.unexpected_drops_packets()})",
+        "above memory envelope": f"count({q.above_envelope()})",
+    }
+
+
+def _overview(v: Values, q: PromQL) -> list:
+    blind = f"unless {q.on()} {q.blind()}"
+    states = node_states(q)
     return [
-        P.stat("Exporters up", "Scrape targets of the exporter that are up, out of all scraped (`up`).", "none",
-               [Q(f"sum(up{R.raw()})", "up"), Q(f"count(up{R.raw()})", "scraped")],
-               text_mode=P.cm.BigValueTextMode.VALUE_AND_NAME),
-        P.stat("Unexpected drops", "Packets dropped for reasons outside the policy/handled/configured classes, "
-               f"all selected nodes (recording rule `{R.DROPS_UNEXPECTED}`).", "pps",
-               [Q(f"sum({R.DROPS_UNEXPECTED}{R.rec()}) or vector(0)")],
-               steps=P.thresholds((None, "green"), (0.001, "red"))),
-        P.stat("Policy denials", f"Packets denied by network policy, all selected nodes (`{R.POLICY_DENIED}`).",
-               "pps", [Q(f"sum({R.POLICY_DENIED}{R.rec()}) or vector(0)")]),
-        P.stat("Nodes outside memory envelope",
-               "Nodes whose cilium-agent working set is outside its envelope right now "
-               f"(`{R.MEMORY_ENVELOPE_ERROR}` = 1).", "none",
-               [Q(f"sum({R.MEMORY_ENVELOPE_ERROR}{R.rec()}) or vector(0)")],
-               steps=P.thresholds((None, "green"), (1, "red"))),
-        P.stat("Hubble lost events", "Events Hubble reported lost, all sources and selected nodes "
-               f"(`{R.LOST_EVENTS_BY_SOURCE}`).", "cps",
-               [Q(f"sum({R.LOST_EVENTS_BY_SOURCE}{R.rec()}) or vector(0)")],
+        P.bar_gauge("Nodes per state", "Selected nodes in each state right now, from the same per-node "
+                    "conditions as the alerts. Packet-exact drop SLI: the agent's counters are scraped; Hubble "
+                    "approximation only: drop events over flows seen; Hubble blind: drop or verdict events are "
+                    "switched off, filtered or rate-limited on the node (not measured, not healthy).", "none",
+                    [Q(f"{expr} or vector(0)", name, instant=True) for name, expr in states.items()],
+                    width=8, height=8),
+        P.stat("Unexpected drops (agent counters)", "Packets dropped for unexpected reasons on the selected nodes "
+               f"that the agent counts (`{n.DATAPATH_UNEXPECTED}`); not measured without the agent source.", "pps",
+               [Q(f"sum({q.rec(n.DATAPATH_UNEXPECTED)})", instant=True)], width=4, height=4,
+               steps=P.thresholds((None, "green"), (v.config["unexpectedDropsRate"], "red")),
+               no_value="not measured"),
+        P.stat("Unexpected drops (Hubble, approximation)", "Hubble drop events for unexpected reasons on the "
+               "selected nodes without the agent's counters, blind nodes left out (not measured).", "pps",
+               [Q(f"sum({q.rec(n.DROPS_UNEXPECTED)} unless {q.on()} {q.rec(n.DATAPATH_PACKETS)} {blind})",
+                  instant=True)], width=4, height=4, no_value="not measured"),
+        P.stat("Policy denials", f"Packets denied by network policy (`{n.POLICY_DENIED}`), blind nodes left "
+               "out.", "pps", [Q(f"sum({q.rec(n.POLICY_DENIED)} {blind})", instant=True)], width=4, height=4,
+               no_value="not measured"),
+        P.stat("Hubble lost events", f"Events Hubble reported lost, all sources (`{n.LOST_BY_SOURCE}`).", "cps",
+               [Q(f"sum({q.rec(n.LOST_BY_SOURCE)}) or vector(0)", instant=True)], width=4, height=4,
                steps=P.thresholds((None, "green"), (0.001, "orange"))),
-        P.stat("Exporter sources down", "Enabled exporter sources (hubble, kubelet, apiserver, agent) whose "
-               "last attempt failed, summed over nodes (`cilium_node_exporter_source_up` = 0).", "none",
-               [Q(f"sum(1 - cilium_node_exporter_source_up{R.raw()}) or vector(0)")],
+        P.stat("Exporters up", "Exporter targets up, out of all scraped (`up`).", "none",
+               [Q(f"count({q.exporter_up()} == 1) or vector(0)", "up", instant=True),
+                Q(f"count({q.exporter_up()}) or vector(0)", "scraped", instant=True)],
+               width=4, height=4, text_mode=P.cm.BigValueTextMode.VALUE_AND_NAME),
+        P.stat("Exporter sources down", "Node and source pairs whose last attempt failed (optional sources "
+               "reported unavailable excluded).", "none",
+               [Q(f"count({q.sources_up()} == 0) or vector(0)", instant=True)], width=4, height=4,
                steps=P.thresholds((None, "green"), (1, "red"))),
     ]
 
 
-def _worst_nodes_table() -> P.tableb.Panel:
-    by = "sum by (cluster, node)"
+def _distribution(q: PromQL) -> list:
+    return [
+        P.timeseries("Agent working set / envelope upper bound, across nodes",
+                     "min, median, p90 and max over the selected nodes of the cilium-agent working set divided by "
+                     "the node's own envelope upper bound: a fleet-wide shift after an upgrade moves the median; "
+                     "one bad node moves only the max.", "percentunit", _bands(q.envelope_fill()),
+                     steps=ENVELOPE_STEPS, threshold_lines=True),
+        P.timeseries("Unexpected drop ratio (agent counters), across nodes",
+                     "min, median, p90 and max over the selected nodes of unexpected drops / datapath packets "
+                     "(5m), nodes with the agent's counters only.", "percentunit",
+                     _bands(q.unexpected_ratio_packets()), steps=DROP_RATIO_STEPS, threshold_lines=True),
+        P.timeseries("Nodes per state", "Selected nodes in each state over time (the same conditions as the "
+                     "alerts and the bar gauge above).", "none",
+                     [Q(f"{expr} or vector(0)", name, interval=STEP) for name, expr in node_states(q).items()],
+                     width=24, height=8),
+    ]
+
+
+def _canary(v: Values, q: PromQL) -> list:
+    version = f"max by ({q.by('version')}) ({q.sel(c.CILIUM_INFO)})"
+
+    def per_version(expr: str) -> str:
+        return f"({expr}) * {q.on()} group_left (version) {version}"
+
+    pooled = (f"sum by (version) ({per_version(q.rec(n.DATAPATH_UNEXPECTED))})\n/\n"
+              f"(sum by (version) ({per_version(q.rec(n.DATAPATH_PACKETS))}) > 0)")
+    restarts = f"sum by ({q.by()}) (increase({q.sel(c.AGENT_RESTARTS)}[$__range]))"
+    return [
+        P.group_table(
+            "Nodes by Cilium version (canary view)",
+            "During a Cilium upgrade, compare the nodes already on the new version with the others: agent "
+            "memory against the envelope, unexpected drops (agent counters, pooled), agent restarts over the "
+            "time range and blind nodes. Version from the exporter's settings source (cilium_node_cilium_info).",
+            "version",
+            [Column("nodes", f"count by (version) ({version})", "none", decimals=0),
+             Column("working set / envelope, median", f"quantile by (version) (0.5, {per_version(q.envelope_fill())})",
+                    "percentunit", ENVELOPE_STEPS, 0),
+             Column("working set / envelope, max", f"max by (version) ({per_version(q.envelope_fill())})",
+                    "percentunit", ENVELOPE_STEPS, 0),
+             Column("unexpected drop ratio", pooled, "percentunit", DROP_RATIO_STEPS, 3, not_measured="not measured"),
+             Column("agent restarts", f"sum by (version) ({per_version(restarts)})", "none", decimals=0),
+             Column("Hubble blind nodes", f"count by (version) ({per_version(q.blind())})", "none", decimals=0,
+                    not_measured="0")],
+            sort_by="version", width=24, height=6),
+        P.timeseries("Agent working set / envelope by Cilium version, p90",
+                     "p90 over the nodes of each Cilium version: a new release that grows the agent shows up as "
+                     "its own line moving away from the others.", "percentunit",
+                     [Q(f"quantile by (version) (0.9, {per_version(q.envelope_fill())})", "{{version}}",
+                        interval=STEP)], steps=ENVELOPE_STEPS, threshold_lines=True, width=24),
+    ]
+
+
+def _worst_nodes_table(v: Values, q: PromQL) -> P.tableb.Panel:
+    by = f"by ({q.by()})"
+    blind = f"unless {q.on()} {q.blind()}"
     return P.node_table(
-        "Nodes, worst first",
-        "One row per node, sorted by unexpected-drop ratio (SLO error ratio, 5m). Click a row to open the "
-        "node detail. Working set is shown relative to the node's own envelope upper bound (100 % = at the "
-        "bound); sources up is the fraction of enabled exporter sources that delivered data.",
+        v, "Nodes, worst first",
+        "One row per node, sorted by the unexpected-drop ratio from the agent's counters (5m). 'not measured': "
+        "no agent source (drop ratio) or Hubble blind on the node (Hubble columns): zero would be a lie. "
+        "Working set relative to the node's own envelope upper bound (100 % = at the bound). Click a row for "
+        "the node detail in its cluster.",
         [
-            Column("unexpected drop ratio", f"max by (cluster, node) ({R.drop_slo_errors('5m')}{R.rec()})",
-                   "percentunit", DROP_RATIO_STEPS, 3),
-            Column("unexpected drops/s", f"{by} ({R.DROPS_UNEXPECTED}{R.rec()})", "pps", decimals=2),
-            Column("policy denials/s", f"{by} ({R.POLICY_DENIED}{R.rec()})", "pps", decimals=2),
-            Column("working set / envelope", ENVELOPE_FILL, "percentunit", ENVELOPE_STEPS, 0),
-            Column("lost events/s", f"{by} ({R.LOST_EVENTS_BY_SOURCE}{R.rec()})", "cps",
+            Column("unexpected drop ratio", f"max {by} ({q.unexpected_ratio_packets()})", "percentunit",
+                   DROP_RATIO_STEPS, 3, not_measured="not measured"),
+            Column("Hubble: unexpected drops/s", f"sum {by} ({q.rec(n.DROPS_UNEXPECTED)} {blind})", "pps",
+                   decimals=2, not_measured="not measured"),
+            Column("policy denials/s", f"sum {by} ({q.rec(n.POLICY_DENIED)} {blind})", "pps", decimals=2,
+                   not_measured="not measured"),
+            Column("working set / envelope", f"max {by} ({q.envelope_fill()})", "percentunit", ENVELOPE_STEPS, 0),
+            Column("Envoy working set", f"max {by} ({q.rec(n.ENVOY_WORKING_SET)})", "bytes", decimals=0,
+                   not_measured="in the agent"),
+            Column("lost events/s", f"sum {by} ({q.rec(n.LOST_BY_SOURCE)})", "cps",
                    P.thresholds((None, "green"), (0.001, "orange")), 2),
-            Column("sources up", f"avg by (cluster, node) (cilium_node_exporter_source_up{R.raw()})",
-                   "percentunit", P.thresholds((None, "red"), (1, "green")), 0),
+            Column("sources up", f"avg {by} ({q.sources_up()})", "percentunit",
+                   P.thresholds((None, "red"), (1, "green")), 0),
+            Column("Hubble blind", f"count {by} ({q.rec(n.BLIND)})", "none", P.thresholds((None, "green"), (1, "red")),
+                   0, not_measured="no"),
         ],
         sort_by="unexpected drop ratio", height=10)
 
 
-def _trends() -> list:
-    link = [P.node_detail_link(P.NODE_LINK_FROM_SERIES).title("Node detail for ${__field.labels.node}")]
+def _trends(q: PromQL) -> list:
     return [
-        P.timeseries("Unexpected drop ratio, worst 10 nodes",
-                     "Unexpected drops / datapath packets per node: the drop-ratio SLO error ratio "
-                     f"(`{R.drop_slo_errors('5m')}`). Click a series for the node detail.", "percentunit",
-                     [Q(f"topk(10, {R.drop_slo_errors('5m')}{R.rec()})", "{{node}}")],
-                     steps=DROP_RATIO_STEPS, threshold_lines=True, links=link),
-        P.timeseries("Drops by reason, all selected nodes",
-                     f"Dropped packets per second by DropReason, 10 largest (`{R.DROPS_BY_REASON}`).", "pps",
-                     [Q(f"topk(10, sum by (reason) ({R.DROPS_BY_REASON}{R.rec()}))", "{{reason}}")],
-                     stacked=True),
-        P.timeseries("Policy denials, worst 10 nodes",
-                     f"Packets denied by network policy (`{R.POLICY_DENIED}`) and L7 requests denied by the "
-                     f"proxy (`{R.L7_DENIED}`), per node.", "pps",
-                     [Q(f"topk(10, {R.POLICY_DENIED}{R.rec()})", "{{node}} L3/L4"),
-                      Q(f"topk(10, {R.L7_DENIED}{R.rec()})", "{{node}} L7")], links=link),
-        P.timeseries("Agent working set / envelope upper bound, worst 10 nodes",
-                     "cilium-agent working set divided by the node's own envelope upper bound (published by "
-                     "the exporter per node): above 100 % the agent is outside its expected envelope.",
-                     "percentunit", [Q(f"topk(10, {ENVELOPE_FILL})", "{{node}}")],
-                     steps=ENVELOPE_STEPS, threshold_lines=True, links=link),
+        P.timeseries("Datapath drops by reason (agent counters)",
+                     f"Dropped packets per second by DropReason, selected nodes (`{n.DATAPATH_DROPS_BY_REASON}`).",
+                     "pps", [Q(f"sum by (reason) ({q.rec(n.DATAPATH_DROPS_BY_REASON)})", "{{reason}}", interval=STEP)],
+                     stacked=True, no_value="not measured (no agent source)"),
+        P.timeseries("Hubble drop events by reason",
+                     f"Drop events per second by DropReason, selected nodes, blind nodes left out "
+                     f"(`{n.DROPS_BY_REASON}`).", "pps",
+                     [Q(f"sum by (reason) ({q.rec(n.DROPS_BY_REASON)} unless {q.on()} {q.blind()})", "{{reason}}",
+                        interval=STEP)], stacked=True, no_value="not measured"),
         P.timeseries("Hubble lost events by source",
                      "Events Hubble reported lost: hubble_ring_buffer = this exporter read too slowly; "
-                     "perf_event_ring_buffer / observer_events_queue = agent overloaded "
-                     f"(`{R.LOST_EVENTS_BY_SOURCE}`).",
-                     "cps", [Q(f"sum by (source) ({R.LOST_EVENTS_BY_SOURCE}{R.rec()})", "{{source}}")]),
-        P.timeseries("Hubble flows seen, top 10 nodes",
-                     f"Flows decoded by each node's Hubble observer (`{R.FLOWS_SEEN}`): load context for drops "
-                     "and losses.", "cps", [Q(f"topk(10, {R.FLOWS_SEEN}{R.rec()})", "{{node}}")], links=link),
-    ]
-
-
-def _exporter_health() -> list:
-    return [
+                     f"perf_event_ring_buffer / observer_events_queue = agent overloaded (`{n.LOST_BY_SOURCE}`).",
+                     "cps", [Q(f"sum by (source) ({q.rec(n.LOST_BY_SOURCE)})", "{{source}}", interval=STEP)]),
         P.timeseries("Nodes with a source down, by source",
-                     "Number of nodes where an enabled exporter source failed at its last attempt.", "none",
-                     [Q(f"sum by (source) (1 - cilium_node_exporter_source_up{R.raw()})", "{{source}}")],
-                     width=8, steps=P.thresholds((None, "green"), (1, "red"))),
-        P.timeseries("Source errors by reason",
-                     "Errors talking to the exporter's sources, by source and bounded reason.", "ops",
-                     [Q(f"sum by (source, reason) (rate(cilium_node_exporter_source_errors_total{R.raw()}"
-                        "[$__rate_interval]))", "{{source}} {{reason}}")], width=8),
-        P.timeseries("Hubble stream disconnected, worst 10 nodes",
-                     "Fraction of time without a live Hubble GetFlows stream: the gap no event counter covers.",
-                     "percentunit",
-                     [Q("topk(10, sum by (cluster, node) (rate(cilium_node_exporter_hubble_disconnected_seconds_"
-                        f"total{R.raw()}[$__rate_interval])))", "{{node}}")], width=8),
+                     "Selected nodes where an enabled exporter source failed at its last attempt.", "none",
+                     [Q(f"count by (source) ({q.sources_up()} == 0)", "{{source}}", interval=STEP)],
+                     steps=P.thresholds((None, "green"), (1, "red"))),
     ]
 
 
-def build() -> db.Dashboard:
+def build(v: Values) -> db.Dashboard:
+    q = PromQL.for_dashboards(v)
     d = (db.Dashboard(P.TITLES[UID]).uid(UID).tags([P.TAG, "cilium"])
-         .description("Every node at a glance: drops, policy denials, agent memory against its envelope, "
-                      "Hubble losses and exporter health; worst nodes first.")
+         .description("200 nodes at a glance: nodes per state, fleet distributions, nodes by Cilium version, every "
+                      "node worst first; not-measured nodes are shown as such, never as zero.")
          .time("now-6h", "now").refresh("1m").timezone("browser").readonly()
          .with_variable(P.datasource_variable()).with_variable(P.job_variable())
-         .with_variable(P.cluster_variable()).with_variable(P.node_variable(multi=True))
+         .with_variable(P.cluster_variable(v)).with_variable(P.node_variable(v, multi=True))
          .links(P.dashboard_links(UID)))
-    d = d.with_row(P.row("Overview"))
-    for p in _overview():
-        d = d.with_panel(p)
-    d = d.with_row(P.row("Worst nodes")).with_panel(_worst_nodes_table())
-    d = d.with_row(P.row("Trends"))
-    for p in _trends():
-        d = d.with_panel(p)
-    d = d.with_row(P.row("Exporter health"))
-    for p in _exporter_health():
-        d = d.with_panel(p)
+    for title, group in (("Overview", _overview(v, q)), ("Fleet distribution", _distribution(q)),
+                         ("Canary: nodes by Cilium version", _canary(v, q)),
+                         ("Worst nodes", [_worst_nodes_table(v, q)]), ("Trends", _trends(q))):
+        d = d.with_row(P.row(title))
+        for p in group:
+            d = d.with_panel(p)
     return d

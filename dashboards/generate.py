@@ -1,7 +1,10 @@
 """Render the dashboards to JSON: `dashboards/<uid>.json` and the Helm chart's copies.
 
-    python dashboards/generate.py           # rewrite the JSON (and dashboards/.lint)
-    python dashboards/generate.py --check   # exit 1 when a committed file is stale or missing
+    python -m dashboards.generate                          rewrite the JSON (and dashboards/.lint)
+    python -m dashboards.generate --check                  exit 1 when a committed file is stale or missing
+    python -m dashboards.generate --config my.yaml --out DIR
+                                                           dashboards for your configuration (label names,
+                                                           SLO period, windows), the file alerts.generate takes
 """
 
 from __future__ import annotations
@@ -11,42 +14,44 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+
+from cilium_node_exporter.mixin.config import ConfigError, Values, merge, overrides_from
+from dashboards import fleet, node_detail, slo_review
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as a script: make `dashboards` importable
-    sys.path.insert(0, str(REPO))
-
-from grafana_foundation_sdk.cog.encoder import JSONEncoder  # noqa: E402
-
-from dashboards import fleet, node_detail, slo_review  # noqa: E402
-from dashboards.promql import RECORDING_RULES  # noqa: E402
-
 OUT_DIRS = (REPO / "dashboards", REPO / "helm" / "cilium-node-exporter" / "files" / "dashboards")
 MODULES = (fleet, node_detail, slo_review)
 
 # Prometheus annotation fields the SDK's AnnotationQuery has no setter for.
-_ANNOTATION_EXTRAS = {"step": "60s", "titleFormat": "{{node}}", "textFormat": "", "tagKeys": "node"}
+_ANNOTATION_EXTRAS = {"step": "60s", "textFormat": "", "tagKeys": "node"}
+# A recorded series: colons are reserved for recording rules (Prometheus naming conventions).
+RECORDED = re.compile(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b")
 
 
-def _finish(doc: dict) -> dict:
+def _finish(doc: dict, node_label: str) -> dict:
     """Stable panel ids in layout order; Prometheus annotation fields; drop the SDK's empty defaults."""
     for i, panel in enumerate(doc.get("panels", []), start=1):
         panel["id"] = i
     for ann in doc.get("annotations", {}).get("list", []):
         if "expr" in ann:
             ann.update({k: v for k, v in _ANNOTATION_EXTRAS.items() if k not in ann})
-            ann["titleFormat"] = ann["name"] + " on {{node}}"
+            ann["tagKeys"] = node_label
+            ann["titleFormat"] = ann["name"] + f" on {{{{{node_label}}}}}"
     return doc
 
 
-def render() -> dict[str, str]:
-    """File name -> JSON text of every dashboard."""
+def render(config: dict[str, Any] | None = None) -> dict[str, str]:
+    """File name -> JSON text of every dashboard for ``config`` (mixin configuration overrides)."""
+    v = Values(merge(config))
     out = {}
     for module in MODULES:
-        doc = json.loads(JSONEncoder(sort_keys=True).encode(module.build().build()))
-        out[f"{module.UID}.json"] = json.dumps(_finish(doc), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        doc = json.loads(JSONEncoder(sort_keys=True).encode(module.build(v).build()))
+        text = json.dumps(_finish(doc, v["nodeLabel"]), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        out[f"{module.UID}.json"] = text
     return out
 
 
@@ -60,29 +65,28 @@ def outputs() -> dict[Path, str]:
 
 _INSTANCE_REASON = ("A node is identified by the `node` target label (one exporter per node); `instance` is the "
                     "exporter pod's address and changes with every rollout.")
-_JOB_REASON = ("Recording rules of the alert pack aggregate `sum by (cluster, node, ...)` and carry no `job` "
-               "label; raw exporter series in these targets do have job=~\"$job\" (checked by "
+_JOB_REASON = ("Recording rules of the alert pack aggregate `by (cluster, node, ...)` and carry no `job` label; "
+               "raw exporter series in these targets do have job=~\"$job\" (checked by "
                "tests/dashboards/test_dashboards_lint.py).")
-_RULE_NAME = re.compile("|".join(re.escape(r) for r in sorted(RECORDING_RULES, key=len, reverse=True)))
 
 
 def lint_config(docs: list[dict]) -> str:
     """`.lint` for grafana/dashboard-linter: rules that do not apply, and the targets on recording rules."""
     entries = [{"dashboard": d["title"], "panel": p["title"], "targetIdx": str(i)}
                for d in docs for p in d.get("panels", []) for i, t in enumerate(p.get("targets", []))
-               if _RULE_NAME.search(t.get("expr", ""))]
+               if RECORDED.search(t.get("expr", "")) or "prometheus_tsdb_" in t.get("expr", "")]
     config = {"exclusions": {
         "template-instance-rule": {"reason": _INSTANCE_REASON},
         "target-instance-rule": {"reason": _INSTANCE_REASON},
         "target-job-rule": {"reason": _JOB_REASON, "entries": entries},
     }}
-    header = "# Generated by dashboards/generate.py: grafana/dashboard-linter exclusions.\n"
+    header = "# Generated by `python -m dashboards.generate`: grafana/dashboard-linter exclusions.\n"
     return header + yaml.safe_dump(config, sort_keys=False, width=200)
 
 
-def build_all() -> dict[str, dict]:
+def build_all(config: dict[str, Any] | None = None) -> dict[str, dict]:
     """uid -> dashboard model (as Grafana loads it), freshly generated."""
-    return {json.loads(text)["uid"]: json.loads(text) for text in render().values()}
+    return {json.loads(text)["uid"]: json.loads(text) for text in render(config).values()}
 
 
 def stale_files() -> list[Path]:
@@ -96,13 +100,30 @@ def _show(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m dashboards.generate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="exit 1 if a committed JSON file is stale")
+    ap.add_argument("--config", help="YAML file of mixin configuration overrides (as for alerts.generate)")
+    ap.add_argument("--out", help="directory for the dashboards of --config")
     args = ap.parse_args(argv)
+    if args.config or args.out:
+        if not (args.config and args.out):
+            ap.error("--config and --out go together")
+        try:
+            rendered = render(overrides_from(yaml.safe_load(Path(args.config).read_text()), args.config))
+        except (ConfigError, OSError, yaml.YAMLError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in rendered.items():
+            (out / name).write_text(text, encoding="utf-8")
+            print(f"wrote {_show(out / name)}")
+        return 0
     if args.check:
         stale = stale_files()
         for path in stale:
-            print(f"stale: {_show(path)} (run: python dashboards/generate.py)", file=sys.stderr)
+            print(f"stale: {_show(path)} (run: python -m dashboards.generate)", file=sys.stderr)
         return 1 if stale else 0
     for path, text in outputs().items():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from grafana_foundation_sdk.builders import bargauge as bgb
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import prometheus as pb
@@ -19,7 +20,8 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import prometheus as pm
 
-from dashboards import promql
+from cilium_node_exporter.mixin.config import Values
+from dashboards.queries import DEFAULT_JOB
 
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 TAG = "cilium-node-exporter"
@@ -29,11 +31,23 @@ DETAIL_UID = "cilium-node-detail"
 SLO_UID = "cilium-node-slo"
 TITLES = {FLEET_UID: "Cilium / Node Fleet", DETAIL_UID: "Cilium / Node Detail", SLO_UID: "Cilium / SLO Review"}
 
-# A click on a node (table cell or series) opens the node detail with the same datasource, job,
-# cluster and time range.
-_DETAIL_QUERY = "${datasource:queryparam}&${job:queryparam}&${cluster:queryparam}&${__url_time_range}"
-NODE_LINK_FROM_ROW = f"/d/{DETAIL_UID}/cilium-node-detail?var-node=${{__data.fields.node}}&{_DETAIL_QUERY}"
-NODE_LINK_FROM_SERIES = f"/d/{DETAIL_UID}/cilium-node-detail?var-node=${{__field.labels.node}}&{_DETAIL_QUERY}"
+# A click on a node (table cell or series) opens the node detail with the same datasource, job and time
+# range, and the row's (series') own cluster: node names repeat across clusters.
+_DETAIL_QUERY = "${datasource:queryparam}&${job:queryparam}&${__url_time_range}"
+
+
+def node_link_from_row(v: Values) -> str:
+    """Node detail of a table row (the row's node and cluster fields)."""
+    node, cluster = v["nodeLabel"], v["clusterLabel"]
+    return (f"/d/{DETAIL_UID}/cilium-node-detail?var-node=${{__data.fields.{node}}}"
+            f"&var-cluster=${{__data.fields.{cluster}}}&{_DETAIL_QUERY}")
+
+
+def node_link_from_series(v: Values) -> str:
+    """Node detail of a time series (its node and cluster labels)."""
+    node, cluster = v["nodeLabel"], v["clusterLabel"]
+    return (f"/d/{DETAIL_UID}/cilium-node-detail?var-node=${{__field.labels.{node}}}"
+            f"&var-cluster=${{__field.labels.{cluster}}}&{_DETAIL_QUERY}")
 
 
 # --- variables ---------------------------------------------------------------------------------
@@ -47,25 +61,27 @@ def job_variable() -> db.QueryVariable:
             .description("Scrape job of the exporter (label_values of cilium_node_exporter_build_info).")
             .query("label_values(cilium_node_exporter_build_info, job)")
             .multi(True).include_all(True).all_value(".+")
-            .current(dm.VariableOption(selected=True, text=[promql.DEFAULT_JOB], value=[promql.DEFAULT_JOB]))
+            .current(dm.VariableOption(selected=True, text=[DEFAULT_JOB], value=[DEFAULT_JOB]))
             .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC))
 
 
-def cluster_variable() -> db.QueryVariable:
+def cluster_variable(v: Values) -> db.QueryVariable:
     """All (`.*`) by default: matches series without any cluster label (single-cluster setups)."""
     return (db.QueryVariable("cluster").label("Cluster").datasource(DATASOURCE)
             .description("Cluster label, when the scrape adds one; All also matches series without it.")
-            .query('label_values(cilium_node_exporter_build_info{job=~"$job"}, cluster)')
+            .query(f'label_values(cilium_node_exporter_build_info{{job=~"$job"}}, {v["clusterLabel"]})')
             .include_all(True).all_value(".*").allow_custom_value(True)
             .current(dm.VariableOption(selected=True, text="All", value="$__all"))
             .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC))
 
 
-def node_variable(multi: bool) -> db.QueryVariable:
+def node_variable(v: Values, multi: bool) -> db.QueryVariable:
     """Multi-valued with All on the fleet and SLO dashboards, a single node on the node detail."""
+    query = (f'label_values(cilium_node_exporter_build_info{{job=~"$job", {v["clusterLabel"]}=~"$cluster"}}, '
+             f'{v["nodeLabel"]})')
     var = (db.QueryVariable("node").label("Node").datasource(DATASOURCE)
            .description("Kubernetes node (target label set by the scrape config).")
-           .query('label_values(cilium_node_exporter_build_info{job=~"$job", cluster=~"$cluster"}, node)')
+           .query(query)
            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.NATURAL_ASC))
     if multi:
         var = (var.multi(True).include_all(True).all_value(".*")
@@ -84,8 +100,14 @@ def dashboard_links(own_uid: str) -> list[db.DashboardLink]:
     ]
 
 
-def node_detail_link(url: str) -> db.DashboardLink:
-    return db.DashboardLink("Node detail for ${__data.fields.node}").url(url).target_blank(False)
+def node_detail_link(url: str, title: str = "Node detail") -> db.DashboardLink:
+    return db.DashboardLink(title).url(url).target_blank(False)
+
+
+def not_measured(text: str = "not measured") -> list[dm.ValueMapping]:
+    """Show ``text`` where a query has no value: the node is not measured, which is not 0."""
+    return [dm.SpecialValueMap(options=dm.DashboardSpecialValueMapOptions(
+        match=dm.SpecialValueMatch.NULL_AND_NAN, result=dm.ValueMappingResult(text=text, color="text", index=0)))]
 
 
 # --- queries -----------------------------------------------------------------------------------
@@ -96,6 +118,7 @@ class Q:
     expr: str
     legend: str = ""
     instant: bool = False
+    interval: str = ""  # minimum step of a range query (a 5m rate needs no 30 s resolution)
 
 
 def _targets(queries: list[Q], table: bool = False) -> list[pb.Dataquery]:
@@ -105,6 +128,8 @@ def _targets(queries: list[Q], table: bool = False) -> list[pb.Dataquery]:
         if q.legend:
             t = t.legend_format(q.legend)
         t = t.instant() if q.instant else t.range()
+        if q.interval:
+            t = t.interval(q.interval)
         if table:
             t = t.format(pm.PromQueryFormat.TABLE)
         out.append(t)
@@ -123,7 +148,7 @@ GREEN_ONLY = thresholds((None, "green"))
 def timeseries(title: str, description: str, unit: str, queries: list[Q], *, width: int = 12, height: int = 8,
                stacked: bool = False, steps: db.ThresholdsConfig | None = None, threshold_lines: bool = False,
                min_val: float | None = 0, links: list[db.DashboardLink] | None = None,
-               legend_table: bool = False) -> tsb.Panel:
+               legend_table: bool = False, no_value: str | None = None) -> tsb.Panel:
     p = (tsb.Panel().title(title).description(description).unit(unit).datasource(DATASOURCE)
          .targets(_targets(queries)).span(width).height(height).fill_opacity(10 if not stacked else 30)
          .line_width(1).show_points(cm.VisibilityMode.NEVER).thresholds(steps or GREEN_ONLY)
@@ -140,16 +165,35 @@ def timeseries(title: str, description: str, unit: str, queries: list[Q], *, wid
         p = p.thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED))
     if links:
         p = p.data_links(links)
+    if no_value is not None:
+        p = p.no_value(no_value)
     return p
 
 
 def stat(title: str, description: str, unit: str, queries: list[Q], *, width: int = 4, height: int = 4,
          steps: db.ThresholdsConfig | None = None, decimals: float | None = None,
-         text_mode: cm.BigValueTextMode = cm.BigValueTextMode.AUTO) -> statb.Panel:
+         text_mode: cm.BigValueTextMode = cm.BigValueTextMode.AUTO, no_value: str | None = None,
+         mappings: list[dm.ValueMapping] | None = None) -> statb.Panel:
     p = (statb.Panel().title(title).description(description).unit(unit).datasource(DATASOURCE)
          .targets(_targets(queries)).span(width).height(height).thresholds(steps or GREEN_ONLY)
          .color_mode(cm.BigValueColorMode.BACKGROUND if steps else cm.BigValueColorMode.NONE)
          .graph_mode(cm.BigValueGraphMode.NONE).text_mode(text_mode)
+         .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False)))
+    if decimals is not None:
+        p = p.decimals(decimals)
+    if no_value is not None:
+        p = p.no_value(no_value)
+    if mappings:
+        p = p.mappings(mappings)
+    return p
+
+
+def bar_gauge(title: str, description: str, unit: str, queries: list[Q], *, width: int = 8, height: int = 8,
+              steps: db.ThresholdsConfig | None = None, decimals: float | None = None) -> bgb.Panel:
+    """Instant values side by side (one bar per query or series), coloured by ``steps``."""
+    p = (bgb.Panel().title(title).description(description).unit(unit).datasource(DATASOURCE)
+         .targets(_targets(queries)).span(width).height(height).thresholds(steps or GREEN_ONLY)
+         .orientation(cm.VizOrientation.HORIZONTAL).display_mode(cm.BarGaugeDisplayMode.BASIC)
          .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False)))
     if decimals is not None:
         p = p.decimals(decimals)
@@ -177,10 +221,11 @@ class Column:
     steps: db.ThresholdsConfig | None = None
     decimals: int | None = None
     extra: list[dm.DynamicConfigValue] = field(default_factory=list)
+    not_measured: str = ""  # text for a node without a value in this column ("" = leave empty)
 
 
-def node_table(title: str, description: str, columns: list[Column], *, sort_by: str, desc: bool = True,
-               width: int = 24, height: int = 10) -> tableb.Panel:
+def node_table(v: Values, title: str, description: str, columns: list[Column], *, sort_by: str,
+               desc: bool = True, width: int = 24, height: int = 10) -> tableb.Panel:
     """One row per node: instant queries merged on (cluster, node), worst first, rows link to node detail."""
     queries = [Q(c.expr, instant=True) for c in columns]
     renames = {f"Value #{chr(ord('A') + i)}": c.name for i, c in enumerate(columns)}
@@ -189,9 +234,28 @@ def node_table(title: str, description: str, columns: list[Column], *, sort_by: 
          .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
          .with_transformation(dm.DataTransformerConfig(
              id_val="organize", options={"excludeByName": {"Time": True}, "renameByName": renames,
-                                         "indexByName": {"node": 0, "cluster": 1}}))
+                                         "indexByName": {v["nodeLabel"]: 0, v["clusterLabel"]: 1}}))
          .sort_by([cb.TableSortByFieldState().display_name(sort_by).desc(desc)])
-         .data_links([node_detail_link(NODE_LINK_FROM_ROW)]))
+         .data_links([node_detail_link(node_link_from_row(v), f"Node detail for ${{__data.fields.{v['nodeLabel']}}}")]))
+    return _column_overrides(p, columns)
+
+
+def group_table(title: str, description: str, key: str, columns: list[Column], *, sort_by: str,
+                desc: bool = False, width: int = 24, height: int = 8) -> tableb.Panel:
+    """One row per value of ``key`` (e.g. the Cilium version): instant queries merged on it."""
+    queries = [Q(c.expr, instant=True) for c in columns]
+    renames = {f"Value #{chr(ord('A') + i)}": c.name for i, c in enumerate(columns)}
+    p = (tableb.Panel().title(title).description(description).unit("none").datasource(DATASOURCE)
+         .targets(_targets(queries, table=True)).span(width).height(height).thresholds(GREEN_ONLY)
+         .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+         .with_transformation(dm.DataTransformerConfig(
+             id_val="organize", options={"excludeByName": {"Time": True}, "renameByName": renames,
+                                         "indexByName": {key: 0}}))
+         .sort_by([cb.TableSortByFieldState().display_name(sort_by).desc(desc)]))
+    return _column_overrides(p, columns)
+
+
+def _column_overrides(p: tableb.Panel, columns: list[Column]) -> tableb.Panel:
     for c in columns:
         props = [dm.DynamicConfigValue(id_val="unit", value=c.unit)]
         if c.decimals is not None:
@@ -200,6 +264,8 @@ def node_table(title: str, description: str, columns: list[Column], *, sort_by: 
             props.append(dm.DynamicConfigValue(id_val="thresholds", value=c.steps.build()))
             props.append(dm.DynamicConfigValue(id_val="custom.cellOptions",
                                                value={"type": "color-background", "mode": "basic"}))
+        if c.not_measured:
+            props.append(dm.DynamicConfigValue(id_val="mappings", value=not_measured(c.not_measured)))
         p = p.override_by_name(c.name, props + c.extra)
     return p
 

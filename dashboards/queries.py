@@ -20,19 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from dashboards import promql
-
 DASHBOARD_DIR: Final = Path(__file__).resolve().parent
+DEFAULT_JOB: Final = "cilium-node-exporter"
 
 # Grafana built-ins and dashboard variables -> values that make each expression plain PromQL.
 DEFAULT_SUBSTITUTIONS: Final[Mapping[str, str]] = {
     "__rate_interval": "5m",
     "__interval": "1m",
     "__range": "1h",
-    "window": "28d",
+    "__range_s": "3600",
+    "__from": "1700000000000",
+    "__to": "1700003600000",
     "node": "sim-1",
     "cluster": "",
-    "job": promql.DEFAULT_JOB,
+    "job": DEFAULT_JOB,
     "datasource": "prometheus",
 }
 
@@ -118,8 +119,10 @@ def all_queries(substitutions: Mapping[str, str] | None = None,
 DURATION_ONLY: Final[Mapping[str, str]] = {
     "__rate_interval": "7m13s",  # a sentinel no literal range uses: identifies `[$__rate_interval]`
     "__interval": "1m",
-    "__range": "1h",
-    "window": "28d",
+    "__range": "29d7m",  # another sentinel: identifies `[$__range]`
+    "__range_s": "2506020",
+    "__from": "1700000000000",
+    "__to": "1702506020000",
     "node": "$node",
     "cluster": "$cluster",
     "job": "$job",

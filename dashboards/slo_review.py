@@ -1,144 +1,208 @@
-"""Cilium / SLO Review: per SLO the objective, SLI over `$window`, budget left, burn rates, worst nodes.
+"""Cilium / SLO Review: the monthly review of both SLOs over the period picked in the time picker.
 
-Both SLOs are per node. The error ratio over the review window is computed at query time from the alert
-pack's 5m recording rules, with the same formula as the pack's 28d rule, so any window can be reviewed and
-`$window` = 28d matches `...:ratio_rate28d`:
-- drop-ratio (event-based): sum_over_time(errors:rate5m[$window]) / sum_over_time(traffic:rate5m[$window]);
-- memory-envelope (time-based): avg_over_time(envelope_error:bool[$window]), the fraction of bad minutes.
+Every number over the period reads the alert pack's coarse tiles (``sloReviewStep``, 1h by default): a 28d
+review of 200 nodes touches 672 samples per node and series instead of recomputing 28 days of 5m rates.
+The review period is the time range (`$__range`, instant queries at its end), so "Previous month" in the time
+picker reviews last calendar month. Objectives, windows and burn factors come from the mixin configuration.
+- drop-ratio (event-based, agent counters): sum of unexpected drops / sum of packets over the period;
+- memory-envelope (time-based): share of the node's measured time above its envelope.
+Worst-node views only count nodes above a floor (traffic for drops, measured time for memory): a node that
+lived 20 minutes does not decide the month.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from grafana_foundation_sdk.builders import dashboard as db
-from grafana_foundation_sdk.models import dashboard as dm
 
+from cilium_node_exporter.mixin import names as n
+from cilium_node_exporter.mixin import slo
+from cilium_node_exporter.mixin.config import Values, duration_seconds, go_number
+from cilium_node_exporter.mixin.promql import PromQL
 from dashboards import panels as P
-from dashboards import promql as R
 from dashboards.panels import Column, Q
 
 UID = P.SLO_UID
-WINDOWS = ("1d", "7d", "14d", "28d", "30d")
-DEFAULT_WINDOW = "28d"
 BURN_UNIT = "none"  # burn rate: multiples of the rate that spends the budget exactly over the period
-# The alert pack's burn-rate factors for a 28d period: page at 13.44 (1h) and 5.6 (6h), ticket at 2.8 (1d).
-BURN_FACTORS = (2.8, 5.6, 13.44)
 BUDGET_STEPS = P.thresholds((None, "red"), (0, "orange"), (0.25, "green"))
 SPENT_STEPS = P.thresholds((None, "green"), (0.5, "yellow"), (1, "red"))
-BURN_STEPS = P.thresholds((None, "green"), (1, "yellow"), (BURN_FACTORS[0], "orange"), (BURN_FACTORS[1], "red"),
-                          (BURN_FACTORS[2], "dark-red"))
+MEMORY_MIN_COVERAGE = 0.25  # memory worst-node views: nodes measured for at least this share of the period
+RANGE = "$__range"
+ACTION = {"critical": "pages", "warning": "opens a ticket"}
 
 
 @dataclass(frozen=True)
-class Slo:
-    slo: str  # value of the objective series' `slo` label
-    title: str
-    what: str  # one sentence: what an error is
-    rule: Callable[[str], str]  # window -> error-ratio recording rule name
-    errors: str  # per-node error ratio over $window, `by (cluster, node)`
-    pooled: str  # error ratio over $window of all selected nodes together
-    how: str  # how `errors` is computed, for panel descriptions
+class Review:
+    """PromQL of one SLO over the review period for the selected nodes."""
+
+    slo: slo.Slo
+    per_node: str  # error ratio per node, by (cluster, node)
+    floor: str  # nodes that count for worst-node views, by (cluster, node)
+    pooled: str  # error ratio of all selected nodes together
+    how: str  # panel-description sentence
+    volume: Column | None = None  # how much each node counts (drops: average packets/s over the period)
 
 
-_DROP_ERR = f"sum_over_time({R.DROP_SLO_ERRORS_RATE}{R.rec()}[$window])"
-_DROP_TRAFFIC = f"sum_over_time({R.DROP_SLO_TRAFFIC_RATE}{R.rec()}[$window])"
-_MEM_ERR = f"avg_over_time({R.MEMORY_ENVELOPE_ERROR}{R.rec()}[$window])"
-
-DROP = Slo(
-    R.SLO_DROP, "Drop ratio",
-    "an error is a packet dropped for an unexpected reason, out of all datapath packets", R.drop_slo_errors,
-    errors=f"sum by (cluster, node) ({_DROP_ERR}) / (sum by (cluster, node) ({_DROP_TRAFFIC}) > 0)",
-    pooled=f"sum({_DROP_ERR}) / (sum({_DROP_TRAFFIC}) > 0)",
-    how=f"error ratio over $window = sum_over_time({R.DROP_SLO_ERRORS_RATE}[$window]) / "
-        f"sum_over_time({R.DROP_SLO_TRAFFIC_RATE}[$window]) (packet-weighted, as the alert pack's 28d rule)")
-MEMORY = Slo(
-    R.SLO_MEMORY, "Memory envelope",
-    "an error is a minute with the cilium-agent working set above the node's envelope (or unknown while the "
-    "kubelet answers)", R.memory_slo_errors,
-    errors=f"max by (cluster, node) ({_MEM_ERR})",
-    pooled=f"avg({_MEM_ERR})",
-    how=f"error ratio over $window = avg_over_time({R.MEMORY_ENVELOPE_ERROR}[$window]) (fraction of bad "
-        "minutes, as the alert pack's 28d rule)")
+def _burn_steps(factors: list[float]) -> P.db.ThresholdsConfig:
+    colors = ("orange", "red", "dark-red", "purple")
+    steps = [(None, "green"), (1.0, "yellow")]
+    steps += [(f, colors[min(i, len(colors) - 1)]) for i, f in enumerate(sorted(set(factors)))]
+    return P.thresholds(*steps)
 
 
-def _how(slo: Slo) -> str:
-    return f"SLO {slo.slo}: {slo.what}. SLI = 1 - {slo.how}, computed at query time."
+def reviews(v: Values) -> tuple[Review, Review]:
+    """The drop-ratio and memory-envelope reviews for configuration ``v``."""
+    q, step = PromQL.for_dashboards(v), v.raw("sloReviewStep")
+    step_s = go_number(duration_seconds(step))
+    by = q.by()
+    err = q.rec(n.tile(n.drop_errors(step), step))
+    traffic = q.rec(n.tile(n.drop_traffic(step), step))
+    memory = q.rec(n.tile(n.memory_ratio(step), step))
+    drop_sum, traffic_sum = f"sum_over_time({err}[{RANGE}])", f"sum_over_time({traffic}[{RANGE}])"
+    drop = Review(
+        slo.DROP,
+        per_node=f"sum by ({by}) ({drop_sum}) / (sum by ({by}) ({traffic_sum}) > 0)",
+        floor=f"sum by ({by}) ({traffic_sum}) * {step_s} / $__range_s >= {v['dropSloMinTrafficRate']}",
+        pooled=f"sum({drop_sum}) / (sum({traffic_sum}) > 0)",
+        how=f"error ratio over the period = sum_over_time({n.tile(n.drop_errors(step), step)}) / "
+            f"sum_over_time({n.tile(n.drop_traffic(step), step)}) (packet-weighted; {step} tiles of the pack)",
+        volume=Column("packets/s", f"sum by ({by}) ({traffic_sum}) * {step_s} / $__range_s", "pps", decimals=1))
+    memory_count = f"count_over_time({memory}[{RANGE}])"
+    mem = Review(
+        slo.MEMORY,
+        per_node=f"avg by ({by}) (avg_over_time({memory}[{RANGE}]))",
+        floor=f"max by ({by}) ({memory_count}) * {step_s} / $__range_s >= {MEMORY_MIN_COVERAGE}",
+        pooled=f"sum(sum_over_time({memory}[{RANGE}])) / sum({memory_count})",
+        how=f"error ratio over the period = share of the measured time above the envelope "
+            f"(avg_over_time of {n.tile(n.memory_ratio(step), step)}; unknown time not counted)")
+    return drop, mem
 
 
-def _slo_panels(slo: Slo) -> list:
-    budget = R.budget(slo.slo)
-    both = "Worst node, and all selected nodes together."
+def _objective(v: Values, s: slo.Slo) -> str:
+    return f'scalar(max({n.SLO_OBJECTIVE}{{slo="{s.name}"}}))'
+
+
+def _slo_panels(v: Values, r: Review) -> list:
+    q = PromQL.for_dashboards(v)
+    s = r.slo
+    budget = f"(1 - {_objective(v, s)})"
+    floor_text = (f"nodes averaging at least {v['dropSloMinTrafficRate']} packets/s over the period"
+                  if s is slo.DROP else f"nodes measured for at least {MEMORY_MIN_COVERAGE:.0%} of the period")
+    how = f"SLO {s.name}: an error is {s.error}; {r.how}."
+    counted = f"({r.per_node}) and {q.on()} ({r.floor})"
+    pairs = slo.burn_windows(v.config, s)
+    windows = [v.raw("sloRateWindow"), *sorted({w for p in pairs for w in (p.short, p.long)},
+                                                key=duration_seconds)]
+    if s is slo.DROP:
+        def burn(w: str) -> str:
+            return f"sum({q.rec(n.drop_errors(w))}) / (sum({q.rec(n.drop_traffic(w))}) > 0) / {budget}"
+    else:
+        def burn(w: str) -> str:
+            return f"avg({q.rec(n.memory_ratio(w))}) / {budget}"
+    period = v.raw("sloPeriod")
+    burndown = f"1 - max by ({q.cluster}) ({q.rec_cluster(n.cluster(s.ratio(period)))}) / {budget}"
+    page = pairs[0]
     return [
-        P.stat(f"{slo.title}: objective", f"Target of the {slo.slo} SLO per node, read from the recording rule "
-               f'`{R.SLO_OBJECTIVE}{{slo="{slo.slo}"}}` of the alert pack.', "percentunit",
-               [Q(f'max({R.SLO_OBJECTIVE}{{slo="{slo.slo}"}})', instant=True)], width=4, height=8, decimals=2),
-        P.stat(f"{slo.title}: SLI over $window", f"{_how(slo)} {both}", "percentunit",
-               [Q(f"1 - max({slo.errors})", "worst node", instant=True),
-                Q(f"1 - ({slo.pooled})", "all nodes", instant=True)],
-               width=6, height=8, decimals=3, text_mode=P.cm.BigValueTextMode.VALUE_AND_NAME),
-        P.stat(f"{slo.title}: error budget remaining", f"{_how(slo)} Budget remaining = 1 - error ratio / "
-               f"(1 - objective); below 0 the SLO is missed. {both}", "percentunit",
-               [Q(f"1 - max({slo.errors}) / {budget}", "worst node", instant=True),
-                Q(f"1 - ({slo.pooled}) / {budget}", "all nodes", instant=True)],
-               width=6, height=8, decimals=1, steps=BUDGET_STEPS, text_mode=P.cm.BigValueTextMode.VALUE_AND_NAME),
-        P.timeseries(f"{slo.title}: burn rate, worst node", f"Error ratio over each window of the alert "
-                     f"pack's recording rules ({slo.rule('1h')}, ...) divided by the error budget (1 - "
-                     "objective), worst selected node. 1 spends the budget exactly over a 28d period; the "
-                     "alert pack pages at 13.44 (1h) and 5.6 (6h) and opens a ticket at 2.8 (1d).", BURN_UNIT,
-                     [Q(f"max({slo.rule(w)}{R.rec()}) / {budget}", w) for w in R.SLO_WINDOWS],
-                     width=8, steps=BURN_STEPS, threshold_lines=True, height=8),
+        P.stat(f"{s.title}: objective", f"Target of the {s.name} SLO per node, from the pack's recording rule "
+               f'`{n.SLO_OBJECTIVE}{{slo="{s.name}"}}`.', "percentunit",
+               [Q(f'max({n.SLO_OBJECTIVE}{{slo="{s.name}"}})', instant=True)], width=4, height=6, decimals=2),
+        P.stat(f"{s.title}: error budget remaining, all selected nodes",
+               f"{how} All selected nodes pooled. Budget remaining = 1 - error ratio / (1 - objective); below 0 "
+               "the SLO is missed for the fleet.", "percentunit",
+               [Q(f"1 - ({r.pooled}) / {budget}", "budget remaining", instant=True),
+                Q(f"1 - ({r.pooled})", "SLI", instant=True)],
+               width=5, height=6, decimals=2, steps=BUDGET_STEPS, text_mode=P.cm.BigValueTextMode.VALUE_AND_NAME,
+               no_value="not measured"),
+        P.stat(f"{s.title}: nodes meeting the SLO",
+               f"{how} Share of the {floor_text} whose own error ratio stayed within the budget, and how many "
+               "nodes that is.", "percentunit",
+               [Q(f"count(({counted}) <= {budget}) / count({r.floor})", "meeting", instant=True),
+                Q(f"count({r.floor})", "nodes counted", instant=True)],
+               width=5, height=6, decimals=1, steps=P.thresholds((None, "red"), (0.95, "yellow"), (1, "green")),
+               text_mode=P.cm.BigValueTextMode.VALUE_AND_NAME, no_value="not measured")
+        .override_by_name("nodes counted", [P.dm.DynamicConfigValue(id_val="unit", value="none"),
+                                            P.dm.DynamicConfigValue(id_val="decimals", value=0)]),
+        P.stat(f"{s.title}: worst node's budget remaining", f"{how} Among the {floor_text} only.", "percentunit",
+               [Q(f"1 - max({counted}) / {budget}", instant=True)], width=5, height=6, decimals=1,
+               steps=BUDGET_STEPS, no_value="not measured"),
+        P.bar_gauge(f"{s.title}: burn rate now, by window",
+                    "Error ratio over each window of the pack's recording rules divided by the error budget, all "
+                    "selected nodes pooled. 1 spends the budget exactly over the period; the alert pack "
+                    + ", ".join(f"{ACTION[p.severity]} at {go_number(p.factor)} ({p.long}/{p.short})" for p in pairs)
+                    + ".", BURN_UNIT,
+                    [Q(burn(w), w, instant=True) for w in windows], width=5, height=6,
+                    steps=_burn_steps([p.factor for p in pairs]), decimals=2),
+        P.timeseries(f"{s.title}: error budget remaining over the trailing {period}, per cluster",
+                     f"Budget remaining of all the cluster's nodes pooled over the {period} before each point "
+                     f"(`{n.cluster(s.ratio(period))}`, recorded every {v['sloPeriodInterval']}): how the budget "
+                     "was spent over the review period.", "percentunit",
+                     [Q(burndown, f"{{{{{q.cluster}}}}}", interval=v.raw("sloReviewStep"))], width=24, height=8,
+                     steps=BUDGET_STEPS, threshold_lines=True, min_val=None),
         P.node_table(
-            f"{slo.title}: nodes that spent the most budget over $window",
-            f"{_how(slo)} Budget spent = error ratio over $window / (1 - objective); above 100 % the node "
-            "missed its SLO. Burn rate 1h shows whether it is still burning. Click a row for the node detail.",
-            [Column("budget spent", f"{slo.errors} / {budget}", "percentunit", SPENT_STEPS, 1),
-             Column("SLI", f"1 - {slo.errors}", "percentunit", decimals=3),
-             Column("burn rate 1h", f"max by (cluster, node) ({slo.rule('1h')}{R.rec()}) / {budget}",
-                    BURN_UNIT, BURN_STEPS, 1)],
+            v, f"{s.title}: nodes that spent the most budget",
+            f"{how} Budget spent = error ratio over the period / (1 - objective); above 100 % the node missed its "
+            f"SLO. Only {floor_text}. Burn rate {page.long} shows whether it is still burning. Click a row for the "
+            "node detail.",
+            [Column("budget spent", f"{counted} / {budget}", "percentunit", SPENT_STEPS, 1),
+             *([r.volume] if r.volume else []),
+             Column(f"burn rate {page.long}", f"max by ({q.by()}) ({q.rec(s.ratio(page.long))}) / {budget}",
+                    BURN_UNIT, _burn_steps([p.factor for p in pairs]), 1, not_measured="not measured")],
             sort_by="budget spent", width=24, height=8),
     ]
 
 
-def _memory_extra() -> list:
+def _coverage(v: Values, drop: Review) -> list:
+    q = PromQL.for_dashboards(v)
+    step = v.raw("sloReviewStep")
+    lowest = f"max(prometheus_tsdb_lowest_timestamp_seconds{{{v['prometheusSelector']}}})"
+    days = slo.retention_needed_seconds(v.config) / 86400
+    traffic = q.rec(n.tile(n.drop_traffic(step), step))
     return [
-        P.node_table(
-            "Memory: time in envelope per node over $window",
-            "Fraction of the review window each node's cilium-agent working set stayed inside its envelope: "
-            f"1 - avg_over_time({R.MEMORY_ENVELOPE_ERROR}[$window]) (the rule is 1 for a bad minute; "
-            "below the lower bound is not an error). "
-            "Worst first; the current working set relative to the envelope upper bound for context.",
-            [Column("time in envelope", f"1 - {MEMORY.errors}", "percentunit",
-                    P.thresholds((None, "red"), (0.99, "yellow"), (0.999, "green")), 2),
-             Column("working set / envelope now",
-                    f"max by (cluster, node) (cilium_node_agent_memory_working_set_bytes{R.raw()}) / "
-                    f"max by (cluster, node) (cilium_node_agent_memory_envelope_upper_bytes{R.raw()})",
-                    "percentunit", P.thresholds((None, "green"), (0.8, "yellow"), (1, "red")), 0)],
-            sort_by="time in envelope", desc=False, width=16, height=8),
-        P.timeseries("Memory: nodes outside their envelope", "Number of selected nodes whose cilium-agent "
-                     f"working set is outside its envelope ({R.MEMORY_ENVELOPE_ERROR}).", "none",
-                     [Q(f"sum({R.MEMORY_ENVELOPE_ERROR}{R.rec()})", "nodes outside")], width=8, height=8,
-                     steps=P.thresholds((None, "green"), (1, "red"))),
+        P.stat("Data retained for the period", "Share of the selected period that Prometheus still holds "
+               "(prometheus_tsdb_lowest_timestamp_seconds): below 100 % every number on this dashboard covers "
+               f"less than the period. The {v.raw('sloPeriod')} SLO needs a retention of at least {days:.0f} days "
+               "(docs/deploy.md).", "percentunit",
+               [Q(f"clamp(($__to / 1000 - {lowest}) / $__range_s, 0, 1)", instant=True)], width=6, height=4,
+               decimals=1, steps=P.thresholds((None, "red"), (1, "green")),
+               no_value="unknown: Prometheus does not scrape itself"),
+        P.stat("Nodes with a drop SLI", "Selected nodes with packet-exact drop measurements (agent counters) "
+               "during the period, those above the traffic floor, and those with only the Hubble approximation "
+               "now (no drop SLO: tickets only).", "none",
+               [Q(f"count(count_over_time({traffic}[{RANGE}])) or vector(0)", "measured", instant=True),
+                Q(f"count({drop.floor}) or vector(0)", "above the traffic floor", instant=True),
+                Q(f"count({q.rec(n.FLOWS_SEEN)} unless {q.on()} {q.rec(n.DATAPATH_PACKETS)}) or vector(0)",
+                  "Hubble approximation only", instant=True)],
+               width=12, height=4, text_mode=P.cm.BigValueTextMode.VALUE_AND_NAME),
+        P.stat("Hubble blind nodes now", "Selected nodes where Hubble cannot see drops or verdicts (their "
+               "Hubble numbers are not measured; the packet-exact SLO is unaffected).", "none",
+               [Q(f"count({q.blind()}) or vector(0)", instant=True)], width=6, height=4,
+               steps=P.thresholds((None, "green"), (1, "orange"))),
     ]
 
 
-def window_variable() -> db.CustomVariable:
-    return (db.CustomVariable("window").label("Review window").values(",".join(WINDOWS))
-            .description("SLO review period: SLIs and error budgets are computed over this window.")
-            .current(dm.VariableOption(selected=True, text=DEFAULT_WINDOW, value=DEFAULT_WINDOW)))
+def _memory_extra(v: Values, mem: Review) -> list:
+    q = PromQL.for_dashboards(v)
+    return [
+        P.timeseries("Memory: nodes outside their envelope", "Number of selected nodes whose cilium-agent "
+                     f"working set is outside its envelope ({n.MEMORY_ENVELOPE_ERROR}).", "none",
+                     [Q(f"sum({q.rec(n.MEMORY_ENVELOPE_ERROR)})", "nodes outside", interval=v.raw("sloReviewStep"))],
+                     width=24, height=6, steps=P.thresholds((None, "green"), (1, "red"))),
+    ]
 
 
-def build() -> db.Dashboard:
+def build(v: Values) -> db.Dashboard:
+    drop, mem = reviews(v)
     d = (db.Dashboard(P.TITLES[UID]).uid(UID).tags([P.TAG, "cilium", "slo"])
-         .description("Platform-team SLO review: per SLO the objective, SLI over the review window, error budget "
-                      "remaining, burn rates and the nodes that spent most of the budget.")
-         .time("now-7d", "now").refresh("5m").timezone("browser").readonly()
+         .description("Platform-team SLO review over the time range: per SLO the objective, fleet-pooled budget "
+                      "remaining, nodes meeting the SLO, the worst node above a floor, burn rates, the budget over "
+                      "time and the nodes that spent most.")
+         .time(f"now-{v.raw('sloPeriod')}", "now").refresh("5m").timezone("browser").readonly()
          .with_variable(P.datasource_variable()).with_variable(P.job_variable())
-         .with_variable(P.cluster_variable()).with_variable(P.node_variable(multi=True))
-         .with_variable(window_variable()).links(P.dashboard_links(UID)))
-    for title, group in ((f"SLO: {DROP.slo}", _slo_panels(DROP)),
-                         (f"SLO: {MEMORY.slo}", _slo_panels(MEMORY) + _memory_extra())):
+         .with_variable(P.cluster_variable(v)).with_variable(P.node_variable(v, multi=True))
+         .links(P.dashboard_links(UID)))
+    for title, group in (("Coverage", _coverage(v, drop)), (f"SLO: {slo.DROP.name}", _slo_panels(v, drop)),
+                         (f"SLO: {slo.MEMORY.name}", _slo_panels(v, mem) + _memory_extra(v, mem))):
         d = d.with_row(P.row(title))
         for p in group:
             d = d.with_panel(p)

@@ -302,14 +302,8 @@ DROP_REASON_NAME_BY_CODE: Final = {code: name for code, (name, _) in DROP_REASON
 DROP_REASON_NAME_BY_STRING: Final = {text: name for name, text in DROP_REASONS.values()}
 DROP_REASON_STRING_BY_NAME: Final = {name: text for name, text in DROP_REASONS.values()}
 
-# Drop-reason classes (contract "Drop reasons: intentional or not"). Everything not listed,
-# including REASON_<n> for codes the exporter does not know, is "unexpected".
-DROP_CLASS_POLICY: Final = ("POLICY_DENIED", "POLICY_DENY", "AUTH_REQUIRED", "DENIED_BY_LB_SRC_RANGE_CHECK")
-DROP_CLASS_HANDLED: Final = ("IGMP_HANDLED", "IGMP_SUBSCRIBED", "MULTICAST_HANDLED", "NAT_NOT_NEEDED",
-                             "DROP_PUNT_PROXY")
-DROP_CLASS_CONFIGURED: Final = ("UNENCRYPTED_TRAFFIC", "DROP_RATE_LIMITED", "VLAN_FILTERED")
-DROP_CLASS_TRANSIENT: Final = ("DROP_EP_NOT_READY", "DROP_HOST_NOT_READY")
-EXPECTED_DROP_REASONS: Final = DROP_CLASS_POLICY + DROP_CLASS_HANDLED + DROP_CLASS_CONFIGURED
+# Which drop reasons are errors (the drop-reason classes) is a monitoring decision, configurable:
+# cilium_node_exporter.mixin.config DEFAULT_DROP_CLASSES and slo.drop_class().
 CONNTRACK_FULL_REASON: Final = "CT_MAP_INSERTION_FAILED"
 
 
@@ -317,26 +311,3 @@ def drop_reason_name(code: int) -> str:
     """DropReason enum name for ``code``; ``REASON_<n>`` for a value this exporter does not know."""
     name = DROP_REASON_NAME_BY_CODE.get(code)
     return name if name is not None else f"REASON_{code}"
-
-
-def drop_class(reason: str) -> str:
-    """Class of a drop reason name: policy, handled, configured, transient or unexpected."""
-    if reason in DROP_CLASS_POLICY:
-        return "policy"
-    if reason in DROP_CLASS_HANDLED:
-        return "handled"
-    if reason in DROP_CLASS_CONFIGURED:
-        return "configured"
-    if reason in DROP_CLASS_TRANSIENT:
-        return "transient"
-    return "unexpected"
-
-
-def expected_reasons_regex(include_transient: bool = False) -> str:
-    """PromQL regex of the reasons that are *not* unexpected (for ``reason!~"..."`` selectors).
-
-    Transient start-up reasons are left out by default: sustained, they are unexpected, and the
-    alerts' ``for:`` windows and rates already ignore a short start-up blip.
-    """
-    names = EXPECTED_DROP_REASONS + (DROP_CLASS_TRANSIENT if include_transient else ())
-    return "|".join(names)

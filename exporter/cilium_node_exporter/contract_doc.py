@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 from cilium_node_exporter import contract as c
+from cilium_node_exporter.mixin import slo
+from cilium_node_exporter.mixin.config import DEFAULTS
 
 SECTIONS = (
     ("Datapath events (source `hubble`)", "hubble"),
@@ -69,15 +71,24 @@ def render() -> str:
         "",
         "## Drop-reason classes",
         "",
-        "Alerts and SLOs treat only *unexpected* drops as errors. Everything not listed here, including "
-        "`REASON_<n>`, is unexpected; transient start-up reasons count as unexpected when sustained.",
+        "Alerts and the drop SLO treat only *unexpected* drops as errors (the default classes of the monitoring "
+        "mixin, `cilium_node_exporter.mixin.config` `dropClasses`; change them with `python -m alerts.generate "
+        "--config`). Everything not listed here, including `REASON_<n>`, is unexpected; transient start-up "
+        "reasons count as unexpected when sustained. The *expected* class is Cilium's own: cilium-cli "
+        "`defaults/defaults.go` `ExpectedDropReasons` (in cilium/cilium `cilium-cli/`, main branch, read at commit "
+        "d15aaab064c1), less the policy and start-up reasons it also lists.",
         "",
-        "| class | reasons |",
-        "|---|---|",
-        "| policy | " + ", ".join(f"`{r}`" for r in c.DROP_CLASS_POLICY) + " |",
-        "| handled, not a failure | " + ", ".join(f"`{r}`" for r in c.DROP_CLASS_HANDLED) + " |",
-        "| by configuration | " + ", ".join(f"`{r}`" for r in c.DROP_CLASS_CONFIGURED) + " |",
-        "| transient during start-up | " + ", ".join(f"`{r}`" for r in c.DROP_CLASS_TRANSIENT) + " |",
+        "| class | why | reasons |",
+        "|---|---|---|",
+        *(f"| {name} | {slo.CLASS_WHY[name]} | " + ", ".join(f"`{r}`" for r in reasons) + " |"
+          for name, reasons in DEFAULTS["dropClasses"].items()),
+        "",
+        "Why each reason sits where it does:",
+        "",
+        "| reason | class | why |",
+        "|---|---|---|",
+        *(f"| `{reason}` | {name} | {slo.DROP_REASON_WHY[reason]} |"
+          for name, reasons in DEFAULTS["dropClasses"].items() for reason in reasons),
         "",
         "## DropReason table",
         "",
@@ -85,7 +96,7 @@ def render() -> str:
         "|---|---|---|---|",
     ]
     for code, (name, text) in sorted(c.DROP_REASONS.items()):
-        out.append(f"| {code} | `{name}` | {text} | {c.drop_class(name)} |")
+        out.append(f"| {code} | `{name}` | {text} | {slo.drop_class(name)} |")
     out.append("")
     return "\n".join(out)
 

@@ -177,13 +177,13 @@ def _write_prometheus(workdir: Path, exporter_port: int, node: str, am_port: int
     note = "no alert rules: run the demo from a checkout to load the rule pack (alerts/)"
     if generator.exists():
         out = workdir / "rules"
-        done = subprocess.run([sys.executable, str(generator), "--preset", "accelerated", "--out", str(out)],
-                              capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-m", "alerts.generate", "--preset", "accelerated", "--out", str(out)],
+                              capture_output=True, text=True, cwd=CHECKOUT)
         if done.returncode == 0:
             rules = [str(p) for p in sorted(out.glob("*.rules.yaml"))]
             note = "the alert pack, accelerated preset (for: 10s; production defaults: alerts/rules/)"
         else:
-            note = f"no alert rules: alerts/generate.py failed: {done.stderr.strip()[-300:]}"
+            note = f"no alert rules: python -m alerts.generate failed: {done.stderr.strip()[-300:]}"
     config: dict[str, object] = {
         "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
         "rule_files": rules,

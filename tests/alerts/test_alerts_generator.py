@@ -11,22 +11,31 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alerts import generate, recording
+from alerts import generate
 from alerts.alerting import all_alerts
-from alerts.config import Values, go_number, merge
 from cilium_node_exporter import contract
+from cilium_node_exporter.mixin import config as mixin_config
+from cilium_node_exporter.mixin import names, slo
+from cilium_node_exporter.mixin.config import (
+    ACCELERATED,
+    DEFAULTS,
+    HELM_KEYS,
+    STRUCTURAL_KEYS,
+    Values,
+    go_number,
+    merge,
+)
 from tests.support.paths import REPO
-
-SCRIPT = REPO / "alerts" / "generate.py"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "alerts.generate", *args], capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
 
 
 def test_committed_files_equal_generator_output() -> None:
     for path, text in generate.committed_files().items():
-        assert path.read_text() == text, f"{path.relative_to(REPO)} is stale: run python alerts/generate.py"
+        assert path.read_text() == text, f"{path.relative_to(REPO)} is stale: run python -m alerts.generate"
     assert cli("--check").returncode == 0
 
 
@@ -51,21 +60,32 @@ def test_config_and_out_render_plain_files(tmp_path: Path) -> None:
     groups = yaml.safe_load(text)["groups"]
     assert 'cilium_node_drops_total{job="cne", namespace="obs"}' in text
     assert "sum by (cluster, kubernetes_node)" in text and "$labels.kubernetes_node" in text
-    assert "node:cilium_node_drop_slo_errors:ratio_rate30d" in text and "ratio_rate28d" not in text
-    burn = [r for g in groups for r in g["rules"] if r.get("alert") == "CiliumNodeDropErrorBudgetBurn"]
+    assert names.drop_ratio("30d") in text and "ratio_rate28d" not in text
+    burn = [r for g in groups for r in g["rules"] if r.get("alert", "").startswith("CiliumNodeDropErrorBudget")]
     assert [r["expr"].split("(")[1].split(" *")[0] for r in burn] == ["14.4", "6", "3", "1"]
     inhibit = yaml.safe_load((tmp_path / "out" / generate.INHIBIT_FILE).read_text())
-    assert all(rule["equal"] == ["cluster", "kubernetes_node"] for rule in inhibit["inhibit_rules"])
+    assert all(rule["equal"][:2] == ["cluster", "kubernetes_node"] or rule["equal"][0] == "cluster"
+               for rule in inhibit["inhibit_rules"])
+    am = yaml.safe_load((tmp_path / "out" / generate.ALERTMANAGER_FILE).read_text())
+    assert am["inhibit_rules"] == inhibit["inhibit_rules"]
 
 
-@pytest.mark.parametrize("bad", [{"nodeLable": "node"}, {"memoryNearLimitRatio": "0.9"}, {"exporterDownFor": "5 min"},
-                                 {"runbookUrlPattern": "https://example.com/runbooks"}, {"selector": ""}])
+@pytest.mark.parametrize("bad", [
+    {"nodeLable": "node"}, {"memoryNearLimitRatio": "0.9"}, {"exporterDownFor": "5 min"},
+    {"runbookUrlPattern": "https://example.com/runbooks"}, {"selector": ""}, {"fleetNodeShare": 0},
+    {"sloReviewStep": "7m"}, {"sloBurnWindows": [{"severity": "page", "long": "1h", "short": "5m",
+                                                  "budgetShare": 0.02, "for": "2m"}]},
+    {"sloBurnWindows": [{"severity": "critical", "long": "1h", "short": "7m", "budgetShare": 0.02, "for": "2m"}]},
+    {"dropClasses": {**DEFAULTS["dropClasses"], "expected": ["NOT_A_REASON"]}},
+    {"dropClasses": {**DEFAULTS["dropClasses"], "expected": ["POLICY_DENIED"]}},
+    {"dropClasses": {"policy": []}},
+])
 def test_bad_configuration_is_rejected(tmp_path: Path, bad: dict) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text(yaml.safe_dump(bad))
     result = cli("--config", str(config), "--out", str(tmp_path / "out"))
     assert result.returncode == 2 and "error:" in result.stderr
-    with pytest.raises(generate.ConfigError):
+    with pytest.raises(mixin_config.ConfigError):
         generate.build_groups(bad)
 
 
@@ -73,26 +93,26 @@ def test_helm_values_block_lists_every_helm_key() -> None:
     result = cli("--helm-values")
     assert result.returncode == 0
     config = yaml.safe_load(result.stdout)["prometheusRule"]["config"]
-    assert list(config) == list(generate.HELM_KEYS)
-    assert config == {k: generate.DEFAULTS[k] for k in generate.HELM_KEYS}
-    assert set(generate.HELM_KEYS) | set(generate.STRUCTURAL_KEYS) == set(generate.DEFAULTS)
+    assert list(config) == list(HELM_KEYS)
+    assert config == {k: DEFAULTS[k] for k in HELM_KEYS}
+    assert set(HELM_KEYS) | set(STRUCTURAL_KEYS) == set(DEFAULTS)
 
 
 @pytest.mark.parametrize(("period", "factors"), [("28d", [13.44, 5.6, 2.8, 0.93]), ("30d", [14.4, 6, 3, 1])])
 def test_burn_factors_follow_the_period(period: str, factors: list[float]) -> None:
-    windows = generate.DEFAULTS["sloBurnWindows"]
-    assert [generate.burn_factor(period, w) for w in windows] == factors
+    assert [w.factor for w in slo.burn_windows(merge({"sloPeriod": period}))] == factors
+    assert [w.factor for w in slo.burn_windows(merge({"sloPeriod": period}), slo.MEMORY)] == factors[2:]
 
 
 def test_accelerated_preset_keeps_the_burn_factors_and_expressions() -> None:
-    accelerated = merge(generate.ACCELERATED)
-    assert [generate.burn_factor(accelerated["sloPeriod"], w) for w in accelerated["sloBurnWindows"]] == \
-        [generate.burn_factor("28d", w) for w in generate.DEFAULTS["sloBurnWindows"]]
-    fast = {r.get("alert") or r["record"] for g in generate.build_groups(generate.ACCELERATED) for r in g["rules"]}
+    accelerated = merge(None, "accelerated")
+    assert [w.factor for w in slo.burn_windows(accelerated)] == [w.factor for w in slo.burn_windows(merge())]
+    fast = {r.get("alert") or r["record"] for g in generate.build_groups(preset="accelerated") for r in g["rules"]}
     slow = {r.get("alert") or r["record"] for g in generate.build_groups() for r in g["rules"]}
-    assert {n for n in slow if "slo_" not in n} == {n for n in fast if "slo_" not in n}
-    dashboards = [getattr(recording, n) for n in ("DROPS_BY_REASON", "POLICY_DENIED", "DATAPATH_PACKETS")]
-    assert set(dashboards) <= fast
+    same = {x for x in slow if "slo_" not in x and "_every" not in x}  # SLO windows and tile steps scale
+    assert same == {x for x in fast if "slo_" not in x and "_every" not in x}
+    assert {names.DROPS_BY_REASON, names.POLICY_DENIED, names.DATAPATH_PACKETS, names.BLIND} <= fast
+    assert generate.build_groups(preset="accelerated") == generate.build_groups(ACCELERATED)
 
 
 def test_go_number_matches_helm_formatting() -> None:
@@ -100,16 +120,24 @@ def test_go_number_matches_helm_formatting() -> None:
         ["3", "3", "0.999", "1e-05", "86400", "1e+06", "1.23456789e+08", "-2.5", "0"]
 
 
-def test_drop_reasons_come_from_the_contract_only() -> None:
+def test_drop_reasons_come_from_the_mixin_configuration_only() -> None:
     text = generate.render_rules()
-    assert f'reason!~"{contract.expected_reasons_regex()}"' in text
+    assert f'reason!~"{slo.not_error_regex(DEFAULTS)}"' in text
     assert contract.CONNTRACK_FULL_REASON in text
-    literals = [node.value for path in (REPO / "alerts").glob("*.py")
-                for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Constant)
-                and isinstance(node.value, str)]
-    names = (*contract.EXPECTED_DROP_REASONS, *contract.DROP_CLASS_TRANSIENT, contract.CONNTRACK_FULL_REASON)
-    retyped = [n for n in names if any(re.search(rf"\b{n}\b", text) for text in literals)]
+    literals = [node.value for path in (REPO / "alerts").glob("*.py") for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+    classed = [r for reasons in DEFAULTS["dropClasses"].values() for r in reasons]
+    names_ = (*classed, contract.CONNTRACK_FULL_REASON)
+    retyped = [x for x in names_ if any(re.search(rf"\b{x}\b", t) for t in literals)]
     assert retyped == []
+
+
+def test_changed_drop_classes_reach_every_error_matcher() -> None:
+    classes = {**DEFAULTS["dropClasses"], "expected": [r for r in DEFAULTS["dropClasses"]["expected"]
+                                                       if r != "NO_EGRESS_GATEWAY"]}
+    text = yaml.safe_dump(generate.build_groups({"dropClasses": classes}))
+    default = yaml.safe_dump(generate.build_groups())
+    assert default.count("NO_EGRESS_GATEWAY") >= 2 and "NO_EGRESS_GATEWAY" not in text
 
 
 def _referenced_sources(expr: str, records: dict[str, str], seen: frozenset[str] = frozenset()) -> set[str]:
@@ -127,9 +155,41 @@ def test_inhibition_sources_match_what_each_alert_reads() -> None:
     values = Values(merge(None))
     records = {r["record"]: r["expr"] for g in generate.build_groups() for r in g["rules"] if "record" in r}
     for alert in all_alerts(values):
+        if alert.scope != "node":
+            continue
         reads = _referenced_sources(alert.expr, records)
-        assert set(alert.sources) <= reads, alert.name
+        assert set(alert.needs) <= reads, alert.name
         if len(reads) == 1:  # no fallback between sources: the one it reads must inhibit it
-            assert set(alert.sources) == reads, alert.name
-        elif reads:
-            assert reads == {"hubble", "agent"} and not alert.sources, alert.name
+            assert set(alert.needs) == reads, alert.name
+
+
+def test_every_alert_name_has_one_severity() -> None:
+    """So severity inhibitions keyed on alertname (kube-prometheus: equal [namespace, alertname]) cannot let
+    one node's critical alert mute another node's warning of the same name."""
+    severities: dict[str, set[str]] = {}
+    for group in generate.build_groups():
+        for rule in group["rules"]:
+            if "alert" in rule:
+                severities.setdefault(rule["alert"], set()).add(rule["labels"]["severity"])
+    assert {name: s for name, s in severities.items() if len(s) > 1} == {}
+
+
+def test_pages_only_from_the_packet_exact_sli() -> None:
+    records = {r["record"]: r["expr"] for g in generate.build_groups() for r in g["rules"] if "record" in r}
+    for group in generate.build_groups():
+        for rule in group["rules"]:
+            if rule.get("labels", {}).get("severity") == "critical" and "Drop" in rule["alert"]:
+                assert "hubble" not in _referenced_sources(rule["expr"], records), rule["alert"]
+
+
+def test_no_long_window_rate_of_a_raw_counter() -> None:
+    """Raw counters are only rate()d over 5m (or the SLI base window); long windows read recorded series."""
+    base = DEFAULTS["sloRateWindow"]
+    for group in generate.build_groups():
+        for rule in group["rules"]:
+            for metric, window in re.findall(r"(?:rate|increase)\((cilium_node_\w+)\{[^}]*\}\[(\w+)\]\)", rule["expr"]):
+                allowed = {"5m", base} | ({DEFAULTS["restartsWindow"], DEFAULTS["oomKillLoopWindow"]}
+                                          if "restarts" in metric else set())
+                assert window in allowed, (rule.get("record") or rule.get("alert"), metric, window)
+            for metric, window in re.findall(r"_over_time\((cilium_node_\w+)\{[^}]*\}\[(\w+)\]\)", rule["expr"]):
+                assert window == DEFAULTS["oomKillLoopWindow"], (rule.get("record") or rule.get("alert"), metric)

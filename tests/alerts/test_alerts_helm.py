@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from alerts import generate
+from cilium_node_exporter.mixin.config import DEFAULTS, HELM_KEYS
 from tests.support.paths import REPO
 
 TEMPLATE = REPO / "helm" / "cilium-node-exporter" / "files" / "prometheus-rules.tpl.yaml"
@@ -37,7 +38,7 @@ def render(tmp_path: Path, config: dict) -> str:
 
 
 def test_default_values_render_the_plain_groups_text_for_text(tmp_path: Path) -> None:
-    defaults = {k: generate.DEFAULTS[k] for k in generate.HELM_KEYS}
+    defaults = {k: DEFAULTS[k] for k in HELM_KEYS}
     out = render(tmp_path, defaults)
     assert yaml.safe_load(out) == {"groups": generate.build_groups()}
     body = [line for line in generate.render_rules().splitlines() if not line.startswith("#")]
@@ -45,7 +46,7 @@ def test_default_values_render_the_plain_groups_text_for_text(tmp_path: Path) ->
 
 
 def test_changed_values_render_what_the_generator_renders_for_them(tmp_path: Path) -> None:
-    config = {**{k: generate.DEFAULTS[k] for k in generate.HELM_KEYS}, **CHANGED}
+    config = {**{k: DEFAULTS[k] for k in HELM_KEYS}, **CHANGED}
     rendered = yaml.safe_load(render(tmp_path, config))
     assert rendered == {"groups": generate.build_groups(CHANGED)}
     assert rendered != {"groups": generate.build_groups()}
@@ -53,6 +54,6 @@ def test_changed_values_render_what_the_generator_renders_for_them(tmp_path: Pat
     assert "$labels.kubernetes_node" in text and "https://runbooks.example.com/cilium/ciliumagentoomkilled.md" in text
 
 
-@pytest.mark.parametrize("key", generate.HELM_KEYS)
+@pytest.mark.parametrize("key", HELM_KEYS)
 def test_every_helm_key_reaches_the_template(key: str) -> None:
     assert f".Values.prometheusRule.config.{key} " in TEMPLATE.read_text()

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 
 from alerts import generate
+from cilium_node_exporter.mixin.config import DEFAULTS
 from tests.support.paths import REPO
 
 GROUPS = generate.build_groups()
@@ -58,13 +59,15 @@ def test_mixtool_lint_catches_each_violation() -> None:
 def test_alert_conventions_beyond_mixtool() -> None:
     for rule in ALERTS:
         annotations = rule["annotations"]
-        assert rule["alert"].startswith(("CiliumAgent", "CiliumNode", "CiliumHubble")), rule["alert"]
+        assert rule["alert"].startswith(("CiliumAgent", "CiliumNode", "CiliumHubble", "CiliumEnvoy",
+                                         "CiliumCluster", "CiliumSlo")), rule["alert"]
         assert "for" in rule
-        assert annotations["runbook_url"] == generate.DEFAULTS["runbookUrlPattern"] % rule["alert"].lower()
+        assert annotations["runbook_url"] == DEFAULTS["runbookUrlPattern"] % rule["alert"].lower()
         description = annotations["description"]
-        assert "$labels." in description, rule["alert"]
-        if rule["alert"] not in ("CiliumNodeExporterDown", "CiliumNodeExporterSourceDown",
-                                 "CiliumNodeExporterMissing"):  # values 0/1 and a count
+        if rule["alert"] != "CiliumSloRetentionTooShort":  # about Prometheus itself: no node, no cluster
+            assert "$labels." in description, rule["alert"]
+        if rule["alert"] not in ("CiliumNodeExporterDown", "CiliumNodeExporterSourceDown", "CiliumNodeHubbleBlind",
+                                 "CiliumNodeExporterRolloutStuck", "CiliumClusterExportersAbsent"):  # 0/1, counts
             assert re.search(r"\$value \| humanize(1024|Percentage|Duration)?\b|printf \"%\.0f\" \$value",
                              description), rule["alert"]
         if "long" in rule["labels"]:
@@ -110,5 +113,6 @@ def test_every_alert_has_a_runbook_section() -> None:
 def test_runbooks_point_to_the_tools_and_dashboards() -> None:
     text = (REPO / "docs" / "runbooks.md").read_text()
     for needle in ("hubble observe", "cilium-dbg status", "kubectl top", "Cilium / Node Fleet",
-                   "Cilium / Node Detail", "Cilium / SLO Review"):
+                   "Cilium / Node Detail", "Cilium / SLO Review", "cilium-dbg bpf metrics list",
+                   "rollout history ds/cilium", "rollout undo ds/cilium"):
         assert needle in text

@@ -3,29 +3,17 @@ default values and for overridden thresholds; the inhibition ConfigMap carries t
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
-from types import ModuleType
 
 import helm_python as helm
 import pytest
 import yaml
 
+from alerts import generate as GEN
+from cilium_node_exporter.mixin.config import DEFAULTS, HELM_KEYS, STRUCTURAL_KEYS
 from tests.chart.test_helm_render import CHART, REPO, SCHEMA, chart, ci_values, one, render, validate_object
-
-
-def _generator() -> ModuleType:
-    """alerts/generate.py, imported from its path (it puts the repo root on sys.path itself)."""
-    spec = importlib.util.spec_from_file_location("cne_alerts_generate", REPO / "alerts" / "generate.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-GEN = _generator()
 
 
 def _rule(values: dict) -> dict:
@@ -41,20 +29,20 @@ def test_default_values_render_exactly_the_generated_rules() -> None:
 
 
 def test_values_yaml_carries_the_generators_helm_values() -> None:
-    out = subprocess.run([sys.executable, str(REPO / "alerts" / "generate.py"), "--helm-values"],
+    out = subprocess.run([sys.executable, "-m", "alerts.generate", "--helm-values"], cwd=REPO,
                          capture_output=True, text=True, check=True, timeout=60).stdout
     printed = yaml.safe_load(out)["prometheusRule"]["config"]
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())["prometheusRule"]["config"]
     assert defaults == printed
-    assert set(defaults) == set(GEN.HELM_KEYS) and not set(defaults) & set(GEN.STRUCTURAL_KEYS)
+    assert set(defaults) == set(HELM_KEYS) and not set(defaults) & set(STRUCTURAL_KEYS)
 
 
 def test_schema_of_the_rule_config_follows_the_generator() -> None:
     props = SCHEMA["properties"]["prometheusRule"]["properties"]["config"]
     assert props["additionalProperties"] is False
-    assert set(props["properties"]) == set(GEN.HELM_KEYS)
-    for key in GEN.HELM_KEYS:
-        expected = "string" if isinstance(GEN.DEFAULTS[key], str) else "number"
+    assert set(props["properties"]) == set(HELM_KEYS)
+    for key in HELM_KEYS:
+        expected = "string" if isinstance(DEFAULTS[key], str) else "number"
         assert props["properties"][key]["type"] == expected, key
 
 
