@@ -197,8 +197,8 @@ def datapath_alerts(v: Values) -> list[Alert]:
                           "neither policy, expected by Cilium, nor configuration (more than "
                           "{{ %(unexpectedDropsRatio)s | humanizePercentage }} of its traffic{{ if eq "
                           "$labels.measurement \"hubble-approximation\" }}, approximated from Hubble events over "
-                          "flows seen: no agent source on this node{{ end }}). " + n.DROPS_BY_REASON
-                          + " shows which."),
+                          "flows seen: no agent source on this node{{ end }}); drops by reason: Cilium / Node "
+                          "Detail."),
         Alert(name="CiliumNodeConntrackMapFull", severity="critical",
               expr=f"{ct_packets} > {v['conntrackFullDropRate']}\n"
                    f"and {q.on()}\n{ct_packets} / ({n.DATAPATH_PACKETS} > 0) > {v['conntrackFullDropRatio']}\n"
@@ -321,14 +321,16 @@ def slo_alerts(v: Values) -> list[Alert]:
             text = (f"over the last {pair.long} (and over the last {pair.short}): {factor} times the rate the "
                     "%(period)s objective allows.")
             if slo_ is slo.DROP:
-                errors = go_number(duration_seconds(pair.long))
+                base = v.raw("sloRateWindow")
+                count = f"sum_over_time({n.tile(n.drop_errors(base), base)}[{pair.long}]) * " \
+                        f"{go_number(duration_seconds(base))}"
                 alerts.append(Alert(
                     name="CiliumNodeDropErrorBudgetBurn" if pair.severity == "critical"
                     else "CiliumNodeDropErrorBudgetSlowBurn",
                     severity=pair.severity,
                     expr=f"{n.drop_ratio(pair.long)} > {threshold}\nand\n{n.drop_ratio(pair.short)} > {threshold}\n"
                          f"and\n{n.drop_traffic(pair.long)} >= {v['dropSloMinTrafficRate']}\n"
-                         f"and\n{n.drop_errors(pair.long)} * {errors} >= {v['dropSloMinErrors']}",
+                         f"and\n{count} >= {v['dropSloMinErrors']}",
                     for_=pair.for_,
                     summary="The node burns its unexpected-drop error budget too fast."
                     if pair.severity == "critical" else "The node burns its unexpected-drop error budget.",

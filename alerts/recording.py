@@ -5,7 +5,9 @@ window is an average of recorded base rates: up to ``TILED_FROM_BASE_WINDOWS`` b
 sampled every evaluation, beyond that from *tiles* (the base rate recorded once per base window), in a group
 evaluated every ``sloLongWindowsInterval``. The SLO period and the SLO Review read coarser tiles (one per
 ``sloReviewStep``). So a 3d window reads 864 samples per series, not 8,640, and 28d reads 672.
-Ratios are traffic-weighted (sum of errors / sum of traffic over the same samples).
+Ratios are traffic-weighted (sum of errors / sum of traffic over the same samples). Windowed rates are
+averages over the samples that exist: for a node younger than the window, its rate over its life (ratios
+are the same either way; counts come from the tiles: ``sum_over_time(tile[w]) * step``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from cilium_node_exporter import contract as c
 from cilium_node_exporter.mixin import names as n
 from cilium_node_exporter.mixin import slo
-from cilium_node_exporter.mixin.config import Values
+from cilium_node_exporter.mixin.config import Values, duration_seconds
 from cilium_node_exporter.mixin.promql import PromQL
 
 MAIN_GROUP = "cilium-node-exporter.rules"
@@ -23,6 +25,14 @@ TILES_GROUP = "cilium-node-exporter.slo-tiles"
 LONG_GROUP = "cilium-node-exporter.slo-long-windows"
 REVIEW_GROUP = "cilium-node-exporter.slo-review-tiles"
 PERIOD_GROUP = "cilium-node-exporter.slo-period"
+
+
+def _tile(q: PromQL, name: str, expr: str, step: str) -> dict[str, Any]:
+    """Record ``expr`` as the tile ``name``: at most one sample per ``step``, whatever the evaluation
+    interval (the group runs every ``step``; Prometheus' scheduler never evaluates a group early, and
+    promtool evaluates every group every evaluation_interval, so the rule skips a step it already has)."""
+    almost = f"{int(duration_seconds(step)) - 1}s"
+    return _record(name, f"{expr}\nunless {q.on()}\ncount_over_time({name}[{almost}])")
 
 
 def _record(name: str, expr: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
@@ -155,12 +165,12 @@ def recording_groups(v: Values) -> list[dict[str, Any]]:
     main += [_record(n.SLO_OBJECTIVE, f"vector({v[s.objective_key]})", {"slo": s.name}) for s in slo.SLOS]
 
     plain, tiles = _sources(base), _sources(base, base)
-    tile_rules = [_record(tiles[k], plain[k]) for k in plain]
-    tile_rules += [_record(n.tile(rate, base), rate) for rate in TILED_RATES]
+    tile_rules = [_tile(q, tiles[k], plain[k], base) for k in plain]
+    tile_rules += [_tile(q, n.tile(rate, base), rate, base) for rate in TILED_RATES]
     long_rules = [rule for window in long for rule in _window_rules(tiles, window)]
 
     review = _sources(step, step)
-    review_rules = [_record(review[k], f"avg_over_time({tiles[k]}[{step}])") for k in tiles]
+    review_rules = [_tile(q, review[k], f"avg_over_time({tiles[k]}[{step}])", step) for k in tiles]
 
     cl = q.cluster
     err, traffic = f"sum_over_time({review['errors']}[{period}])", f"sum_over_time({review['traffic']}[{period}])"

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from alerts import generate
+from cilium_node_exporter.mixin.config import DEFAULTS, duration_seconds
 from tests.support.paths import REPO
 
 ALERTS = REPO / "alerts"
@@ -75,10 +76,16 @@ def test_every_recording_rule_has_an_expression_test() -> None:
 
 def test_unit_tests_fail_when_a_threshold_or_window_changes(tmp_path: Path) -> None:
     """The promtool tests are not vacuous: a rule file with other thresholds or windows fails them."""
+    expected = DEFAULTS["dropClasses"]["expected"]
     for overrides, test_file in (({"memoryNearLimitRatio": 0.95}, "memory.yaml"),
                                  ({"exporterDownFor": "6m"}, "telemetry.yaml"),
                                  ({"policyDenialSurgeFloor": 3}, "datapath.yaml"),
-                                 ({"dropSloMinTrafficRate": 30}, "slo.yaml")):
+                                 ({"dropClasses": {**DEFAULTS["dropClasses"], "expected": [
+                                     r for r in expected if r != "UNSUPPORTED_L3_PROTOCOL"]}}, "datapath.yaml"),
+                                 ({"dropSloMinTrafficRate": 30}, "slo.yaml"),
+                                 ({"dropSloMinErrors": 50}, "slo.yaml"),
+                                 ({"fleetMinNodes": 4}, "cluster.yaml"),
+                                 ({"fleetNodeShare": 0.09}, "cluster.yaml")):
         rules_dir, tests_dir = tmp_path / "rules", tmp_path / "tests"
         rules_dir.mkdir(exist_ok=True)
         tests_dir.mkdir(exist_ok=True)
@@ -95,5 +102,5 @@ def test_accelerated_rendering_is_valid_and_fast(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     groups = yaml.safe_load((out / generate.RULES_FILE).read_text())["groups"]
     alerts = [r for g in groups for r in g["rules"] if "alert" in r]
-    assert all(generate.duration_seconds(a["for"]) <= 10 for a in alerts)
-    assert max(generate.duration_seconds(r["labels"]["long"]) for r in alerts if "long" in r["labels"]) <= 3 * 3600
+    assert all(duration_seconds(a["for"]) <= 10 for a in alerts)
+    assert max(duration_seconds(r["labels"]["long"]) for r in alerts if "long" in r["labels"]) <= 3 * 3600

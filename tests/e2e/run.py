@@ -21,7 +21,7 @@ from pathlib import Path
 from dashboards.queries import Query, all_queries
 from tests.e2e.procs import http_get, wait_until
 from tests.e2e.stack import SCENARIOS, Node, NodeSpec, Stack
-from tests.e2e.webhook import WebhookReceiver
+from tests.support.webhook import WebhookReceiver
 
 # name -> (scenario, speed, sources, extra exporter flags). Speed 4 turns the built-in scenarios'
 # 3-minute baselines into 45 s; the e2e-specific files are written for speed 1.

@@ -13,7 +13,7 @@ import pytest
 
 from tests.e2e.procs import wait_until
 from tests.e2e.run import NODES, Run
-from tests.e2e.webhook import Delivery
+from tests.support.webhook import Delivery
 from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("e2e"), pytest.mark.timeout(420)]
