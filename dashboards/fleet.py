@@ -90,7 +90,7 @@ def _distribution(q: PromQL) -> list:
                      "min, median, p90 and max over the selected nodes of unexpected drops / datapath packets "
                      "(5m), nodes with the agent's counters only.", "percentunit",
                      _bands(q.unexpected_ratio_packets()), steps=DROP_RATIO_STEPS, threshold_lines=True),
-        P.timeseries("Nodes per state", "Selected nodes in each state over time (the same conditions as the "
+        P.timeseries("Nodes per state over time", "Selected nodes in each state over time (the same conditions as the "
                      "alerts and the bar gauge above).", "none",
                      [Q(f"{expr} or vector(0)", name, interval=STEP) for name, expr in node_states(q).items()],
                      width=24, height=8),

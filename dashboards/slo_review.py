@@ -45,9 +45,11 @@ class Review:
 
 
 def _burn_steps(factors: list[float]) -> P.db.ThresholdsConfig:
-    colors = ("orange", "red", "dark-red", "purple")
-    steps = [(None, "green"), (1.0, "yellow")]
-    steps += [(f, colors[min(i, len(colors) - 1)]) for i, f in enumerate(sorted(set(factors)))]
+    """Green below 1 (the budget lasts the period), yellow from 1, then one colour per alert factor."""
+    colors = iter(("orange", "red", "dark-red", "purple", "purple", "purple"))
+    steps: list[tuple[float | None, str]] = [(None, "green")]
+    for value in sorted({1.0, *factors}):
+        steps.append((value, "yellow" if value == 1.0 else next(colors)))
     return P.thresholds(*steps)
 
 

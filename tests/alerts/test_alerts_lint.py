@@ -107,7 +107,7 @@ def test_every_alert_has_a_runbook_section() -> None:
         assert body is not None, f"docs/runbooks.md has no '## {name}' (anchor #{name.lower()})"
         for heading in ("Meaning", "Impact", "Diagnosis", "Mitigation"):
             assert f"**{heading}**" in body, (name, heading)
-    assert set(sections) <= {r["alert"].lower() for r in ALERTS} | {"conventions", "inhibitions"}
+    assert set(sections) <= {r["alert"].lower() for r in ALERTS} | {"conventions", "fleet triage", "routing and inhibitions"}
 
 
 def test_runbooks_point_to_the_tools_and_dashboards() -> None:

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dashboards import promql
+from dashboards.generate import RECORDED
 from dashboards.queries import (
+    DEFAULT_JOB,
     DURATION_ONLY,
     iter_panels,
     load_dashboards,
@@ -31,6 +32,7 @@ from tests.support.paths import REPO
 DOCS = load_dashboards()
 UIDS = sorted(DOCS)
 RATE_INTERVAL = parse(f"x[{DURATION_ONLY['__rate_interval']}]").range
+RANGE = parse(f"x[{DURATION_ONLY['__range']}]").range
 LINT = yaml.safe_load((REPO / "dashboards" / ".lint").read_text())
 
 # Units the linter accepts (its list, from Grafana's valueFormats categories), the ones that make sense here.
@@ -54,8 +56,12 @@ def ast(expr: str):
     return parse(substitute(expr, DURATION_ONLY))
 
 
+# Prometheus' own TSDB metric, read by the SLO Review's retention panel with the pack's prometheusSelector.
+PROMETHEUS_SELF = "prometheus_tsdb_lowest_timestamp_seconds"
+
+
 def is_recording_rule(name: str | None) -> bool:
-    return name in promql.RECORDING_RULES
+    return bool(name) and RECORDED.fullmatch(name) is not None
 
 
 # --- dashboard rules -------------------------------------------------------------------------------
@@ -73,7 +79,7 @@ def test_template_job_rule(uid: str) -> None:
     assert job["datasource"]["uid"] in ("$datasource", "${datasource}")
     assert job["label"] == "Job"
     assert job["multi"] is True and job["allValue"] == ".+"
-    assert job["current"]["value"] == [promql.DEFAULT_JOB]
+    assert job["current"]["value"] == [DEFAULT_JOB]
 
 
 @pytest.mark.parametrize("uid", UIDS)
@@ -137,6 +143,8 @@ def test_panel_title_description_rule(uid: str) -> None:
     for p in panels(DOCS[uid]):
         assert p.get("title", "").strip(), p
         assert len(p.get("description", "").strip()) >= 20, p["title"]
+    titles = [p["title"] for p in panels(DOCS[uid])]
+    assert len(titles) == len(set(titles)), "the linter's exclusions name panels by title"
 
 
 @pytest.mark.parametrize("uid", UIDS)
@@ -188,12 +196,15 @@ def test_promtool_check_reports_each_invalid_expression(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("uid", UIDS)
 def test_target_rate_interval_rule(uid: str) -> None:
-    """rate/irate/increase ranges are `$__rate_interval` (the linter checks rate and irate only)."""
+    """rate/irate ranges are `$__rate_interval` (the linter checks rate and irate only); increase() too, or
+    `$__range` in an instant query (the count over the time range)."""
     for p, _, t in targets(DOCS[uid]):
         for node, parents in walk(ast(t["expr"])):
             if type(node).__name__ == "MatrixSelector" and parents and type(parents[-1]).__name__ == "Call" \
                     and parents[-1].func.name in ("rate", "irate", "increase"):
-                assert node.range == RATE_INTERVAL, (p["title"], t["expr"])
+                allowed = {RATE_INTERVAL} | ({RANGE} if parents[-1].func.name == "increase" and t.get("instant")
+                                             else set())
+                assert node.range in allowed, (p["title"], t["expr"])
 
 
 @pytest.mark.parametrize("uid", UIDS)
@@ -221,7 +232,7 @@ def test_target_job_rule() -> None:
         doc = DOCS[uid]
         for p, i, t in targets(doc):
             missing = [s.name for s in selectors(ast(t["expr"])) if _lacks_job(s)]
-            assert all(is_recording_rule(name) for name in missing), (p["title"], t["expr"], missing)
+            assert all(is_recording_rule(n) or n == PROMETHEUS_SELF for n in missing), (p["title"], t["expr"], missing)
             if missing:
                 without_job.add((doc["title"], p["title"], str(i)))
     entries = LINT["exclusions"]["target-job-rule"]["entries"]

@@ -31,7 +31,8 @@ def test_every_expression_is_valid_promql(tmp_path: Path) -> None:
 
 
 def test_every_expression_is_valid_with_other_substitutions(tmp_path: Path) -> None:
-    subs = {"$window": "7d", "node": "(sim-1|sim-2)", "cluster": ".*", "job": ".+", "__rate_interval": "1m"}
+    subs = {"$__range": "7d", "__range_s": "604800", "node": "(sim-1|sim-2)", "cluster": ".*", "job": ".+",
+            "__rate_interval": "1m"}
     assert promtool_check([q.expr for q in all_queries(subs)], tmp_path) == ""
 
 
@@ -58,14 +59,15 @@ def test_all_queries_of_committed_json_equal_the_generated_ones() -> None:
 
 
 def test_default_substitutions() -> None:
-    q = next(q for q in all_queries() if q.panel == "Drops by reason" and q.dashboard == "cilium-node-detail")
+    q = next(q for q in all_queries() if q.panel == "Drops by reason (Hubble)" and q.dashboard == "cilium-node-detail")
     assert q.expr == ('sum by (reason) (rate(cilium_node_drops_total{job=~"cilium-node-exporter", cluster=~"", '
-                      'node=~"sim-1"}[5m]))')
-    assert DEFAULT_SUBSTITUTIONS["window"] == "28d"
+                      'node=~"sim-1"}[5m])) unless on () node_cause:cilium_node_hubble_blind:bool{cluster=~"", '
+                      'node=~"sim-1"}')
+    assert DEFAULT_SUBSTITUTIONS["__range_s"] == "3600" and DEFAULT_SUBSTITUTIONS["__range"] == "1h"
 
 
 def test_substitute_forms_overrides_and_unknown_variables() -> None:
-    assert substitute("x[$window]", {"$window": "1h"}) == "x[1h]"
+    assert substitute("x[$__range]", {"$__range": "28d"}) == "x[28d]"
     assert substitute('x{node=~"${node:regex}", a="[[cluster]]"}') == 'x{node=~"sim-1", a=""}'
     assert substitute("rate(x[$__rate_interval])") == "rate(x[5m])"
     assert substitute("$node$node", {"node": "n"}) == "nn"
