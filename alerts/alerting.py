@@ -247,8 +247,6 @@ def telemetry_alerts(v: Values) -> list[Alert]:
     ksm = v["kubeStateMetricsSelector"]
     ds = f"{{{ksm}, {v['exporterDaemonSetSelector']}}}"
     dsby = f"{q.cluster}, namespace, daemonset"
-    prom = f"prometheus_tsdb_lowest_timestamp_seconds{{{v['prometheusSelector']}}}"
-    period_s = go_number(duration_seconds(v.raw("sloPeriod")))
     return [
         Alert(name="CiliumHubbleEventsLost", severity="warning",
               expr=f"{n.LOST_BY_SOURCE} / on ({by}) group_left {n.FLOWS_SEEN} > 0\nand on ({by})\n"
@@ -296,6 +294,14 @@ def telemetry_alerts(v: Values) -> list[Alert]:
                           "{{ $value }} unavailable pods and has made no progress for %(exporterRolloutStuckFor)s: "
                           "those nodes are not monitored.",
               scope=CLUSTER, reads_exporter=False),
+    ]
+
+
+def retention_alerts(v: Values) -> list[Alert]:
+    """Prometheus keeps less than the SLO period (one series per Prometheus: evaluated every sloPeriodInterval)."""
+    prom = f"prometheus_tsdb_lowest_timestamp_seconds{{{v['prometheusSelector']}}}"
+    period_s = go_number(duration_seconds(v.raw("sloPeriod")))
+    return [
         Alert(name="CiliumSloRetentionTooShort", severity="warning",
               expr=f"time() - max({prom}) < {period_s}\nand\n"
                    f"max(max_over_time({prom}[1d]) - min_over_time({prom}[1d])) > 0",
@@ -435,7 +441,10 @@ ALERT_GROUPS: tuple[tuple[str, Callable[[Values], list[Alert]]], ...] = (
     ("cilium-node-exporter.telemetry", telemetry_alerts),
     ("cilium-node-exporter.slo", slo_alerts),
     ("cilium-node-exporter.cluster", cluster_alerts),
+    ("cilium-node-exporter.retention", retention_alerts),
 )
+# Alert groups evaluated less often than the global interval (a configuration key: Helm value).
+GROUP_INTERVALS = {"cilium-node-exporter.retention": "sloPeriodInterval"}
 
 
 def all_alerts(v: Values) -> list[Alert]:
@@ -446,8 +455,13 @@ def all_alerts(v: Values) -> list[Alert]:
 def alert_groups(v: Values) -> list[dict[str, Any]]:
     """The alerting rule groups."""
     text = Text(v)
-    return [{"name": name, "rules": [a.rule(text, v.runbook_url(a.name)) for a in build(v)]}
-            for name, build in ALERT_GROUPS]
+    out = []
+    for name, build in ALERT_GROUPS:
+        group: dict[str, Any] = {"name": name}
+        if name in GROUP_INTERVALS:
+            group["interval"] = v[GROUP_INTERVALS[name]]
+        out.append({**group, "rules": [a.rule(text, v.runbook_url(a.name)) for a in build(v)]})
+    return out
 
 
 def _names(names: list[str] | tuple[str, ...]) -> str:

@@ -159,7 +159,9 @@ def _memory_panel(x: Node) -> P.tsb.Panel:
         "releases. The shaded band is the node's expected envelope; the red lines are the container limits "
         "(absent without a limit); the dashed line is the agent's working set in 24 h, extrapolated linearly "
         "from the last 6 h. Restarts and OOM kills of both are annotations.", "bytes",
-        [Q(expr, name) for name, expr in memory_series(x).items()], width=24, height=10, min_val=0,
+        # the forecast reads 6 h per point: a 5m step is plenty for a 24 h extrapolation
+        [Q(expr, name, interval="5m" if name == "forecast +24h" else "") for name, expr in memory_series(x).items()],
+        width=24, height=10, min_val=0,
         legend_table=True)
     width2 = dm.DynamicConfigValue(id_val="custom.lineWidth", value=2)
     p = p.override_by_name("envelope upper", [
@@ -185,21 +187,21 @@ def _memory(x: Node) -> list:
         _memory_panel(x),
         P.stat("Working set / envelope upper", "Agent working set (and agent + Envoy) now relative to the node's "
                "envelope upper bound: above 100 % the agent is outside its envelope.", "percentunit",
-               [Q(f"{series['agent working set']} / {series['envelope upper']}", "agent"),
-                Q(f"({series['agent + Envoy']}) / {series['envelope upper']}", "agent + Envoy")],
+               [Q(f"{series['agent working set']} / {series['envelope upper']}", "agent", instant=True),
+                Q(f"({series['agent + Envoy']}) / {series['envelope upper']}", "agent + Envoy", instant=True)],
                width=6, height=5, steps=PERCENT_STEPS, text_mode=P.cm.BigValueTextMode.VALUE_AND_NAME),
         P.stat("Forecast +24h / limit", "Agent working set in 24 h (predict_linear over 6 h) relative to the "
                "container memory limit: at 100 % the agent would be OOM-killed. Empty without a limit.",
-               "percentunit", [Q(f"{series['forecast +24h']} / {series['agent limit']}")],
+               "percentunit", [Q(f"{series['forecast +24h']} / {series['agent limit']}", instant=True)],
                width=6, height=5, steps=PERCENT_STEPS, no_value="no limit"),
         P.stat("Uptime", "Time since the cilium-agent and cilium-envoy containers started (kubelet Summary API).",
-               "s", [Q(f"time() - max({x.s(c.AGENT_START_TIME)})", "agent"),
-                     Q(f"time() - max({x.s(c.ENVOY_START_TIME)})", "Envoy")],
+               "s", [Q(f"time() - max({x.s(c.AGENT_START_TIME)})", "agent", instant=True),
+                     Q(f"time() - max({x.s(c.ENVOY_START_TIME)})", "Envoy", instant=True)],
                width=6, height=5, text_mode=P.cm.BigValueTextMode.VALUE_AND_NAME),
         P.stat("Last termination reason", "Reason of the last termination of the cilium-agent and cilium-envoy "
                "containers (pod status lastState.terminated), OOMKilled in red.", "none",
-               [Q(f"max by (reason) ({x.s(c.AGENT_LAST_TERMINATED_REASON)})", "agent: {{reason}}"),
-                Q(f"max by (reason) ({x.s(c.ENVOY_LAST_TERMINATED_REASON)})", "Envoy: {{reason}}")],
+               [Q(f"max by (reason) ({x.s(c.AGENT_LAST_TERMINATED_REASON)})", "agent: {{reason}}", instant=True),
+                Q(f"max by (reason) ({x.s(c.ENVOY_LAST_TERMINATED_REASON)})", "Envoy: {{reason}}", instant=True)],
                width=6, height=5, steps=P.thresholds((None, "blue")), text_mode=P.cm.BigValueTextMode.NAME,
                no_value="never terminated")
         .override_by_regexp(".*OOMKilled", reason_red),

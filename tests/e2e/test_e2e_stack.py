@@ -13,8 +13,8 @@ import pytest
 
 from tests.e2e.procs import wait_until
 from tests.e2e.run import NODES, Run
-from tests.support.webhook import Delivery
 from tests.support.paths import REPO
+from tests.support.webhook import Delivery
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("e2e"), pytest.mark.timeout(420)]
 
