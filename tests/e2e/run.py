@@ -145,7 +145,7 @@ class Run:
         """Run every dashboard expression for every node once."""
         jobs = []
         for name in self.stack.nodes:
-            for q in all_queries({"node": name, "window": "1h"}):
+            for q in all_queries({"node": name, "__range": "10m", "__range_s": "600"}):
                 key = (q.dashboard, q.panel, q.ref_id)
                 self.sweep.queries[key] = q
                 jobs.append((name, key, q.expr))

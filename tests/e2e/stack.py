@@ -1,9 +1,11 @@
 """The end-to-end stack: Debian's Prometheus and Alertmanager, simulators and exporters on loopback.
 
-Prometheus loads the alert pack rendered with the ACCELERATED preset (same expressions, short windows,
+Prometheus loads the alert pack rendered with the accelerated preset (same expressions, short windows,
 1 s scrape and evaluation) plus the default pack's recording rules that the accelerated one does not
-produce (the dashboards read them), and scrapes every exporter through ``file_sd`` with a ``node``
-target label. Alertmanager loads the shipped inhibition rules and routes everything to a webhook.
+produce (the dashboards read them), scrapes every exporter through ``file_sd`` with a ``node`` target
+label, and scrapes itself. Alertmanager runs the shipped configuration (alerts/alertmanager/alertmanager.yaml:
+route, receivers, inhibitions) with both receivers pointed at the webhook and its timings accelerated like
+the rules (group_wait 5s, group_interval 1s) so that resolved notifications arrive within the run.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 
 import yaml
 
-from alerts.generate import ACCELERATED, build_groups, render_rules
+from alerts.generate import build_alertmanager, build_groups, render_rules
+from alerts.routing import PAGE_URL, TICKET_URL
 from tests.e2e.procs import Processes, http_get, wait_until
 from tests.support.paths import REPO
 from tests.support.procs import free_port
@@ -49,24 +52,32 @@ def default_recording_extras(accelerated: list[dict[str, Any]]) -> list[dict[str
     return out
 
 
-def prometheus_config(am_port: int, sd_dir: Path, rule_files: list[Path]) -> dict[str, Any]:
+def prometheus_config(am_port: int, prom_port: int, sd_dir: Path, rule_files: list[Path]) -> dict[str, Any]:
     return {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(p) for p in rule_files],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
         "scrape_configs": [{"job_name": JOB, "file_sd_configs": [{"files": [str(sd_dir / "*.json")],
-                                                                   "refresh_interval": "1s"}]}],
+                                                                   "refresh_interval": "1s"}]},
+                           {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{prom_port}"]}]}],
     }
 
 
 def alertmanager_config(webhook_url: str) -> dict[str, Any]:
-    shipped = yaml.safe_load((REPO / "alerts" / "alertmanager" / "inhibit-rules.yaml").read_text())
-    return {
-        "route": {"receiver": "webhook", "group_by": ["..."], "group_wait": GROUP_WAIT, "group_interval": "1s",
-                  "repeat_interval": "1h"},
-        "receivers": [{"name": "webhook", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}],
-        "inhibit_rules": shipped["inhibit_rules"],
-    }
+    """The shipped configuration, receivers pointed at the webhook, timings accelerated."""
+    text = (REPO / "alerts" / "alertmanager" / "alertmanager.yaml").read_text()
+    assert yaml.safe_load(text) == build_alertmanager(), "alerts/alertmanager/alertmanager.yaml is stale"
+    config = yaml.safe_load(text.replace(PAGE_URL, webhook_url).replace(TICKET_URL, webhook_url))
+
+    def accelerate(route: dict[str, Any]) -> None:
+        for key, value in (("group_wait", GROUP_WAIT), ("group_interval", "1s"), ("repeat_interval", "1h")):
+            if key in route or route is config["route"]:
+                route[key] = value
+        for child in route.get("routes", []):
+            accelerate(child)
+
+    accelerate(config["route"])
+    return config
 
 
 @dataclass
@@ -121,8 +132,8 @@ class Stack:
         require_binaries()
         rules_dir = self.workdir / "rules"
         rules_dir.mkdir()
-        accelerated = build_groups(ACCELERATED)
-        (rules_dir / "accelerated.rules.yaml").write_text(render_rules(ACCELERATED))
+        accelerated = build_groups(preset="accelerated")
+        (rules_dir / "accelerated.rules.yaml").write_text(render_rules(preset="accelerated"))
         extras = {"groups": default_recording_extras(accelerated)}
         (rules_dir / "default-recording-extras.rules.yaml").write_text(yaml.safe_dump(extras, sort_keys=False))
         am_port, prom_port = free_port(), free_port()
@@ -132,8 +143,8 @@ class Stack:
             ALERTMANAGER, f"--config.file={am_cfg}", f"--storage.path={self.workdir / 'am-data'}",
             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=", "--log.level=warn"])
         prom_cfg = self.workdir / "prometheus.yml"
-        prom_cfg.write_text(yaml.safe_dump(prometheus_config(am_port, self.sd_dir, sorted(rules_dir.glob("*.yaml"))),
-                                           sort_keys=False))
+        prom_cfg.write_text(yaml.safe_dump(prometheus_config(am_port, prom_port, self.sd_dir,
+                                                             sorted(rules_dir.glob("*.yaml"))), sort_keys=False))
         self.procs.start("prometheus", [
             PROMETHEUS, f"--config.file={prom_cfg}", f"--storage.tsdb.path={self.workdir / 'prom-data'}",
             f"--web.listen-address=127.0.0.1:{prom_port}", "--rules.alert.resend-delay=1s", "--log.level=warn"])

@@ -138,13 +138,17 @@ def test_stopped_hubble_source_delivers_source_down_not_the_data_alerts(run: Run
     assert not run.webhook.deliveries("CiliumNodePolicyDenialSurge", node=node), diagnostics(run, node)
 
 
-def test_oom_loop_fires_oom_killed(run: Run) -> None:
+def test_oom_loop_opens_a_ticket_then_pages(run: Run) -> None:
     node = "sim-oom-loop"
-    d = delivered(run, "CiliumAgentOOMKilled", node, by=100)
-    check_alert(d, node)
-    assert d.labels["severity"] == "critical"
-    assert d.received - run.t0 > 25, "fired before the first OOM kill (30 s in at speed 4)"
-    # the third kill within the restarts window: RestartingFrequently fires, and OOMKilled (the cause) inhibits it
+    ticket = delivered(run, "CiliumAgentOOMKilled", node, by=100)
+    check_alert(ticket, node)
+    assert ticket.labels["severity"] == "warning"
+    assert ticket.received - run.t0 > 25, "fired before the first OOM kill (30 s in at speed 4)"
+    # repeated kills: the loop pages (and mutes the single-kill ticket from then on)
+    page = delivered(run, "CiliumAgentOOMKillLoop", node, by=140)
+    check_alert(page, node)
+    assert page.labels["severity"] == "critical" and page.received > ticket.received
+    # the third kill within the restarts window: RestartingFrequently fires, and the OOM alerts inhibit it
     echo = "CiliumAgentRestartingFrequently"
     wait_until(lambda: "suppressed-inhibited" in run.am_seen[(node, echo)], max(1, run.t0 + 140 - time.time()),
                lambda: f"{echo} inhibited in Alertmanager: {dict(run.am_seen)}" + diagnostics(run, node))
@@ -171,6 +175,17 @@ def test_memory_leak_forecast_then_above_envelope_then_both_resolve(run: Run) ->
         assert last.status == "resolved", f"{name} fired again after the recovery" + diagnostics(run, node)
 
 
+# Panels whose data no scenario of this run produces, and why. Everything else must return data for some node.
+NO_DATA_HERE = {
+    "Hubble blind": "no scenario switches Hubble's events off",
+    "Hubble blind nodes now": "no scenario switches Hubble's events off",
+    "Cilium": "the settings source is not among the nodes' --sources",
+    "Monitor notifications": "the settings source is not among the nodes' --sources",
+    "Nodes by Cilium version (canary view)": "the settings source is not among the nodes' --sources",
+    "Agent working set / envelope by Cilium version, p90": "the settings source is not among the nodes' --sources",
+}
+
+
 def test_every_dashboard_query_runs_and_returns_data(run: Run) -> None:
     run.wait_for(150)
     run.sweep_once()
@@ -178,7 +193,7 @@ def test_every_dashboard_query_runs_and_returns_data(run: Run) -> None:
     assert sweep.queries, "no dashboard query found"
     assert not sweep.errors, "queries failing against Prometheus:\n" + "\n".join(
         f"{k}: {e}\n  {sweep.queries[k].expr}" for k, e in sweep.errors.items())
-    empty = sorted(k for k in sweep.queries if not sweep.data.get(k))
+    empty = sorted(k for k in sweep.queries if not sweep.data.get(k) and k[1] not in NO_DATA_HERE)
     coverage = "\n".join(f"{'/'.join(k)}: {', '.join(sorted(sweep.data.get(k, ())))}" for k in sorted(sweep.queries))
     print("dashboard query coverage (nodes with data):\n" + coverage)
     assert not empty, "queries that returned no data for any scenario:\n" + "\n".join(
@@ -199,7 +214,8 @@ def test_every_node_delivered_only_expected_alerts(run: Run) -> None:
         "sim-memory-leak": {"CiliumAgentMemoryGrowthForecast", "CiliumAgentMemoryAboveEnvelope",
                             "CiliumAgentMemoryEnvelopeBudgetBurn"},
         # an agent that is not running is bad time for the memory-envelope SLO
-        "sim-oom-loop": {"CiliumAgentOOMKilled", "CiliumAgentMemoryNearLimit", "CiliumAgentMemoryEnvelopeBudgetBurn"},
+        "sim-oom-loop": {"CiliumAgentOOMKilled", "CiliumAgentOOMKillLoop", "CiliumAgentMemoryNearLimit",
+                         "CiliumAgentMemoryEnvelopeBudgetBurn"},
         "sim-policy-storm": {"CiliumNodePolicyDenialSurge"},
         "sim-l7-denials": {"CiliumNodeL7DenialSurge"},
         "sim-hubble-overload": {"CiliumHubbleEventsLost"},
