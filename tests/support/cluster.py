@@ -1,5 +1,6 @@
-"""Test helpers for the kubelet / API server / agent sources: a stub scenario runtime, the three
-simulator fakes on free ports with real TLS, and an exporter config pointing at them."""
+"""Test helpers for the kubelet / API server / agent / settings sources: a stub scenario runtime, the
+simulator's fakes on free ports with real TLS (and ``cilium.sock`` on a real unix socket), and an
+exporter config pointing at them."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from prometheus_client import generate_latest
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.app import build_registry
 from cilium_node_exporter.config import Config, parse_args
+from cilium_node_simulator.agent_api_fake import AgentApiFake
 from cilium_node_simulator.agent_metrics_fake import AgentMetricsFake
-from cilium_node_simulator.k8s import AgentPodModel, Tokens, make_tls, write_client_config
+from cilium_node_simulator.cilium_settings import AgentConfig, CiliumSpec
+from cilium_node_simulator.k8s import NodeModel, Tokens, make_tls, write_client_config
 from cilium_node_simulator.kubeapi_fake import KubeApiFake
 from cilium_node_simulator.kubelet_fake import KubeletFake
 
@@ -31,32 +34,44 @@ class AgentState:
 
 
 class StubRuntime:
-    """Stands in for the scenario runtime: tests set ``state`` directly."""
+    """Stands in for the scenario runtime: tests set ``state`` (and ``envoy``) directly; ``cilium`` is the
+    simulated agent's configuration (:class:`~cilium_node_simulator.cilium_settings.AgentConfig`)."""
 
-    def __init__(self, **kw: Any) -> None:
+    def __init__(self, version: str = "1.19.4", cilium: CiliumSpec | None = None, envoy: AgentState | None = None,
+                 **kw: Any) -> None:
         self.state = AgentState(**kw)
+        self.envoy = envoy
+        self.cilium = AgentConfig(cilium or CiliumSpec(), version)
 
     def agent_state(self) -> AgentState:
         return self.state
 
+    def envoy_state(self) -> AgentState | None:
+        return self.envoy
+
     def set(self, **kw: Any) -> None:
         self.state = dataclasses.replace(self.state, **kw)
+
+    def set_envoy(self, **kw: Any) -> None:
+        assert self.envoy is not None
+        self.envoy = dataclasses.replace(self.envoy, **kw)
 
 
 class Cluster:
     """The fakes of one simulated node, plus the files the exporter uses to reach them."""
 
     def __init__(self, tmp: Path, *, kubelet: bool = True, kubeapi: bool = False, agent: bool = False,
-                 annotation: str = "", **state: Any) -> None:
+                 agent_api: bool = False, annotation: str = "", **state: Any) -> None:
         self.dir = tmp
         self.runtime = StubRuntime(**state)
-        self.model = AgentPodModel(self.runtime, "node-a", poll=0.02)
+        self.model = NodeModel(self.runtime, "node-a", poll=0.02)
         self.model.start()
         self.tokens = Tokens(("token-1",))
         self.tls = make_tls(tmp / "tls")
         self.servers: list[Any] = []
         urls: dict[str, str] = {}
         self.kubelet = self.kubeapi = self.agent = None
+        self.agent_api: AgentApiFake | None = None
         if kubelet:
             self.kubelet = KubeletFake(0, self.model, self.tokens, self.tls).start()
             urls["kubelet"] = self.kubelet.url
@@ -66,18 +81,23 @@ class Cluster:
         if agent:
             self.agent = AgentMetricsFake(0, self.model).start()
             urls["agent-metrics"] = self.agent.url + "/metrics"
-        self.servers = [s for s in (self.kubelet, self.kubeapi, self.agent) if s is not None]
+        if agent_api:
+            self.agent_api = AgentApiFake(str(tmp / "run" / "cilium.sock"), self.model, poll=0.02).start()
+            urls["agent-api"] = self.agent_api.url
+        self.servers = [s for s in (self.kubelet, self.kubeapi, self.agent, self.agent_api) if s is not None]
         write_client_config(tmp / "client", self.tokens, self.tls, urls, "node-a", "kube-system")
         self.flags = (tmp / "client" / "exporter.flags").read_text().split()
 
     def config(self, *extra: str, **overrides: Any) -> Config:
         sources = ",".join(s for s, on in (("kubelet", self.kubelet), ("apiserver", self.kubeapi),
                                             ("agent", self.agent)) if on)
+        if self.agent_api is not None:
+            sources += ",settings"
         cfg = parse_args([*self.flags, f"--sources={sources}", *extra], environ={})
         return dataclasses.replace(cfg, **overrides)
 
     def state(self, cfg: Config) -> ExporterState:
-        return ExporterState(sources=cfg.sources, envelope=cfg.memory_envelope)
+        return ExporterState(sources=cfg.sources.names, envelope=cfg.memory_envelope, optional=cfg.sources.optional)
 
     def close(self) -> None:
         for server in self.servers:
