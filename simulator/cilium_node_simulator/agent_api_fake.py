@@ -9,10 +9,10 @@ are the runtime's agent configuration (``runtime.cilium``, :mod:`.cilium_setting
 Like the real socket: while the agent container is not running, the socket file stays but nothing listens
 (connections are refused); when it runs again the socket is re-created. There is no authentication: any
 client that can connect may call every endpoint, writes included (``pkg/api``; the socket's 0660
-root:cilium mode is the only guard). ``requests`` records ``(method, path)`` of every request, so tests can
-check that a client only reads. Faults (``fault``): ``disabled`` (403 "administratively disabled", as with
-``enable-cilium-api-server-access`` excluding the endpoint, ``pkg/api/apidisable.go``), ``500``,
-``garbage``, ``slow``, ``huge``, ``reset``.
+root:cilium mode is the only guard). ``requests`` records ``(method, path, brief header)`` of every
+request, so tests can check that a client only reads, and how. Faults (``fault``): ``disabled`` (403
+"administratively disabled", as with ``enable-cilium-api-server-access`` excluding the endpoint,
+``pkg/api/apidisable.go``), ``500``, ``garbage``, ``slow``, ``huge``, ``reset``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class _Handler(FakeHandler):
     def _record(self) -> bool:
         """Count the request; True when a fault answered it."""
         fake = self.server.fake
-        fake.requests.append((self.command, self.route))
+        fake.requests.append((self.command, self.route, self.headers.get("brief")))
         if fake.fault == "disabled":
             self.send_body(403, DISABLED, "text/plain; charset=utf-8")
             return True
@@ -118,7 +118,7 @@ class AgentApiFake:
         self.model = model
         self.fault = fault
         self.slow_seconds = 30.0
-        self.requests: list[tuple[str, str]] = []
+        self.requests: list[tuple[str, str, str | None]] = []
         self._poll = poll
         self._server: _UnixServer | None = None
         self._thread: threading.Thread | None = None

@@ -188,10 +188,11 @@ class EventsRateLimiter:
         return admitted
 
     def give_back(self, tokens: int) -> None:
-        """Tokens taken for a partial occurrence that is not produced after all."""
+        """Admitted events that are not produced after all (whole occurrences only): their tokens return to
+        the bucket and they count as discarded (they never reach Hubble)."""
         if self.tokens is not None:
             self.tokens += tokens
-            self.dropped -= tokens
+            self.dropped += tokens
 
 
 @dataclass

@@ -126,12 +126,13 @@ class SettingsSource:
             self.state.settings = None
             self._origin = None
             message = "; ".join(e.message for e in errors)
-            if all(e.absent for e in errors):
+            if self.health.optional and all(e.absent for e in errors):
                 self.health.absent(errors[0].reason, message)
             else:
-                for exc in errors[1:]:
-                    self.health.errors[exc.reason] += 1
-                first = next(e for e in errors if not e.absent)
+                first = next((e for e in errors if not e.absent), errors[0])
+                for exc in errors:
+                    if exc is not first:
+                        self.health.errors[exc.reason] += 1
                 self.health.fail(first.reason, message)
             return False
         self.state.settings = settings
