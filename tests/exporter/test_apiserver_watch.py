@@ -52,7 +52,7 @@ def test_list_finds_the_agent_pod(cluster: Cluster, running: tuple[ApiServerSour
     pod = wait_for(lambda: agent(state), what="agent pod")
     assert (pod.namespace, pod.name, pod.uid) == ("kube-system", cluster.model.agent.name, cluster.model.agent.uid)
     assert pod.restart_count == 0 and pod.last_terminated_reason is None
-    assert state.health["apiserver"].up
+    wait_for(lambda: state.health["apiserver"].up, what="up once the agent and envoy watches both listed")
 
 
 def test_kubeconfig_reaches_the_same_api_server(cluster: Cluster) -> None:
@@ -178,7 +178,7 @@ def test_errors_drop_the_pod_and_count(cluster: Cluster, fault: str, reason: str
 def test_no_agent_pod_on_this_node_keeps_the_source_up(cluster: Cluster) -> None:
     source, state = start(cluster, node_name="another-node")
     try:
-        wait_for(lambda: source.watches["agent"].lists, what="list")
+        wait_for(lambda: all(w.lists for w in source.watches.values()), what="lists")
         assert agent(state) is None and state.health["apiserver"].up
     finally:
         source.stop()
