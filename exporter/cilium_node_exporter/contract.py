@@ -128,8 +128,8 @@ ENVOY_INFO = _m("cilium_node_envoy_info", "gauge", "The cilium-envoy pod found o
 # --- the node's Cilium settings (source settings: the agent's REST API, else the cilium-config ConfigMap) ----
 CILIUM_INFO = _m("cilium_node_cilium_info", "gauge",
                  "The node's Cilium version and the settings that change what is measured (always 1): "
-                 "envoy_mode embedded|external|none, kube_proxy_replacement, monitor_aggregation; "
-                 "unknown where this release or source does not say.",
+                 "envoy_mode (embedded, external, or none without the L7 proxy), kube_proxy_replacement, "
+                 "monitor_aggregation; unknown where this release or source does not say.",
                  ("version", "envoy_mode", "kube_proxy_replacement", "monitor_aggregation"), (), "settings")
 AGENT_NOTIFICATIONS_ENABLED = _m("cilium_node_agent_notifications_enabled", "gauge",
                                  "1 when the agent emits this monitor notification (drop, policy_verdict, trace), "
@@ -137,7 +137,8 @@ AGENT_NOTIFICATIONS_ENABLED = _m("cilium_node_agent_notifications_enabled", "gau
                                  "when unknown.", ("event",), (), "settings")
 HUBBLE_MONITOR_EVENTS = _m("cilium_node_hubble_monitor_events", "gauge",
                            "1 when Hubble observes this monitor event type (hubble-monitor-events empty or listing "
-                           "it), 0 when filtered out; absent when unknown.", ("event",), (), "settings")
+                           "it; l7 only when it lists agent: Cilium passes L7 records as agent events), 0 when "
+                           "filtered out; absent when unknown.", ("event",), (), "settings")
 AGENT_EVENTS_RATE_LIMIT = _m("cilium_node_agent_events_rate_limit", "gauge",
                              "The agent's BPF events rate limit (bpf-events-default-rate-limit, events per second; "
                              "kind=burst for the burst), 0 = unlimited (Cilium 1.17+).", ("kind",), (), "settings")
