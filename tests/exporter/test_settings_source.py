@@ -193,7 +193,7 @@ def test_scrapes_never_trigger_a_reading(cluster: Cluster) -> None:
     source, state = source_for(cluster)
     source.start()
     try:
-        wait_until(lambda: source.readings >= 1, what="the first reading at start")
+        wait_until(lambda: state.settings is not None, what="the first reading at start")
         assert cluster.agent_api is not None
         before = len(cluster.agent_api.requests)
         for _ in range(20):

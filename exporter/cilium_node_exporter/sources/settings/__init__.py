@@ -72,7 +72,6 @@ class SettingsSource:
         self.health = state.health[NAME]
         self.interval = config.settings_interval
         self.endpoint: Endpoint | None = None
-        self.readings = 0  # completed attempts (successful or not)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._side_problem: str | None = None
@@ -97,7 +96,6 @@ class SettingsSource:
                 self.state.settings = None
                 self.health.fail("protocol", "unexpected error (see log)")
                 ok = False
-            self.readings += 1
             if ok:
                 retry = RETRY_MIN
                 wait = self.interval * random.uniform(0.9, 1.1)
