@@ -26,21 +26,19 @@ from typing import Any
 
 import yaml
 
-from cilium_node_exporter.contract import DROP_REASON_STRING_BY_NAME
 from cilium_node_exporter.units import UnitError, parse_duration, parse_quantity
+from cilium_node_simulator.cilium_enums import drop_reason_text
 from cilium_node_simulator.cilium_settings import (
-    ACCESS_LOG,
-    DROP,
     PERF_EVENT_TYPES,
-    POLICY_VERDICT,
     AgentConfig,
     CiliumSpec,
     RuntimeOptions,
     SettingsError,
 )
-from cilium_node_simulator.events import LOST_SOURCES, CompiledSpec, EventSpec, SpecError, parse_version
+from cilium_node_simulator.events import LOST_SOURCES, CompiledSpec, EventSpec, SpecError
+from cilium_node_simulator.releases import parse_version
 from cilium_node_simulator.ring import check_capacity
-from cilium_node_simulator.truth import GroundTruth
+from cilium_node_simulator.truth import GroundTruth, flow_truth
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +48,7 @@ scenario file format (YAML; built-in files: --list-scenarios):
   name: my-drill                 # required
   description: what it shows     # optional
   node: sim-1                    # node name in flows (default sim-1)
-  version: 1.19.4                # emulated Cilium/Hubble version (--version overrides)
+  version: 1.19.4                # emulated Cilium release 1.14..1.19 (X.Y.Z; --version overrides)
   ring_capacity: 4095            # Hubble ring buffer, 2^n-1
   seed: 1                        # flow generation is deterministic per seed
   loop: false                    # true: repeat the phases forever
@@ -103,7 +101,10 @@ scenario file format (YAML; built-in files: --list-scenarios):
   event types: trace, drop (needs reason: enum name or number), policy_denied (a type-5 verdict
   plus a type-1 drop, reason 133), policy_deny (explicit deny, 181, *_denied_by), verdict
   (action forwarded|dropped|audit|redirected, match none|l3-only|l3-l4|l4-only|all|l3-proto|
-  proto-only), http (method, path, action; request + response), dns (query, action).
+  proto-only), http (method, path, action forwarded|dropped: a REQUEST, then a RESPONSE that is
+  FORWARDED even when denied, 403), dns (query, action; always egress; a denied query is one
+  REQUEST, no response), kafka (api_key, topics: one REQUEST per topic, action; a denied request
+  has no response).
   Common keys: direction ingress|egress|unknown (or a number), source/destination ns/workload,
   source_identity/destination_identity host|world|health|<n>, policy ns/name, protocol
   tcp|udp|icmp, unknown_field true (adds an unknown protobuf field), pool (distinct flows).
@@ -120,6 +121,10 @@ ENVOY_DEFAULT = 60 * 2**20  # working set of an idle cilium-envoy
 DEFAULT_MAP_PRESSURE = {"cilium_ct4_global": 0.12, "cilium_lb4_services_v2": 0.02, "cilium_ipcache_v2": 0.01}
 _AGENT_KEYS = {"working_set", "rss", "limit", "restart", "oom_kill", "running"}
 _LOST_KEYS = {"source", "rate", "count", "cpu"}
+# The agent's metrics-map directions (pkg/maps/metricsmap/metricsmap.go: 0 UNKNOWN, 1 INGRESS, 2 EGRESS,
+# 3 SERVICE) for the Hubble TrafficDirection of a simulated drop (not 1:1 in reality: SERVICE has no
+# Hubble counterpart, and Hubble guesses a drop's direction).
+_AGENT_DIRECTIONS = {0: "UNKNOWN", 1: "INGRESS", 2: "EGRESS"}
 _SCENARIO_PACKAGE = "cilium_node_simulator.scenarios"
 
 
@@ -528,6 +533,7 @@ class ScenarioRuntime:
         self.datapath_truth = GroundTruth()
         self._datapath_baseline: Any = None  # datapath truth when the agent last (re)started: its counters reset
         self._visible: dict[tuple[int, frozenset[int]], CompiledSpec | None] = {}
+        self._datapath_next: dict[int, int] = {}
         self._phase_index = 0
         self._cycle = 0
         self._phase_sim_start = 0.0
@@ -596,22 +602,22 @@ class ScenarioRuntime:
         """The agent's own packet counters (what ``cilium_drop_count_total`` etc. would say).
 
         Drops are the drops the scenario produced in the datapath since the agent last started,
-        whether or not a notification reached Hubble (Cilium's reason strings, upper-case
-        directions); forwarded packets grow with the traced packets (a few packets per trace, as
-        monitor aggregation thins them); map pressure comes from the phase's ``map_pressure``
-        (defaults otherwise); ``ratelimited`` is the BPF events rate limiter's discard counter
-        (None while the agent does not export it).
+        whether or not a notification reached Hubble (Cilium's reason strings, ``"<code>, 0"`` for a
+        code Cilium has no string for, upper-case directions); forwarded packets grow with the traced
+        packets (a few packets per trace, as monitor aggregation thins them); map pressure comes from
+        the phase's ``map_pressure`` (defaults otherwise); ``ratelimited`` is the BPF events rate
+        limiter's discard counter (None while the agent does not export it).
         """
         now = self.datapath_truth.snapshot()
         with self._lock:
             base = self._datapath_baseline
             pressure = self.phase.map_pressure
         dropped: dict[tuple[str, str], int] = {}
-        for (reason, direction), n in now.drops.items():
-            n -= base.drops.get((reason, direction), 0) if base is not None else 0
+        for (code, direction), n in now.drop_codes.items():
+            n -= base.drop_codes.get((code, direction), 0) if base is not None else 0
             if n > 0:
-                text = DROP_REASON_STRING_BY_NAME.get(reason, f"Unknown drop reason {reason}")
-                key = (text, direction.upper())
+                # pkg/monitor/api/drop.go DropReasonExt; pkg/maps/metricsmap/metricsmap.go directions
+                key = (drop_reason_text(code), _AGENT_DIRECTIONS.get(direction, "UNKNOWN"))
                 dropped[key] = dropped.get(key, 0) + n
         traces = now.flows_by_type.get(4, 0) - (base.flows_by_type.get(4, 0) if base is not None else 0)
         return {"dropped": dropped, "forwarded": {"INGRESS": 3 * traces, "EGRESS": 2 * traces},
@@ -628,7 +634,11 @@ class ScenarioRuntime:
         limiter = self.cilium.limiter
         emitted: list[tuple[CompiledSpec, CompiledSpec, int]] = []
         for compiled, n in batch:
-            self.datapath_truth.add(compiled.truth, n, [t.event_type for t in compiled.occurrences[0]])
+            # the datapath truth keeps its own round-robin position (the server advances the spec's own)
+            start = self._datapath_next.get(id(compiled), 0)
+            for occ, truth, k in zip(compiled.occurrences, compiled.truths, compiled.counts(n, start), strict=True):
+                self.datapath_truth.add(truth, k, [t.event_type for t in occ])
+            self._datapath_next[id(compiled)] = (start + n) % len(compiled.occurrences)
             notified = self._variant(compiled, silenced)
             if notified is not None:
                 emitted.append((compiled, notified, n))
@@ -670,8 +680,11 @@ class ScenarioRuntime:
         key = (id(compiled), hidden)
         if key not in self._visible:
             occurrences = [tuple(t for t in occ if t.event_type not in hidden) for occ in compiled.occurrences]
-            truth = [(name, label) for name, label in compiled.truth if _truth_type(name, label) not in hidden]
-            self._visible[key] = CompiledSpec(compiled.spec, occurrences, truth) if occurrences[0] else None
+            # the truth of what is left, computed from its flows as flows.FlowFactory.compile does
+            truths = [[entry for t in occ if t.flow is not None for entry in flow_truth(t.flow)]
+                      for occ in occurrences]
+            self._visible[key] = (CompiledSpec(compiled.spec, occurrences, truths) if any(occurrences)
+                                  else None)
         return self._visible[key]
 
     # -- the timeline -------------------------------------------------------------------------
@@ -757,16 +770,6 @@ class ScenarioRuntime:
             if end >= start + real_duration:
                 return
             self._stop.wait(min(self.tick, start + real_duration - time.monotonic()))
-
-
-def _truth_type(name: str, label: tuple[Any, ...]) -> int:
-    """The event type behind a ground-truth entry (drops: type 1; L7 verdicts and requests: the access log,
-    129; other verdicts: type 5)."""
-    if name == "drops":
-        return DROP
-    if name == "l7_requests" or (name == "verdicts" and str(label[1]).startswith("l7/")):
-        return ACCESS_LOG
-    return POLICY_VERDICT
 
 
 def _fmt_duration(seconds: float) -> str:
