@@ -17,11 +17,12 @@ an agent restart resets them from the flags, ``daemon/cmd/daemon_main.go``).
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from cilium_node_simulator.releases import parse_version
 
 Release = tuple[int, int]
 ALL: tuple[Release, Release] = ((1, 14), (1, 99))
@@ -206,8 +207,8 @@ class AgentConfig:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        parts = self.version.lstrip("v").split(".")
-        self.release: Release = (int(parts[0]), int(parts[1]))
+        self.build = parse_version(self.version)  # the same build Hubble reports (releases.ServerVersion)
+        self.release: Release = (self.build.numbers[0], self.build.numbers[1])
         self.spec.check(self.release)
         if self.spec.rate_limit:
             self.limiter = EventsRateLimiter(self.spec.rate_limit, self.spec.burst_limit)
@@ -303,9 +304,10 @@ class AgentConfig:
 
     # --- GET /v1/healthz ------------------------------------------------------------------------
     def version_message(self) -> str:
-        """``cilium.msg``: ``"<semver> (v<semver>-<short hash>)"`` (1.16b daemon/cmd/status.go line 710)."""
-        version = self.version.lstrip("v")
-        return f"{version} (v{version}-{hashlib.sha1(version.encode()).hexdigest()[:8]})"
+        """``cilium.msg``: ``"<version> (v<version>-<short git hash>)"`` (1.16b daemon/cmd/status.go line 710;
+        the hash as in ``Makefile.defs`` ``GIT_VERSION``, the one Hubble's version string carries too)."""
+        core = self.build.core
+        return f"{core} (v{core}-{self.build.revision})"
 
     def healthz(self, brief: bool, hubble_flows: tuple[int, int, int] = (0, 4095, 0)) -> dict[str, Any]:
         """``StatusResponse``; ``brief`` returns cluster.ciliumHealth and cilium only (1.16b status.go 674-698)."""

@@ -381,7 +381,7 @@ def _parse(data: Any, source: str) -> Scenario:
     if not isinstance(phases_data, list) or not phases_data:
         raise ScenarioError(f"{source}: 'phases' must be a non-empty list")
     version = str(data.get("version", "1.19.4"))
-    release = parse_version(version)[:2]
+    release = parse_version(version).numbers[:2]
     cilium = _cilium(data["cilium"], f"{source}: cilium", release) if "cilium" in data else CiliumSpec()
     ring = data.get("ring_capacity", 4095)
     try:
@@ -781,7 +781,7 @@ def with_version(scenario: Scenario, version: str | None) -> Scenario:
     suit that release."""
     if not version:
         return scenario
-    release = parse_version(version)[:2]
+    release = parse_version(version).numbers[:2]
     try:
         scenario.cilium.check(release)
     except SettingsError as exc:
