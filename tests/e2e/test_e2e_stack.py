@@ -174,12 +174,15 @@ def test_memory_leak_forecast_then_above_envelope_then_both_resolve(run: Run) ->
 
 # --- issue 12: a zero known to be a zero, and cilium-envoy apart from the agent ----------------------------
 # ALERTS: the alert names for these nodes come with the fleet-alerts branch (not on main when this was
-# written). Expected once it lands, for the lead to wire in here and in
-# test_every_node_delivered_only_expected_alerts:
-#   sim-blind-drops:  a "node is blind to drops" alert (drop notifications off), delivered within 10 minutes
-#                     of the switch (45 s into the run here), and no drop-SLO good time while it is blind;
-#   sim-rate-limited: a "node not measured" alert (the BPF rate limiter discards events Hubble never sees);
-#   sim-envoy-oom:    the Envoy OOM-killed alert (critical), never CiliumAgentOOMKilled;
+# written; its work-in-progress names are in brackets). Expected once it lands, for the lead to wire in here
+# and in test_every_node_delivered_only_expected_alerts:
+#   sim-blind-drops:  the node-is-blind alert [CiliumNodeHubbleBlind, cause drop_notifications_off],
+#                     delivered within 10 minutes of the switch (45 s into the run here), and no drop-SLO good
+#                     time while it is blind;
+#   sim-rate-limited: the same alert with cause events_rate_limited (the BPF rate limiter discards events
+#                     Hubble never sees; cilium_node_datapath_ratelimited_events_total rises);
+#   sim-envoy-oom:    the Envoy OOM-killed alert [CiliumEnvoyOOMKilled; CiliumEnvoyOOMKillLoop on repeats:
+#                     the scenario OOM-kills it twice], never CiliumAgentOOMKilled;
 #   sim-steady and sim-envoy-oom: no SourceDown for the missing agent metrics endpoint (checked below).
 
 def series(run: Run, expr: str) -> list[dict[str, Any]]:
