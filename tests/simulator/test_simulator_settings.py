@@ -305,7 +305,7 @@ def _refused(path: str) -> bool:
     with socket.socket(socket.AF_UNIX) as s:
         try:
             s.connect(path)
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, FileNotFoundError):  # the fake re-creates the socket when it comes back
             return True
     return False
 
