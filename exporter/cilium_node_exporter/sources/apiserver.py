@@ -16,7 +16,6 @@ certificates), via ``kubernetes.config.load_kube_config`` into a ``Configuration
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -38,7 +37,10 @@ log = logging.getLogger(__name__)
 NAME = "apiserver"
 REQUEST_TIMEOUT = 10.0
 WATCH_TIMEOUT = 300  # server-side timeoutSeconds of one watch
-MAX_BYTES = 8 * 2**20
+# One or two cilium-agent pods per list (field and label selectors) and one node object: ~10-200 KB and
+# a few thousand JSON values each. The caps bound a decoded document to a few MiB whatever is sent.
+MAX_BYTES = 2 * 2**20
+MAX_VALUES = 50_000
 BACKOFF_MAX = 30.0
 
 
@@ -54,7 +56,9 @@ def config_endpoint(config: Config) -> Endpoint:
                                      "--apiserver-address (KUBERNETES_SERVICE_HOST/PORT are unset)")
     ctx = k8s_http.tls_context(config.apiserver_ca) if config.apiserver_address.startswith("https://") else None
     auth = k8s_http.bearer_from_file(config.apiserver_token_file) if config.apiserver_token_file else None
-    return Endpoint(config.apiserver_address, ctx, authorization=auth)
+    endpoint = Endpoint(config.apiserver_address, ctx, authorization=auth)
+    k8s_http.refuse_cleartext_token(endpoint, "--apiserver-address", "--apiserver-token-file")
+    return endpoint
 
 
 def kubeconfig_endpoint(path: str) -> Endpoint:
@@ -198,10 +202,12 @@ class ApiServerSource:
                 self.health.fail(exc.reason, message)
                 self._stop.wait(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, self.backoff_max)
-            except Exception:  # a bug must not end the loop silently
-                log.exception("apiserver: unexpected error")
+            except Exception as exc:  # a document of an unexpected shape, or a bug: never end the loop
+                log.debug("apiserver: unexpected error", exc_info=True)
+                self._pods.clear()
                 self.state.agent_pod = None
-                self.health.fail("protocol", "unexpected error (see log)")
+                self.health.fail("protocol", f"unexpected {type(exc).__name__} reading the API server: "
+                                             f"{k8s_http.redact(str(exc))[:200]!r}")
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.backoff_max)
 
@@ -225,7 +231,7 @@ class ApiServerSource:
     def _list(self) -> str:
         assert self.endpoint is not None
         doc = k8s_http.get_json(self.endpoint, self._pods_path(), query=self._query(), timeout=REQUEST_TIMEOUT,
-                                max_bytes=MAX_BYTES, what="apiserver pods list")
+                                max_bytes=MAX_BYTES, max_values=MAX_VALUES, what="apiserver pods list")
         if not isinstance(doc, dict) or not isinstance(doc.get("items", []), list | type(None)):
             raise SourceError("protocol", "apiserver pods list: not a PodList")
         pods: dict[str, _Candidate] = {}
@@ -249,7 +255,8 @@ class ApiServerSource:
             query["resourceVersion"] = version
         try:
             stream = k8s_http.Stream(self.endpoint, self._pods_path(), query=query, connect_timeout=REQUEST_TIMEOUT,
-                                     read_timeout=self.watch_timeout + 30, what="apiserver pods watch")
+                                     read_timeout=self.watch_timeout + 30, what="apiserver pods watch",
+                                     max_line=MAX_BYTES)
         except SourceError as exc:
             if exc.status == 410:
                 raise WatchExpired() from None
@@ -266,10 +273,7 @@ class ApiServerSource:
         return version
 
     def _event(self, line: bytes, version: str) -> str:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            raise SourceError("decode", "apiserver pods watch: event is not JSON") from None
+        event = k8s_http.loads_bounded(line, MAX_VALUES, "apiserver pods watch event")
         if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
             raise SourceError("protocol", "apiserver pods watch: event without object")
         kind, obj = event.get("type"), event["object"]
@@ -277,7 +281,7 @@ class ApiServerSource:
             code = obj.get("code")
             if code == 410:
                 raise WatchExpired()
-            raise SourceError("http", f"apiserver pods watch: error event {code}: {str(obj.get('message'))[:200]}",
+            raise SourceError("http", f"apiserver pods watch: error event {code}: {str(obj.get('message'))[:200]!r}",
                               code if isinstance(code, int) else None)
         new_version = str((obj.get("metadata") or {}).get("resourceVersion", "")) or version
         if kind == "BOOKMARK":
@@ -305,7 +309,7 @@ class ApiServerSource:
             return
         try:
             node = k8s_http.get_json(self.endpoint, f"/api/v1/nodes/{self.config.node_name}", timeout=REQUEST_TIMEOUT,
-                                     max_bytes=MAX_BYTES, what="apiserver node get")
+                                     max_bytes=MAX_BYTES, max_values=MAX_VALUES, what="apiserver node get")
             override = envelope_from_annotation(node)
         except SourceError as exc:
             self.health.errors[exc.reason] += 1
