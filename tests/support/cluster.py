@@ -47,7 +47,7 @@ class Cluster:
     """The fakes of one simulated node, plus the files the exporter uses to reach them."""
 
     def __init__(self, tmp: Path, *, kubelet: bool = True, kubeapi: bool = False, agent: bool = False,
-                 annotation: str = "", **state: Any) -> None:
+                 annotation: str = "", host: str = "127.0.0.1", **state: Any) -> None:
         self.dir = tmp
         self.runtime = StubRuntime(**state)
         self.model = AgentPodModel(self.runtime, "node-a", poll=0.02)
@@ -58,13 +58,14 @@ class Cluster:
         urls: dict[str, str] = {}
         self.kubelet = self.kubeapi = self.agent = None
         if kubelet:
-            self.kubelet = KubeletFake(0, self.model, self.tokens, self.tls).start()
+            self.kubelet = KubeletFake(0, self.model, self.tokens, self.tls, host=host).start()
             urls["kubelet"] = self.kubelet.url
         if kubeapi:
-            self.kubeapi = KubeApiFake(0, self.model, self.tokens, self.tls, envelope_annotation=annotation).start()
+            self.kubeapi = KubeApiFake(0, self.model, self.tokens, self.tls, envelope_annotation=annotation,
+                                       host=host).start()
             urls["kubeapi"] = self.kubeapi.url
         if agent:
-            self.agent = AgentMetricsFake(0, self.model).start()
+            self.agent = AgentMetricsFake(0, self.model, host=host).start()
             urls["agent-metrics"] = self.agent.url + "/metrics"
         self.servers = [s for s in (self.kubelet, self.kubeapi, self.agent) if s is not None]
         write_client_config(tmp / "client", self.tokens, self.tls, urls, "node-a", "kube-system")

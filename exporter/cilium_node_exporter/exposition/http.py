@@ -197,6 +197,9 @@ class _Server(TcpWSGIServer):
         # waitress stops accepting at its connection_limit (set out of reach here); instead a connection
         # beyond the cap evicts the one that has waited longest without a request being served.
         self.maintenance(time.time())
+        if len(self.active_channels) >= self.max_connections and all(c.requests for c in
+                                                                     self.active_channels.values()):
+            return False  # every connection is being served: new ones wait in the listen backlog
         return bool(self.accepting)
 
     def _admit(self) -> bool:
