@@ -9,10 +9,13 @@ of worker threads) serving prometheus_client's WSGI app (gzip, ``name[]`` filter
 negotiation, OPTIONS and 405 answers). Around it, :class:`_Server` adds what waitress lacks:
 
 - at most :data:`MAX_CONNECTIONS` connections; a new one beyond that evicts the connection that has
-  waited longest without a request being served (so idle or dripping peers cannot lock Prometheus out);
+  waited longest (at least :data:`EVICT_AFTER`) without sending a request, so idle or dripping peers
+  cannot lock Prometheus out; when every connection is in use, new ones wait in the listen backlog;
 - :data:`REQUEST_DEADLINE`: a connection must deliver a complete request within this time of opening or
   of its previous answer, however slowly it drips bytes, else it is closed;
 - request headers of at most :data:`MAX_HEADER_BYTES` (431 beyond), no request bodies (413);
+- answers that clients do not read are bounded: /metrics answers 503 while more than
+  :data:`MAX_PENDING` bytes wait to be sent, and the deadline closes such connections;
 - the kernel's full listen backlog; dual-stack ``[::]`` when the host is empty;
 - optional TLS (mutual when a client CA is given) and HTTP basic auth with bcrypt hashes
   (:mod:`.web_auth`);
@@ -42,9 +45,11 @@ from cilium_node_exporter.exposition.web_auth import BasicAuth, TlsConfig
 
 log = logging.getLogger(__name__)
 
-MAX_CONNECTIONS = 64  # Prometheus HA pairs, kubelet probes and a few people with curl need a handful
+MAX_CONNECTIONS = 256  # Prometheus HA pairs, kubelet probes and a few people with curl need a handful
 THREADS = 4  # scrapes serialise on the sources anyway; more threads would only add memory
 REQUEST_DEADLINE = 10.0  # seconds to deliver a whole request (Prometheus sends one at once)
+EVICT_AFTER = 0.1  # a connection that sent no request for this long may be closed to admit a new one
+MAX_PENDING = 32 * 2**20  # answers not yet read by their clients, all connections together (then 503)
 MAX_HEADER_BYTES = 16 * 1024  # a Prometheus scrape sends ~300 bytes of headers
 MAX_RESPONSE_BUFFER = 64 * 2**20  # responses stay in memory (never temp files on a read-only root fs)
 STOP_GRACE = 3.0  # an in-flight scrape may finish (a source read is bounded by its own timeout)
@@ -62,8 +67,10 @@ _ALLOW = [("Allow", "OPTIONS,GET,HEAD")]
 _TEXT = ("Content-Type", "text/plain; charset=utf-8")
 
 
-def make_app(registry: CollectorRegistry, auth: BasicAuth | None = None) -> Callable[..., Iterable[bytes]]:
-    """The WSGI app: /metrics from prometheus_client, the small pages, auth, and errors through our logs."""
+def make_app(registry: CollectorRegistry, auth: BasicAuth | None = None,
+             pending: Callable[[], int] = lambda: 0) -> Callable[..., Iterable[bytes]]:
+    """The WSGI app: /metrics from prometheus_client, the small pages, auth, and errors through our logs.
+    ``pending`` tells how many answer bytes wait to be read by clients (503 beyond :data:`MAX_PENDING`)."""
     metrics = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -81,6 +88,9 @@ def make_app(registry: CollectorRegistry, auth: BasicAuth | None = None) -> Call
             start_response("401 Unauthorized", [_TEXT, ("WWW-Authenticate", 'Basic realm="cilium-node-exporter"')])
             return [b"unauthorized\n"]
         if path == "/metrics":
+            if pending() > MAX_PENDING:
+                start_response("503 Service Unavailable", [_TEXT, ("Retry-After", "1")])
+                return [b"too many answers are waiting to be read\n"]
             try:
                 return metrics({**environ, "REQUEST_METHOD": "GET"}, start_response)
             except Exception:
@@ -191,16 +201,23 @@ class _Server(TcpWSGIServer):
     tls: TlsConfig | None = None
     max_connections = MAX_CONNECTIONS
     request_deadline = REQUEST_DEADLINE
+    pending_bytes = 0  # answer bytes not yet sent, all connections together (updated every loop turn)
     _at_cap = False
 
     def readable(self) -> bool:
         # waitress stops accepting at its connection_limit (set out of reach here); instead a connection
         # beyond the cap evicts the one that has waited longest without a request being served.
         self.maintenance(time.time())
-        if len(self.active_channels) >= self.max_connections and all(c.requests for c in
-                                                                     self.active_channels.values()):
-            return False  # every connection is being served: new ones wait in the listen backlog
+        if len(self.active_channels) >= self.max_connections and not self._evictable():
+            return False  # every connection is in use: new ones wait in the listen backlog
         return bool(self.accepting)
+
+    def _evictable(self) -> list[_Channel]:
+        """Connections with nothing in progress (no request being served, no answer being sent) that have
+        waited at least :data:`EVICT_AFTER` seconds for a request."""
+        cutoff = time.monotonic() - EVICT_AFTER
+        return [c for c in self.active_channels.values()
+                if not c.requests and not c.total_outbufs_len and c.waiting_since < cutoff]
 
     def _admit(self) -> bool:
         """Make room for one more connection; False when every open connection is being served."""
@@ -210,7 +227,7 @@ class _Server(TcpWSGIServer):
             log.warning("http: %d connections open (the cap): the longest-waiting ones are closed to admit new "
                         "ones", len(self.active_channels))
             self._at_cap = True
-        idle = [c for c in self.active_channels.values() if not c.requests]
+        idle = self._evictable()
         if not idle:
             return False
         oldest = min(idle, key=lambda c: c.waiting_since)
@@ -221,9 +238,13 @@ class _Server(TcpWSGIServer):
     def maintenance(self, now: float) -> None:
         """Close connections that did not deliver a whole request within the deadline."""
         cutoff = time.monotonic() - self.request_deadline
+        pending = 0
         for channel in list(self.active_channels.values()):
             if not channel.requests and channel.waiting_since < cutoff:
                 channel.handle_close()
+            else:
+                pending += channel.total_outbufs_len
+        self.pending_bytes = pending
         if self._at_cap and len(self.active_channels) < self.max_connections // 2:
             log.info("http: connections below the cap again (%d open)", len(self.active_channels))
             self._at_cap = False
@@ -269,7 +290,8 @@ class MetricsServer:
             self._map: dict[int, Any] = {}
             self._dispatcher = ThreadedTaskDispatcher()
             self._dispatcher.set_thread_count(THREADS)
-            self._server = _Server(make_app(registry, auth), map=self._map, _sock=self._sock,
+            app = make_app(registry, auth, lambda: self._server.pending_bytes)
+            self._server = _Server(app, map=self._map, _sock=self._sock,
                                    dispatcher=self._dispatcher, adj=adj, bind_socket=False,
                                    sockinfo=(self._sock.family, socket.SOCK_STREAM, 0, self._sock.getsockname()))
         except BaseException:
