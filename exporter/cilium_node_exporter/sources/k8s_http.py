@@ -303,6 +303,8 @@ def get_chunks(endpoint: Endpoint, path: str, *, timeout: float, max_bytes: int,
                     conn.sock.settimeout(deadline.remaining())
                 chunk = resp.read1(CHUNK) if hasattr(resp, "read1") else resp.read(CHUNK)
                 if not chunk:
+                    if watchdog.fired:  # the watchdog's shutdown looks like the end of a close-framed body
+                        raise TimeoutError("deadline exceeded")
                     break
                 total += len(chunk)
                 if total > max_bytes:
