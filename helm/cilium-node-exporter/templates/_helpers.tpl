@@ -99,3 +99,24 @@ app.kubernetes.io/part-of: cilium-node-exporter
 {{- define "cne.hubbleAddress" -}}
 {{- .Values.hubble.address | default (include "cne.flagDefault.hubble-address" .) -}}
 {{- end }}
+
+{{/* The host path mounted for a unix:// Hubble address: the socket directory, or only the socket file. */}}
+{{- define "cne.hubbleHostPath" -}}
+{{- if eq .Values.hubble.mount "socket" -}}
+{{- trimPrefix "unix://" (include "cne.hubbleAddress" .) -}}
+{{- else -}}
+{{- .Values.hubble.hostSocketDir -}}
+{{- end -}}
+{{- end }}
+
+{{/* "true" when the pod needs its service-account token: the kubelet or API server source, or kube-rbac-proxy
+     (TokenReview, SubjectAccessReview); serviceAccount.automountServiceAccountToken overrides. */}}
+{{- define "cne.automountToken" -}}
+{{- $sources := splitList "," (include "cne.sources" .) }}
+{{- $set := .Values.serviceAccount.automountServiceAccountToken }}
+{{- if kindIs "invalid" $set -}}
+{{- or (has "kubelet" $sources) (has "apiserver" $sources) .Values.kubeRBACProxy.enabled -}}
+{{- else -}}
+{{- $set -}}
+{{- end -}}
+{{- end }}
