@@ -224,6 +224,7 @@ def test_row5_200_simultaneous_scrapes_are_all_answered(exporter: Exporter) -> N
            failures=len(failures), peak_rss_mib=round(exporter.peak_rss_bytes() / MiB, 1))
     assert not failures and len(latencies) == 200
     assert latencies[-1] < BUDGET * 2  # every one answered within Prometheus' default scrape timeout
+    assert exporter.log_count("Task queue depth") == 0  # peers cannot choose how much the exporter logs
 
 
 # --- row 12: resets mid-scrape, JSON logs --------------------------------------------------------------

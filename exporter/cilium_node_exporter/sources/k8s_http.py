@@ -312,7 +312,7 @@ def get_chunks(endpoint: Endpoint, path: str, *, timeout: float, max_bytes: int,
                 yield chunk
         except Exception as exc:
             if watchdog.fired and not (isinstance(exc, SourceError) and exc.reason != "timeout"):
-                raise SourceError("timeout", f"{what}: no complete answer within {timeout:g}s") from None
+                raise SourceError("timeout", f"{what}: timed out (no complete answer within {timeout:g}s)") from None
             raise classify(exc, what) from None
     finally:
         watchdog.close()
