@@ -58,14 +58,14 @@ def run(config: Config, stop_event: threading.Event | None = None) -> int:
             signal.signal(sig, lambda *_: stop.set())
         signal.signal(signal.SIGHUP, lambda *_: log.warning(
             "SIGHUP ignored: configuration is read at start only; restart the pod to change it"))
+    for source in sources:  # before serving: the first scrape must find every scrape-time source registered
+        source.start()
     server.serve()
     bound_host, bound_port = server.address
-    log.info("cilium-node-exporter %s listening on %s (%s, node %r, sources %s)", __version__,
+    scheme = ("https" + (" with client certificates" if config.web_tls_client_ca_file else "")) if tls else "http"
+    log.info("cilium-node-exporter %s listening on %s (%s%s, node %r, sources %s)", __version__,
              f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}",
-             ("https" + (" with client certificates" if config.web_tls_client_ca_file else "")) if tls else "http"
-             + (", basic auth" if auth else ""), config.node_name, ",".join(config.sources))
-    for source in sources:
-        source.start()
+             scheme, ", basic auth" if auth else "", config.node_name, ",".join(config.sources))
     stop.wait()
     log.info("shutting down")
     server.stop()
