@@ -169,3 +169,14 @@ def _chart_memory_limit() -> int:
     limit = values["resources"]["limits"]["memory"]
     assert limit.endswith("Mi")
     return int(limit[:-2]) * 2**20
+
+
+def test_layers_within_budget(buildah: Any, built: dict[str, Any], workdir: Path) -> None:
+    """Two layers on nothing: the runtime tree taken from the base, then the venv (ours: the exporter and
+    its runtime dependencies). The venv is the part the 40 MB goal applies to; the whole image stays below
+    what python:3.11-slim-bookworm alone weighs (about 120 MB unpacked)."""
+    layers = buildah.layers(built["image"], workdir)
+    assert [("COPY" in layer["created_by"]) for layer in layers] == [True, True], layers
+    runtime, venv = layers
+    assert venv["size"] <= 40 * 10**6, layers
+    assert runtime["size"] + venv["size"] <= 100 * 10**6, layers

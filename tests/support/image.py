@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import atexit
+import gzip
 import json
 import os
 import shutil
@@ -57,7 +58,7 @@ class Buildah:
 
     def build(self, context: Path, tag: str, *args: str, dockerfile: Path | None = None) -> str:
         extra = ["-f", str(dockerfile)] if dockerfile else []
-        return self("build", "--isolation", "chroot", *extra, *args, "-t", tag, str(context))
+        return self("build", "--isolation", "chroot", "--layers", *extra, *args, "-t", tag, str(context))
 
     def config(self, image: str) -> dict[str, Any]:
         """The image's OCI config (``Entrypoint``, ``Env``, ``User``...)."""
@@ -67,6 +68,26 @@ class Buildah:
         """A working container of ``image`` and the path of its mounted root filesystem."""
         container = self("from", "--pull-never", image).strip()
         return container, Path(self("mount", container).strip())
+
+    def layers(self, image: str, workdir: Path) -> list[dict[str, Any]]:
+        """Each layer of ``image`` as a registry would store it: ``compressed`` (gzip, what a node pulls)
+        and ``size`` (the uncompressed tar) in bytes, and ``created_by`` (the Dockerfile instruction)."""
+        layout = workdir / "oci-layout"
+        shutil.rmtree(layout, ignore_errors=True)
+        self("push", "--quiet", "--compression-format", "gzip", image, f"oci:{layout}")
+        blob = lambda digest: layout / "blobs" / "sha256" / digest.split(":")[1]  # noqa: E731
+        index = json.loads((layout / "index.json").read_text())
+        manifest = json.loads(blob(index["manifests"][0]["digest"]).read_text())
+        config = json.loads(blob(manifest["config"]["digest"]).read_text())
+        history = [h.get("created_by", "") for h in config.get("history", []) if not h.get("empty_layer")]
+        out = []
+        for i, layer in enumerate(manifest["layers"]):
+            with gzip.open(blob(layer["digest"])) as tar:
+                size = sum(len(chunk) for chunk in iter(lambda: tar.read(1 << 20), b""))
+            out.append({"compressed": layer["size"], "size": size,
+                        "created_by": history[i] if i < len(history) else ""})
+        shutil.rmtree(layout)
+        return out
 
     def cleanup(self) -> None:
         """Unmount and remove every working container, then the storage (overlay mounts first)."""
@@ -83,9 +104,11 @@ def build_base(buildah: Buildah, workdir: Path, tag: str) -> str:
     if list(LOCAL_CAS.glob("*.crt")):
         hooks = [f"--customize-hook=copy-in {LOCAL_CAS} /usr/local/share",
                  '--customize-hook=chroot "$1" update-ca-certificates']
-    # No mirror argument: mmdebstrap uses this machine's apt sources.
-    run(["mmdebstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES), *hooks, "--format=tar",
-         "bookworm", str(workdir / "rootfs.tar")], timeout=900)
+    # No mirror argument: mmdebstrap uses this machine's apt sources. The merged-usr hook merges /usr as
+    # Debian 12 images are, without installing the usrmerge package (and the Perl it needs).
+    run(["mmdebstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES),
+         "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr", *hooks, "--format=tar", "bookworm",
+         str(workdir / "rootfs.tar")], timeout=900)
     (workdir / "Containerfile").write_text('FROM scratch\nADD rootfs.tar /\nCMD ["python3"]\n')
     buildah.build(workdir, tag)
     (workdir / "rootfs.tar").unlink()
