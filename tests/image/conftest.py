@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.image import Buildah, build_base, missing_tools
+from bench.image import Buildah, build_base, missing_tools
 from tests.support.paths import REPO
 
 BASE_TAG = "localhost/cne-test-base:python3.11-bookworm"

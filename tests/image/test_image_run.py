@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from bench.image import Container, free_port, wait_metrics
 from cilium_node_exporter import __version__
-from tests.support.image import Container, free_port, wait_metrics
 from tests.support.paths import REPO
 from tests.support.procs import wait_until
 
