@@ -1,12 +1,13 @@
 """One version for everything a release publishes, and its release notes.
 
-The version lives in four places that cannot read each other: the exporter's ``__version__`` (the wheel's
-version, ``--version``, the image tag), the simulator's ``__version__``, and the chart's ``version`` and
-``appVersion`` (static YAML, so that ``helm install ./helm/cilium-node-exporter`` works from a checkout).
-This script is the only writer of all four; a test keeps them equal on every change, and the release
-workflow refuses a tag that differs from them or has no CHANGELOG section.
+The version lives in places that cannot read each other: the exporter's ``__version__`` (the wheel's
+version, ``--version``, the image tag), the simulator's ``__version__``, the chart's ``version`` and
+``appVersion`` (static YAML, so that ``helm install ./helm/cilium-node-exporter`` works from a checkout),
+and the ``VERSION=`` the deploy guide's commands use. This script is the only writer of them all; a test
+keeps them equal on every change, and the release workflow refuses a tag that differs from them or has no
+CHANGELOG section.
 
-    python scripts/release.py version              # print the version; exit 1 if the four places differ
+    python scripts/release.py version              # print the version; exit 1 if the places differ
     python scripts/release.py set 0.2.0            # write it everywhere; CHANGELOG "Unreleased" -> "0.2.0"
     python scripts/release.py check-tag v0.2.0 [--image ghcr.io/OWNER/cilium-node-exporter]
     python scripts/release.py notes 0.2.0          # that version's CHANGELOG section (GitHub release notes)
@@ -32,6 +33,7 @@ PLACES = {
                               r'^(__version__ = ")([^"]+)(")$'),
     "chart version": (CHART, r"^(version: )(\S+)()$"),
     "chart appVersion": (CHART, r'^(appVersion: ")([^"]+)(")$'),
+    "deploy guide VERSION": (REPO / "docs" / "deploy.md", r"^(VERSION=)(\S+)()$"),
 }
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$")
 UNRELEASED = "## [Unreleased]"
