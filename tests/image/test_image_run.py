@@ -7,6 +7,7 @@ Figures (sizes, RSS, build time) are printed by ``bench/image.py``; here they ar
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ import yaml
 
 from bench.image import Container, free_port, wait_metrics
 from cilium_node_exporter import __version__
+from tests.support import deploy_guide
 from tests.support.paths import REPO
 from tests.support.procs import wait_until
 
@@ -149,6 +151,9 @@ def test_serves_metrics_from_the_mounted_hubble_socket_as_non_root(workdir: Path
                 container, port, lambda m: m.value("cilium_node_exporter_source_up", source="hubble") == 1
                 and m.sum("cilium_node_policy_verdicts_total") > 0, what="hubble up and verdicts counted")
             assert metrics.value("cilium_node_hubble_info", version="1.16.7") == 1
+            # docs/deploy.md "Check that it works" greps this; its sampleLimit must leave room.
+            assert re.search(r"^cilium_node_exporter_source_up", metrics.text, re.M)
+            assert len(metrics.samples) < _example_sample_limit() / 10, len(metrics.samples)
             assert container.status("Uid").split() == ["65532"] * 4
             assert container.status("Groups").split() == [str(CILIUM_GID)]
             assert int(container.status("CapEff"), 16) == 0
@@ -162,6 +167,11 @@ def test_serves_metrics_from_the_mounted_hubble_socket_as_non_root(workdir: Path
         simulator.terminate()
         simulator.wait(10)
         sim_log.close()
+
+
+def _example_sample_limit() -> int:
+    values = yaml.safe_load((REPO / "docs/examples/kube-prometheus-stack-values.yaml").read_text())
+    return int(values["serviceMonitor"]["sampleLimit"])
 
 
 def _chart_memory_limit() -> int:
@@ -180,3 +190,29 @@ def test_layers_within_budget(buildah: Any, built: dict[str, Any], workdir: Path
     runtime, venv = layers
     assert venv["size"] <= 40 * 10**6, layers
     assert runtime["size"] + venv["size"] <= 100 * 10**6, layers
+
+
+def test_the_deploy_guides_buildah_commands(buildah: Any, built: dict[str, Any], workdir: Path) -> None:
+    """docs/deploy.md's buildah build + manifest push, as written but for what this machine lacks: its own
+    architecture only (no qemu-user-static here), the local base image (no registry to pull
+    python:3.11-slim-bookworm from), chroot isolation, and an OCI layout instead of a registry."""
+    variables = deploy_guide.variables()
+    (build,) = deploy_guide.command("buildah", "build")
+    (push,) = deploy_guide.command("buildah", "manifest", "push")
+    name = f"{variables['REPO']}:{variables['VERSION']}"
+    assert build == ["buildah", "build", "--layers", "--platform", "linux/amd64,linux/arm64", "--manifest", name, "."]
+    assert push == ["buildah", "manifest", "push", "--all", name, f"docker://{name}"]
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}[os.uname().machine]
+    local = "localhost/cilium-node-exporter-guide:" + variables["VERSION"]
+    buildah("build", "--isolation", "chroot", "--build-arg", f"PYTHON_IMAGE={built['base']}",
+            *[f"linux/{arch}" if a == "linux/amd64,linux/arm64" else local if a == name else a for a in build[2:-1]],
+            str(REPO))
+    layout = workdir / "pushed"
+    buildah(*push[1:4], local, f"oci:{layout}")
+    index = json.loads((layout / "index.json").read_text())
+    blob = lambda digest: json.loads((layout / "blobs/sha256" / digest.split(":")[1]).read_text())  # noqa: E731
+    (manifest_list,) = index["manifests"]
+    manifests = blob(manifest_list["digest"])["manifests"]
+    assert [m["platform"]["architecture"] for m in manifests] == [arch]
+    config = blob(blob(manifests[0]["digest"])["config"]["digest"])["config"]
+    assert config["Entrypoint"] == ENTRYPOINT and config["User"] == "65532:65532"
