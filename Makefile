@@ -18,9 +18,10 @@ $(VENV)/.installed: pyproject.toml simulator/pyproject.toml
 	touch $@
 
 # Debian's real Prometheus, promtool and Alertmanager for the rule and end-to-end tests; buildah, mmdebstrap
-# and runc to build the image from the Dockerfile and run it (tests/image); shellcheck for actionlint.
-SYSTEM_DEPS := prometheus prometheus-alertmanager buildah mmdebstrap runc shellcheck
-SYSTEM_CMDS := promtool prometheus-alertmanager buildah mmdebstrap runc shellcheck
+# and runc to build the image from the Dockerfile and run it, docker-registry to push it and the chart
+# (tests/image, tests/release); shellcheck for actionlint.
+SYSTEM_DEPS := prometheus prometheus-alertmanager buildah mmdebstrap runc docker-registry shellcheck
+SYSTEM_CMDS := promtool prometheus-alertmanager buildah mmdebstrap runc docker-registry shellcheck
 system-deps:
 	@missing=; for c in $(SYSTEM_CMDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \

@@ -12,6 +12,7 @@ import pytest
 
 from bench.image import Buildah, build_base, missing_tools
 from tests.support.paths import REPO
+from tests.support.registry import Registry
 
 BASE_TAG = "localhost/cne-test-base:python3.11-bookworm"
 IMAGE_TAG = "localhost/cilium-node-exporter:test"
@@ -54,3 +55,10 @@ def rootfs(buildah: Buildah, built: dict[str, Any]) -> Path:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    server = Registry(tmp_path_factory.mktemp("registry"))
+    yield server
+    server.stop()
