@@ -3,9 +3,9 @@
 The version lives in places that cannot read each other: the exporter's ``__version__`` (the wheel's
 version, ``--version``, the image tag), the simulator's ``__version__``, the chart's ``version`` and
 ``appVersion`` (static YAML, so that ``helm install ./helm/cilium-node-exporter`` works from a checkout),
-and the ``VERSION=`` the deploy guide's commands use. This script is the only writer of them all; a test
-keeps them equal on every change, and the release workflow refuses a tag that differs from them or has no
-CHANGELOG section.
+and the versions in the deploy guide's and the README's commands. This script is the only writer of them
+all; a test keeps them equal on every change, and the release workflow refuses a tag that differs from
+them or has no CHANGELOG section.
 
     python scripts/release.py version              # print the version; exit 1 if the places differ
     python scripts/release.py set 0.2.0            # write it everywhere; CHANGELOG "Unreleased" -> "0.2.0"
@@ -34,6 +34,7 @@ PLACES = {
     "chart version": (CHART, r"^(version: )(\S+)()$"),
     "chart appVersion": (CHART, r'^(appVersion: ")([^"]+)(")$'),
     "deploy guide VERSION": (REPO / "docs" / "deploy.md", r"^(VERSION=)(\S+)()$"),
+    "README helm install --version": (REPO / "README.md", r"^(  --version )(\S+)( -n kube-system .*)$"),
 }
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$")
 UNRELEASED = "## [Unreleased]"

@@ -165,3 +165,14 @@ def test_uninstall_leaves_nothing_behind() -> None:
     for kind in ("DaemonSet", "Service", "ServiceAccount", "RBAC", "ServiceMonitor", "PrometheusRule",
                  "ConfigMaps"):
         assert kind in section
+
+
+def test_the_readme_installs_the_same_chart_with_the_example_values() -> None:
+    readme = (REPO / "README.md").read_text()
+    (line,) = [ln for ln in readme.replace("\\\n", " ").splitlines() if ln.startswith("helm install ")]
+    argv = line.split()
+    args = _install_args("install")
+    assert argv[2:4] == [args["release"], args["chart"]]
+    assert argv[argv.index("--version") + 1] == args["version"]
+    assert argv[argv.index("-n") + 1] == args["namespace"]
+    assert REPO / argv[argv.index("-f") + 1] == EXAMPLE

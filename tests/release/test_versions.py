@@ -18,7 +18,7 @@ from tests.support.paths import REPO
 SCRIPT = REPO / "scripts" / "release.py"
 FILES = ("exporter/cilium_node_exporter/__init__.py", "simulator/cilium_node_simulator/__init__.py",
          "helm/cilium-node-exporter/Chart.yaml", "helm/cilium-node-exporter/values.yaml", "CHANGELOG.md",
-         "docs/deploy.md")
+         "docs/deploy.md", "README.md")
 
 
 def release(*args: str, root: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -58,6 +58,7 @@ def test_set_writes_every_place_and_dates_the_unreleased_notes(copy: Path) -> No
     chart = (copy / "helm/cilium-node-exporter/Chart.yaml").read_text()
     assert "\nversion: 0.2.0\n" in chart and '\nappVersion: "0.2.0"\n' in chart
     assert "\nVERSION=0.2.0\n" in (copy / "docs/deploy.md").read_text()
+    assert "\n  --version 0.2.0 -n kube-system -f " in (copy / "README.md").read_text()
     changelog = (copy / "CHANGELOG.md").read_text()
     assert re.search(r"^## \[Unreleased\]\n\n## \[0\.2\.0\] - \d{4}-\d{2}-\d{2}\n", changelog, re.M)
     check_keep_a_changelog(changelog)
