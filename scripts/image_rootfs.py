@@ -12,6 +12,9 @@ pip) becomes the image's second layer; this copies into ROOTFS, the first layer,
   /usr/local/lib, which the loader does not search by default);
 - the CA bundle, ``/etc/passwd`` and ``/etc/group`` naming uid/gid 0, 65532 (the image's user) and 65534
   (the chart's ``nonRootUser``), an empty ``/tmp``;
+- bytecode for every module of the venv and the standard library, checked by hash but not against its
+  source (python:*-slim images ship the standard library without .pyc files, and a read-only root file
+  system would make every start compile it again in memory; the image never changes, so unchecked);
 - for every Debian package a copied file belongs to, its dpkg status entry in ``/var/lib/dpkg/status.d/``
   (where SBOM and vulnerability scanners look in distroless images) and its copyright file.
 
@@ -20,7 +23,9 @@ No shell, coreutils, package manager, pip or compiler: the base image's are simp
 
 from __future__ import annotations
 
+import compileall
 import os
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -173,6 +178,14 @@ def write_package_records(packages: set[str], rootfs: Path) -> None:
             copy_path(copyright_file, rootfs, set())
 
 
+def compile_bytecode(tree: Path, runtime_path: Path) -> None:
+    """Write ``__pycache__`` bytecode for ``tree``, which runs at ``runtime_path``."""
+    ok = compileall.compile_dir(tree, quiet=1, ddir=runtime_path, force=True, workers=0,
+                                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    if not ok:
+        raise SystemExit(f"compiling {tree} failed")
+
+
 def write_users(rootfs: Path) -> None:
     etc = rootfs / "etc"
     etc.mkdir(parents=True, exist_ok=True)
@@ -201,6 +214,9 @@ def main(argv: list[str]) -> int:
     stdlib = {Path(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib")}
     for path in sorted(stdlib):
         copy_tree(path, rootfs, copied, STDLIB_SKIP)
+    for path in sorted(stdlib):
+        compile_bytecode(rootfs / path.relative_to("/"), path)
+    compile_bytecode(venv, venv)
     copy_libraries(rootfs, copied, venv)
     write_loader_cache(rootfs, copied)
     if not CA_BUNDLE.is_file():

@@ -1,8 +1,9 @@
 """docs/deploy.md, command by command, where this machine can run it: the chart rendered by the real Helm
 engine with exactly the guide's values file and --set flags (install and upgrade), what uninstall leaves,
-and the published locations the commands name. The image commands (buildah build, manifest push) run in
-tests/image; docker buildx, cosign verify, helm's registry and kubectl need a daemon, a registry or a
-cluster and are checked against the release workflow instead."""
+and the published locations the commands name. The image commands (buildah build, manifest push to a
+registry) run in tests/image, the chart's push and pull in tests/release/test_publish.py; docker buildx,
+cosign verify, ghcr.io and kubectl need a Docker daemon, GitHub or a cluster and are checked against the
+release workflow instead."""
 
 from __future__ import annotations
 

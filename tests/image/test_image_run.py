@@ -213,3 +213,20 @@ def test_the_deploy_guides_buildah_commands(buildah: Any, built: dict[str, Any],
     manifest = registry.get(f"{repository}/manifests/{index['manifests'][0]['digest']}")
     config = registry.get(f"{repository}/blobs/{manifest['config']['digest']}", accept="*/*")["config"]
     assert config["Entrypoint"] == ENTRYPOINT and config["User"] == "65532:65532"
+
+
+def test_every_module_has_bytecode_the_read_only_image_never_rewrites(rootfs: Path) -> None:
+    """PEP 552 flags 0b01: hash-based and not checked against the source, so no start compiles anything."""
+    missing, checked = [], []
+    trees = [next((rootfs / "usr/lib").glob("python3.*")), rootfs / VENV.lstrip("/")]
+    for tree in trees:
+        for source in tree.rglob("*.py"):
+            cached = list((source.parent / "__pycache__").glob(f"{source.stem}.cpython-*.pyc"))
+            if not cached:
+                missing.append(str(source.relative_to(rootfs)))
+                continue
+            flags = int.from_bytes(cached[0].read_bytes()[4:8], "little")
+            if flags != 0b01:
+                checked.append((str(cached[0].relative_to(rootfs)), flags))
+    assert not missing, missing[:20]
+    assert not checked, checked[:20]
