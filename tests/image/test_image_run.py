@@ -183,8 +183,8 @@ def _chart_memory_limit() -> int:
 
 def test_layers_within_budget(buildah: Any, built: dict[str, Any], workdir: Path) -> None:
     """Two layers on nothing: the runtime tree taken from the base, then the venv (ours: the exporter and
-    its runtime dependencies). The venv is the part the 40 MB goal applies to; the whole image stays below
-    what python:3.11-slim-bookworm alone weighs (about 120 MB unpacked)."""
+    its runtime dependencies). The venv is the part the 40 MB goal applies to; the whole image, base
+    included, stays within 100 MB unpacked (bench/image.py prints the figures)."""
     layers = buildah.layers(built["image"], workdir)
     assert [("COPY" in layer["created_by"]) for layer in layers] == [True, True], layers
     runtime, venv = layers
