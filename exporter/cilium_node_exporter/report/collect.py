@@ -23,7 +23,7 @@ from .prom import Client, Labels
 from .series import Query, Series
 
 NodeKey = tuple[str, str]  # (cluster, node)
-ALERT_CHUNK = 86400  # raw ALERTS samples are read one day at a time (bounded answers)
+ALERT_CHUNK = 7 * 86400  # raw ALERTS samples are read a week at a time (bounded answers)
 
 
 @dataclass
@@ -117,8 +117,8 @@ class Collector:
         s = self.series
         node_q, labelled_q, cluster_q = s.node_hourly(), s.node_labelled_hourly(), s.cluster_hourly()
         instant_q = s.reason_nodes(self.period.range)
-        days = math.ceil((self.period.end - self.period.start) / ALERT_CHUNK)
-        self._total = len(node_q) + len(labelled_q) + len(cluster_q) + len(instant_q) + 2 * days + 2
+        chunks = math.ceil((self.period.end - self.period.start) / ALERT_CHUNK)
+        self._total = len(node_q) + len(labelled_q) + len(cluster_q) + len(instant_q) + 2 * chunks + 2
         data = Data(self.period, self.hours)
         data.flags = self.client.flags()
         data.buildinfo = self.client.buildinfo()
@@ -176,36 +176,44 @@ class Collector:
         history: dict[tuple[tuple[str, str], ...], tuple[list[float], list[float]]] = {}
         last_seen: dict[tuple[tuple[str, str], ...], tuple[float, float]] = {}  # key -> (last ts, run start)
         gaps: list[float] = []
-        t = self.period.start
-        while t < self.period.end:
-            end = min(t + ALERT_CHUNK, self.period.end)
+
+        def fetch(t: int, end: int) -> tuple[list[Any], list[Any]]:
             window = f"{end - t}s"
-            for key in history:
-                times, values = history[key]
-                history[key] = (times[-1:], values[-1:])  # the state carried into this chunk
-            for labels, samples in self.client.query(self.series.alerts_for_state(window), end):
-                times, values = history.setdefault(_alert_key(labels), ([], []))
-                for ts, v in samples:
-                    if t < ts <= end:
-                        times.append(ts)
-                        values.append(v)
-            self._tick(f"alert history {_day(t)}")
-            for labels, samples in self.client.query(self.series.alerts_firing(window), end):
-                key = _alert_key(labels)
-                times = [ts for ts, _ in samples if t < ts <= end]
-                gaps.extend(np.diff(times).tolist())
-                for ts in times:
-                    active_at = _active_at(history.get(key), ts)
-                    if active_at is None:  # no ALERTS_FOR_STATE: split runs at gaps
-                        prev, run = last_seen.get(key, (-math.inf, ts))
-                        active_at = run if ts - prev <= RUN_GAP else ts
-                        last_seen[key] = (ts, active_at)
-                    ep = episodes.setdefault((key, active_at), Episode(key, active_at))
-                    ep.first_firing = min(ep.first_firing, ts)
-                    ep.last_firing = max(ep.last_firing, ts)
-                    ep.firing_samples += 1
-            self._tick(f"alerts firing {_day(t)}")
-            t = end
+            states = self.client.query(self.series.alerts_for_state(window), end)
+            self._tick(f"alert history from {_day(t)}")
+            firing = self.client.query(self.series.alerts_firing(window), end)
+            self._tick(f"alerts firing from {_day(t)}")
+            return states, firing
+
+        bounds = [(t, min(t + ALERT_CHUNK, self.period.end)) for t in range(self.period.start, self.period.end,
+                                                                             ALERT_CHUNK)]
+        with ThreadPoolExecutor(self.parallel) as pool:
+            fetched = [(t, end, pool.submit(fetch, t, end)) for t, end in bounds]
+            for t, end, fut in fetched:
+                states, firing = fut.result()
+                for key in history:
+                    times, values = history[key]
+                    history[key] = (times[-1:], values[-1:])  # the state carried into this chunk
+                for labels, samples in states:
+                    times, values = history.setdefault(_alert_key(labels), ([], []))
+                    for ts, v in samples:
+                        if t < ts <= end:
+                            times.append(ts)
+                            values.append(v)
+                for labels, samples in firing:
+                    key = _alert_key(labels)
+                    times = [ts for ts, _ in samples if t < ts <= end]
+                    gaps.extend(np.diff(times).tolist())
+                    for ts in times:
+                        active_at = _active_at(history.get(key), ts)
+                        if active_at is None:  # no ALERTS_FOR_STATE: split runs at gaps
+                            prev, run = last_seen.get(key, (-math.inf, ts))
+                            active_at = run if ts - prev <= RUN_GAP else ts
+                            last_seen[key] = (ts, active_at)
+                        ep = episodes.setdefault((key, active_at), Episode(key, active_at))
+                        ep.first_firing = min(ep.first_firing, ts)
+                        ep.last_firing = max(ep.last_firing, ts)
+                        ep.firing_samples += 1
         data.alert_interval = float(np.median(gaps)) if gaps else 0.0
         data.episodes = sorted(episodes.values(), key=lambda e: (e.labels, e.first_firing))
 

@@ -122,12 +122,12 @@ def _ratio_slo(key: str, title: str, what: str, unit: str, approximation: bool, 
     total_bad = total_all = measured = 0.0
     hours = len(next(iter(per_node.values()))[0])
     fleet_bad = np.zeros(hours)
-    for key, (total, bad, meas) in per_node.items():
+    for node_key, (total, bad, meas) in per_node.items():
         t, b, h = float(_nz(total).sum()), float(_nz(bad).sum()), float(_nz(meas).sum())
         if h <= 0:
             continue
         ratio = b / t if t > 0 else None
-        nodes.append(m.NodeSlo(key[0], key[1], None if ratio is None else 1 - ratio,
+        nodes.append(m.NodeSlo(node_key[0], node_key[1], None if ratio is None else 1 - ratio,
                                None if ratio is None or budget <= 0 else ratio / budget,
                                t - b if kind == "events" else h - b, b, h, bool(eligible_fn(t, h))))
         total_bad += b
@@ -184,9 +184,15 @@ def _ooms(terminated: np.ndarray, oom: np.ndarray, restarts: np.ndarray, start: 
     return out
 
 
-def _slope_per_day(hours: np.ndarray, values: np.ndarray) -> float | None:
+def _slope_per_day(hours: np.ndarray, values: np.ndarray, started: np.ndarray) -> float | None:
+    """Working-set growth per day since the agent last started (a restart resets the trend); None with
+    less than a day of samples since then."""
     ok = np.isfinite(values)
-    if ok.sum() < 48:
+    starts = np.flatnonzero(np.isfinite(started))
+    if starts.size:
+        last = started[starts[-1]]
+        ok &= ~(hours - HOUR < last)
+    if ok.sum() < 24:
         return None
     x = (hours[ok] - hours[ok][0]) / 86400.0
     return float(np.polyfit(x, values[ok], 1)[0])
@@ -364,7 +370,8 @@ class Builder:
             if meas.sum() > 0:
                 per_node[k] = (meas, bad, meas)
             above = np.flatnonzero(bad > 0)
-            slope = _slope_per_day(self.hours.astype(float), c.arr("ws_avg", k) if agent else ws)
+            slope = _slope_per_day(self.hours.astype(float), c.arr("ws_avg", k) if agent else ws,
+                                   c.arr("started" if agent else "envoy_started", k))
             last_ws = ws[np.isfinite(ws)][-1]
             up_f = upper[np.isfinite(upper)]
             last_upper = float(up_f[-1]) if up_f.size else None
@@ -581,7 +588,7 @@ class Builder:
         source_down: dict[str, float] = defaultdict(float)
         for ((k, source), a) in self.data.labelled.get("source_up", {}).items():
             if k in present:
-                source_down[source] += float(((1 - a) * (np.isfinite(a))).clip(0, 1).sum())
+                source_down[source] += float(_nz(1 - a).clip(0, 1).sum())
         notes = []
         period_start, period_end = self.period.start, self.period.end
         if first is None:
