@@ -17,13 +17,14 @@ $(VENV)/.installed: pyproject.toml simulator/pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]' -e ./simulator
 	touch $@
 
-# Debian's real Prometheus, promtool and Alertmanager for the rule and end-to-end tests.
+# Debian's real Prometheus, promtool and Alertmanager for the rule and end-to-end tests; Chromium for the report's.
 system-deps:
-	@if ! command -v promtool >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then \
+	@if ! command -v promtool >/dev/null || ! command -v prometheus-alertmanager >/dev/null \
+	    || ! command -v chromium >/dev/null; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    prometheus prometheus-alertmanager >/dev/null; \
+	    prometheus prometheus-alertmanager chromium fonts-dejavu-core >/dev/null; \
 	fi
 
 demo: setup

@@ -41,9 +41,10 @@ def _svg(fig: Figure, name: str) -> str:
     """The figure as an ``<svg>`` element (no XML prolog), ids unique to ``name``."""
     rcParams["svg.hashsalt"] = name
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
     text = text[text.index("<svg"):]
+    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, count=1, flags=re.S)
     text = re.sub(r'<svg ', f'<svg role="img" aria-label="{name}" class="chart" ', text, count=1)
     return text
 
