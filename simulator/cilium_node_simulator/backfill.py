@@ -24,7 +24,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,12 +45,15 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def openmetrics(series: Iterable[Series]) -> str:
-    """OpenMetrics text: one ``unknown`` family per metric name, samples in time order, ``# EOF``."""
+def openmetrics(series: Iterable[Series], counter: list[int] | None = None) -> str:
+    """OpenMetrics text: one ``unknown`` family per metric name, samples in time order, ``# EOF``
+    (``counter[0]`` grows by the number of samples)."""
     families: dict[str, list[str]] = {}
     for name, labels, samples in series:
         if not samples:
             continue
+        if counter is not None:
+            counter[0] += len(samples)
         lab = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
         prefix = f"{name}{{{lab}}} "
         families.setdefault(name, []).append("".join(f"{prefix}{v!r} {t}\n" for t, v in samples))
@@ -62,12 +65,13 @@ def openmetrics(series: Iterable[Series]) -> str:
     return "".join(out)
 
 
-def write_windows(windows: Iterable[tuple[int, Iterable[Series]]], workdir: Path) -> list[Path]:
+def write_windows(windows: Iterable[tuple[int, Iterable[Series]]], workdir: Path,
+                  counter: list[int] | None = None) -> list[Path]:
     """One OpenMetrics file per window: ``[(window start, series)]`` -> file paths (empty windows skipped)."""
     workdir.mkdir(parents=True, exist_ok=True)
     paths = []
     for start, series in windows:
-        text = openmetrics(series)
+        text = openmetrics(series, counter)
         if text == "# EOF\n":
             continue
         path = workdir / f"{start}.om"
@@ -242,3 +246,73 @@ def verify(prom: Prometheus, rules: list[dict[str, Any]], times: list[int]) -> l
                 if not math.isclose(value, got[key], rel_tol=1e-9, abs_tol=1e-9):
                     problems.append(f"{name}{dict(key)} at {t}: rule {value} backfilled {got[key]}")
     return problems
+
+
+def with_dependencies(pack: list[dict[str, Any]], wanted: Iterable[str]) -> list[dict[str, Any]]:
+    """The rules of ``pack`` recording ``wanted``, and the recorded series those read (transitively)."""
+    names = set(wanted)
+    while True:
+        more = {r2["record"] for r in pack if r["record"] in names for r2 in pack
+                if re.search(r"(?<![\w:])" + re.escape(r2["record"]) + r"(?![\w:])", r["expr"])}
+        if more <= names:
+            return [r for r in pack if r["record"] in names]
+        names |= more
+
+
+@dataclass
+class Backfilled:
+    """A running Prometheus with the fleet's history, and how long each step took."""
+
+    prom: Prometheus
+    timings: dict[str, float]
+    samples: int
+
+
+def backfill_fleet(workdir: Path, fleet: Any, pack: list[dict[str, Any]], wanted: Iterable[str], interval: int,
+                   port: int, workers: int = 2, verify_at: int = 12) -> Backfilled:
+    """Raw series of ``fleet`` (``history.Fleet``), then the recording rules of ``pack`` that record ``wanted``
+    (and what they read) evaluated every ``interval`` seconds; verified at ``verify_at`` instants."""
+    import random
+
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    tsdb = workdir / "tsdb"
+    first = fleet.start - fleet.start % WINDOW
+    windows = ((w, fleet.samples(w, w + WINDOW)) for w in range(first, fleet.end + 1, WINDOW))
+    counter = [0]
+    files = write_windows(windows, workdir / "raw", counter)
+    samples = counter[0]
+    timings["generate"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    create_blocks(files, tsdb, workers)
+    timings["raw blocks"] = time.monotonic() - t0
+    prom = Prometheus(tsdb, port)
+    prom.start()
+    try:
+        t0 = time.monotonic()
+        rules = with_dependencies(pack, wanted)
+        recorded = record(prom, rules, fleet.start, fleet.end, interval, pack)
+        timings["evaluate rules"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        samples += sum(len(s[2]) for s in recorded)
+        files = write_windows(split(recorded, fleet.start, fleet.end), workdir / "recorded")
+        del recorded
+        create_blocks(files, workdir / "recorded-blocks", workers)
+        prom.stop()
+        for block in (workdir / "recorded-blocks").iterdir():
+            shutil.move(str(block), tsdb / block.name)
+        prom.start()
+        timings["recorded blocks"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        rng = random.Random(7)
+        times = sorted(fleet.start + interval * rng.randrange(1, (fleet.end - fleet.start) // interval)
+                       for _ in range(verify_at))
+        problems = verify(prom, rules, times)
+        timings["verify"] = time.monotonic() - t0
+        if problems:
+            raise BackfillError("backfilled recording rules differ from the rule pack's expressions:\n"
+                                + "\n".join(problems[:20]))
+    except BaseException:
+        prom.stop()
+        raise
+    return Backfilled(prom, timings, samples)

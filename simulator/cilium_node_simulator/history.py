@@ -15,6 +15,7 @@ Semantics the truth follows (what Prometheus sees at the scrape times):
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -160,7 +161,7 @@ class Node:
         """Drop events Hubble delivered in [a, b]: none while notifications are off or Hubble is down."""
         cuts = sorted({a, b, *[x for w in self.blind + self.hubble_down for x in (w.start, w.end) if a < x < b]})
         out: dict[str, float] = {}
-        for lo, hi in zip(cuts, cuts[1:], strict=False):
+        for lo, hi in itertools.pairwise(cuts):
             mid = (lo + hi) / 2
             if any(w.has(mid) for w in self.blind + self.hubble_down):
                 continue
@@ -353,3 +354,41 @@ def review_fleet(start: int, days: int = 28, step: int = 150, cluster: str = "re
     ] + [AlertEpisode("CiliumAgentMemoryAboveEnvelope", "warning", "node-b", d(day, 1), d(day, 1, 15), d(day, 2))
          for day in (9, 10, 11)]
     return Fleet(cluster, start, end, step, nodes, alerts)
+
+
+def large_fleet(start: int, nodes: int = 200, days: int = 28, step: int = 300, cluster: str = "bench",
+                seed: int = 1) -> Fleet:
+    """A fleet for benchmarks: mostly healthy nodes; a few incidents, leaks, OOM kills, blind and Hubble-only
+    nodes, an exporter gap or two; a rolling upgrade on day 14 (a node every 10 minutes); alert episodes."""
+    import random
+
+    rng = random.Random(seed)
+    end = start + days * DAY
+    out: list[Node] = []
+    alerts: list[AlertEpisode] = []
+    on_grid = lambda t: start + (t - start) // step * step  # noqa: E731
+    for i in range(nodes):
+        name = f"node-{i:03d}"
+        n = Node(name, start, end, packets=rng.uniform(500, 5000), flows=rng.uniform(100, 600),
+                 base_ws=rng.uniform(250, 380) * MI, upgrade_at=start + 14 * DAY + i * 600)
+        kind = rng.random()
+        if kind < 0.05:
+            t0 = on_grid(start + rng.randrange(days * DAY - DAY))
+            n.incidents.append(Incident(Window(t0, t0 + rng.randrange(1, 8) * HOUR), "CT_MAP_INSERTION_FAILED",
+                                        rng.uniform(0.005, 0.05)))
+            alerts.append(AlertEpisode("CiliumNodeUnexpectedDrops", "warning", name, t0, t0 + 600, t0 + 2 * HOUR))
+        elif kind < 0.08:
+            n.leak_per_day = rng.uniform(10, 40) * MI
+        elif kind < 0.10:
+            t0 = on_grid(start + rng.randrange(DAY, days * DAY - DAY))
+            n.ooms.append(t0)
+            alerts.append(AlertEpisode("CiliumAgentOOMKilled", "critical", name, t0, t0, t0 + 900))
+        elif kind < 0.12:
+            n.agent_source, n.hubble_errors = False, rng.uniform(0.001, 0.1)
+            t0 = start + rng.randrange(days * DAY - DAY)
+            n.blind.append(Window(t0, t0 + rng.randrange(1, 24) * HOUR))
+        elif kind < 0.13:
+            t0 = on_grid(start + rng.randrange(days * DAY - DAY))
+            n.gaps.append(Window(t0, t0 + rng.randrange(1, 12) * HOUR))
+        out.append(n)
+    return Fleet(cluster, start, end, step, out, alerts)

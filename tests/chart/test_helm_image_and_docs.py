@@ -35,7 +35,9 @@ def test_dockerfile_multi_stage_slim_python_311() -> None:
     base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE, re.M)
     assert base and re.fullmatch(r"python:3\.11-slim(-\w+)?", base.group(1))
     assert stages[0][0] == "FROM ${PYTHON_IMAGE} AS build" and stages[1][0] == "FROM ${PYTHON_IMAGE}"
-    assert any(re.match(r"RUN pip wheel --wheel-dir /wheels \.$", i) for i in stages[0])
+    assert any(re.match(r'RUN pip wheel --wheel-dir /wheels "\.\$\{EXTRAS:\+\[\$EXTRAS\]\}"$', i) for i in stages[0])
+    # the DaemonSet image is the core install; EXTRAS=report builds the SLO review's image (docs/report.md)
+    assert re.search(r"^ARG EXTRAS=$", DOCKERFILE, re.M)
 
 
 def test_dockerfile_final_stage_installs_the_wheel_only_and_runs_non_root() -> None:

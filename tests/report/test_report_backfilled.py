@@ -12,14 +12,16 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
+from cilium_node_simulator.backfill import Prometheus
 from cilium_node_simulator.history import DAY, HOUR, MI, NEW_VERSION, OLD_VERSION, Fleet
-from tests.report.backfilled import RULE_INTERVAL, Backfilled, backfill
+from tests.report.backfilled import RULE_INTERVAL, backfill
 from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("report-backfill"), pytest.mark.timeout(600)]
@@ -31,14 +33,20 @@ def run_report(url: str, *args: str, cwd: Path | None = None) -> subprocess.Comp
                           capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
+@dataclass
+class Backfilled:
+    prom: Prometheus
+    fleet: Fleet
+
+
 @pytest.fixture(scope="module")
 def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    b = backfill(tmp_path_factory.mktemp("backfill"))
-    print("backfill timings:", {k: round(v, 1) for k, v in b.timings.items()})
+    done, fleet = backfill(tmp_path_factory.mktemp("backfill"))
+    print("backfill timings:", {k: round(v, 1) for k, v in done.timings.items()}, "samples:", done.samples)
     try:
-        yield b
+        yield Backfilled(done.prom, fleet)
     finally:
-        b.prom.stop()
+        done.prom.stop()
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +119,7 @@ def test_packet_exact_drop_slo(report: dict[str, Any], backfilled: Backfilled) -
     e_err, e_pkts = exact_truth(fleet, ["node-e"])
     assert per_node(s, "node-e")["budget_spent"] == pytest.approx(e_err / e_pkts / 0.001, rel=0.005)
     # ranked: the incident node first; node-f (3 hours) is not ranked although it spent far more
-    assert [w["node"] for w in s["worst"]][0] == "node-e"
+    assert s["worst"][0]["node"] == "node-e"
     assert "node-f" not in [w["node"] for w in s["worst"]]
     f = per_node(s, "node-f")
     assert not f["eligible"] and f["budget_spent"] > 50 and f["measured_hours"] <= 3

@@ -32,8 +32,8 @@ def test_month_is_the_calendar_month() -> None:
 
 
 def test_default_is_the_last_slo_period_in_whole_hours() -> None:
-    p = P.resolve(None, None, None, "28d", now=NOW)
-    assert p.end == ts("2026-11-29T21:00") and p.hours == 28 * 24 and p.label == "the last 28d"
+    p = P.resolve(None, None, None, "28d", now=NOW)  # the hour in progress is the last one
+    assert p.end == ts("2026-11-29T22:00") and p.hours == 28 * 24 and p.label == "the last 28d"
     assert P.resolve(None, None, None, "7d", now=NOW).hours == 7 * 24
 
 
@@ -41,7 +41,9 @@ def test_from_to_and_a_month_in_progress() -> None:
     p = P.resolve(None, "2026-11-01", "2026-11-08T12:30:00Z", "28d", now=NOW)
     assert (p.start, p.end) == (ts("2026-11-01"), ts("2026-11-08T12:00"))
     running = P.resolve("2026-11", None, None, "28d", now=NOW)
-    assert running.end == ts("2026-11-29T21:00") and running.label == "November 2026 so far"
+    assert running.end == ts("2026-11-29T22:00") and running.label == "November 2026 so far"
+    this_hour = P.resolve(None, "2026-11-29T21:40:00Z", None, "28d", now=NOW)  # a demo's few minutes
+    assert (this_hour.start, this_hour.end) == (ts("2026-11-29T21:00"), ts("2026-11-29T22:00"))
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -49,7 +51,7 @@ def test_from_to_and_a_month_in_progress() -> None:
     (("2026-10", "2026-10-01", None), "either --month or --from/--to"),
     ((None, "yesterday", None), "invalid time"),
     (("2027-01", None, None), "starts in the future"),
-    ((None, "2026-11-01T10:00:00Z", "2026-11-01T10:30:00Z"), "at least one hour"),
+    ((None, "2026-11-01T10:10:00Z", "2026-11-01T10:50:00Z"), "at least one hour"),
 ])
 def test_bad_periods(args: tuple, message: str) -> None:
     with pytest.raises(P.PeriodError, match=message):
@@ -90,14 +92,14 @@ def test_unreachable_prometheus() -> None:
 
 
 class _Deny(http.server.BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         ok = self.headers.get("Authorization") == "Bearer good"
         self.send_response(200 if ok else 401)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
         self.wfile.write(b'{"status":"success","data":{"resultType":"vector","result":[]}}' if ok else b"{}")
 
-    do_GET = do_POST  # noqa: N815
+    do_GET = do_POST
 
     def log_message(self, *args: object) -> None:
         pass
@@ -130,7 +132,8 @@ def test_bad_flags() -> None:
     done = report("--prometheus-url", "prometheus:9090")
     assert done.returncode == 2 and "must start with http:// or https://" in done.stderr
     done = report("--prometheus-url", "http://127.0.0.1:1", "--prometheus-tls-cert", "/nonexistent")
-    assert done.returncode == 2 and "--prometheus-tls-cert and --prometheus-tls-key must be given together" in done.stderr
+    assert done.returncode == 2
+    assert "--prometheus-tls-cert and --prometheus-tls-key must be given together" in done.stderr
     done = report("--prometheus-url", "http://127.0.0.1:1", "--rules-config", "/nonexistent.yaml")
     assert done.returncode == 2 and "--rules-config /nonexistent.yaml" in done.stderr
 

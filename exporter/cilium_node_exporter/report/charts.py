@@ -7,6 +7,7 @@ envelope, pages), NOT_MEASURED (time nobody could see), and neutral blues/greys 
 from __future__ import annotations
 
 import io
+import itertools
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -15,10 +16,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from matplotlib import dates as mdates  # noqa: E402
-from matplotlib import rcParams  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
+from matplotlib import dates as mdates
+from matplotlib import rcParams
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 GOOD = "#2e7d32"
 BAD = "#c62828"
@@ -127,7 +128,7 @@ def memory_histogram(memory: dict[str, Any]) -> str:
     if counts:
         lo, hi = memory["envelope_lower"], memory["envelope_upper"]
         colours = [BAD if hi is not None and (e0 * MIB) >= hi else NEUTRAL for e0 in edges[:-1]]
-        ax.bar(edges[:-1], counts, width=[b - a for a, b in zip(edges, edges[1:], strict=False)], align="edge",
+        ax.bar(edges[:-1], counts, width=[b - a for a, b in itertools.pairwise(edges)], align="edge",
                color=colours, edgecolor="white", linewidth=0.4)
         if lo is not None and hi is not None:
             ax.axvspan(lo / MIB, hi / MIB, color=GOOD, alpha=0.12, label="envelope")

@@ -93,7 +93,7 @@ class Collector:
         for labels, values in result:
             arr = np.full(len(self.hours), np.nan)
             for t, v in values:
-                i = int(round((t - start) / HOUR))
+                i = round((t - start) / HOUR)
                 if 0 <= i < len(arr):
                     arr[i] = v
             out.append((labels, arr))

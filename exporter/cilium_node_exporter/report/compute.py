@@ -147,7 +147,7 @@ def _ratio_slo(key: str, title: str, what: str, unit: str, approximation: bool, 
         worst_curve = _budget_curve(w_bad, budget * float(_nz(w_total).sum()))
     not_measured = sum(max(0.0, lifetimes.get((n.cluster, n.node), 0) - n.measured_hours) for n in nodes)
     return m.Slo(key, title, what, kind, approximation, objective, None if ratio is None else 1 - ratio, spent,
-                 None if spent is None else 1 - spent, total_all - total_bad if kind == "events" else total_all - total_bad,
+                 None if spent is None else 1 - spent, total_all - total_bad,
                  total_bad, unit, measured, not_measured, len(nodes), sum(n.eligible for n in nodes), ranking_rule,
                  _budget_curve(fleet_bad, budget * total_all), worst_curve, ranked[:top],
                  sorted(nodes, key=lambda n: (n.cluster, n.node)))
@@ -251,7 +251,8 @@ class Builder:
         lost = _nz(c.arr("hb_lost", k))
         hubble_up = c.lab("source_up", k, "hubble")
         with np.errstate(divide="ignore", invalid="ignore"):
-            lossy = np.where(_nz(hb_t) > 0, lost / np.where(_nz(hb_t) > 0, hb_t, 1), lost > 0) > self.s.lost_events_ratio
+            seen = _nz(hb_t)
+            lossy = np.where(seen > 0, lost / np.where(seen > 0, seen, 1), lost > 0) > self.s.lost_events_ratio
         blind = {
             "drop events off": c.arr("drop_events_on", k) == 0,
             "Hubble filters drops": c.arr("drop_monitored", k) == 0,
@@ -424,7 +425,8 @@ class Builder:
         class_totals: dict[str, dict[str, float]] = {}
         reasons: list[m.Reason] = []
         nodes_per_reason = {
-            src: {(lab.get(self.cluster_label, ""), lab.get("reason", "")): int(v) for lab, v in self.data.instant.get(key, [])}
+            src: {(lab.get(self.cluster_label, ""), lab.get("reason", "")): int(v)
+                  for lab, v in self.data.instant.get(key, [])}
             for src, key in (("datapath", "dp_reason_nodes"), ("hubble", "hb_reason_nodes"))}
         for src, key in (("datapath", "dp_reasons"), ("hubble", "hb_reasons")):
             series = {r: a for (cl, r), a in self.data.cluster.get(key, {}).items() if cl == c.name}
@@ -453,7 +455,8 @@ class Builder:
 
     def hubble(self, c: _Cluster, nodes: list[NodeKey], drop: dict[NodeKey, dict[str, np.ndarray]],
                in_life: dict[NodeKey, np.ndarray]) -> m.Hubble:
-        lost_by_source = {lab: float(_nz(a).sum()) for (cl, lab), a in self.data.cluster.get("lost_by_source", {}).items()
+        lost_by_source = {lab: float(_nz(a).sum())
+                          for (cl, lab), a in self.data.cluster.get("lost_by_source", {}).items()
                           if cl == c.name}
         lost = self._cluster_arr("lost_by_source", c.name)
         flows = float(sum(_nz(c.arr("hb_traffic", k)).sum() for k in nodes))

@@ -82,10 +82,12 @@ def resolve(month_text: str | None, from_text: str | None, to_text: str | None, 
             now: float | None = None) -> Period:
     """The period from the flags: ``--month``, or ``--from``/``--to``, else the last ``default_length``.
 
-    Ends are rounded down to the hour (hourly figures need whole hours); a period that ends in the future
-    stops at the last whole hour.
+    Hourly figures need whole hours: ``--from``/``--to`` are rounded down to the hour, and a period that
+    runs into the future (the default, a month in progress) ends at the next whole hour, its last hour
+    holding the data so far.
     """
-    now_hour = _floor_hour(int(time.time() if now is None else now))
+    now_s = int(time.time() if now is None else now)
+    now_hour = _floor_hour(now_s) + (HOUR if now_s % HOUR else 0)
     if month_text and (from_text or to_text):
         raise PeriodError("use either --month or --from/--to")
     if month_text:
@@ -99,7 +101,7 @@ def resolve(month_text: str | None, from_text: str | None, to_text: str | None, 
             start = end - duration_seconds(default_length)
             label = f"the last {default_length}"
         period = Period(start, end, label)
-    if period.start >= now_hour:
+    if period.start >= now_s:
         raise PeriodError(f"the period starts in the future ({period.iso('start')})")
     if period.end > now_hour:
         period = Period(period.start, now_hour, (period.label + " so far").strip())

@@ -137,7 +137,8 @@ class Client:
         self.stats.series += len(out)
         return out
 
-    def query_range(self, expr: str, start: float, end: float, step: int) -> list[tuple[Labels, list[tuple[float, float]]]]:
+    def query_range(self, expr: str, start: float, end: float,
+                    step: int) -> list[tuple[Labels, list[tuple[float, float]]]]:
         """Range query: ``[(labels, [(t, v), ...])]``."""
         data = self._request("/api/v1/query_range", {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
                                                      "step": str(step)}, form=True)

@@ -10,7 +10,7 @@ from .text import budget, count, hours, mib, mib_per_day, number, pct, state, su
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return out + [""]
+    return [*out, ""]
 
 
 def render_markdown(r: dict[str, Any]) -> str:
@@ -37,8 +37,8 @@ def render_markdown(r: dict[str, Any]) -> str:
             fmt = count if s["kind"] == "events" else hours
             rows = [["all nodes (pooled)", pct(s["achieved"]), budget(s["budget_spent"]), fmt(s["bad"]),
                      hours(s["measured_hours"])]]
-            rows += [[w["node"], pct(w["achieved"]), budget(w["budget_spent"]), fmt(w["bad"]), hours(w["measured_hours"])]
-                     for w in s["worst"]]
+            rows += [[w["node"], pct(w["achieved"]), budget(w["budget_spent"]), fmt(w["bad"]),
+                      hours(w["measured_hours"])] for w in s["worst"]]
             lines += _table(["node", "achieved", "budget spent", unit, "measured"], rows)
         for m in c["memory"]:
             if not m["present"]:
