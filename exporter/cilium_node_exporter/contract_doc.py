@@ -35,8 +35,8 @@ def render() -> str:
         "",
         "Generated from `exporter/cilium_node_exporter/contract.py` by "
         "`python -m cilium_node_exporter.contract_doc`; do not edit by hand.",
-        "The counting rules behind these names are in the metric contract (`../shared/spec/metrics.md`) "
-        "and summarised in the README.",
+        "The counting rules behind these names are summarised in the README (*Metrics*) and applied in "
+        "`exporter/cilium_node_exporter/sources/hubble/decode.py`.",
         "",
         "Series carry no `node`, `namespace` or `pod` label from the exporter: the node is a target label "
         "added by the scrape configuration (`__meta_kubernetes_pod_node_name` → `node`).",

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from cilium_node_simulator import k8s
+from cilium_node_simulator import harness, k8s
 from cilium_node_simulator.events import SpecError
 from cilium_node_simulator.scenario import (
     FORMAT_HELP,
@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        handles = list(k8s.start(args, runtime) or [])
+        handles = harness.start(args, runtime)
         log.info("simulator: scenario %r (%s), Hubble %s on %s, speed %g", scenario.name, scenario.source,
                  server.version, ", ".join(server.addresses()), args.speed)
         if args.bench:

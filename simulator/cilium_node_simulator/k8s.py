@@ -1,7 +1,7 @@
-"""Kubelet, Kubernetes API and agent-metrics endpoints of the simulator.
+"""What the simulator's kubelet, Kubernetes API and agent-metrics endpoints share.
 
-The ``simulate`` command calls :func:`add_arguments` while building its parser and :func:`start`
-once the scenario runtime is running; :func:`start` returns objects with a ``stop()`` method.
+The ``simulate`` command calls :func:`add_arguments` while building its parser, and
+:func:`cilium_node_simulator.harness.start` once the scenario runtime is running.
 
 :class:`AgentPodModel` turns the runtime's ``agent_state()`` (working set, RSS, limit, restarts,
 last termination, running) into what a cluster would show: a pod with a uid and resourceVersions,
@@ -384,7 +384,7 @@ class FakeHandler(BaseHTTPRequestHandler):
         return True
 
 
-# --- the simulate command's hook ---------------------------------------------------------------
+# --- the simulate command's flags ---------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the kubelet / API server / agent-metrics flags to the ``simulate`` parser."""
     g = parser.add_argument_group("kubelet, Kubernetes API and agent metrics endpoints")
@@ -411,92 +411,3 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             + (", no-agent, missing-fields, wrong-shape" if name == "kubelet" else "")
                             + (", gone, gone-http, close-watch" if name == "kubeapi" else "")
                             + " (change at run time: POST /-/fault?kind=...).")
-
-
-def start(args: argparse.Namespace, runtime: Any) -> list[Any]:
-    """Start the endpoints selected by ``args``; return handles with ``stop()``."""
-    wanted = [getattr(args, a, None) is not None for a in ("kubelet_port", "kubeapi_port", "agent_metrics_port")]
-    node = args.sim_node_name or getattr(getattr(runtime, "scenario", None), "node", "") or "sim-1"
-    out = Path(args.write_client_config) if args.write_client_config else None
-    hubble = _hubble_address(args, runtime)
-    if not any(wanted):
-        if out is not None:
-            write_client_config(out, Tokens(), None, {}, node, args.sim_cilium_namespace, hubble)
-        return []
-    handles: list[Any] = []
-    model = AgentPodModel(runtime, node, args.sim_cilium_namespace)
-    model.start()
-    handles.append(model)
-    tokens = Tokens(tuple(args.kubelet_token) or (uuid.uuid4().hex,), args.kubelet_token_file)
-    tls_dir = out or Path(os.environ.get("TMPDIR", "/tmp")) / f"cne-sim-tls-{os.getpid()}"
-    tls = make_tls(tls_dir) if (args.kubelet_port is not None or args.kubeapi_port is not None) else None
-    urls: dict[str, str] = {}
-    if args.kubelet_port is not None:
-        from cilium_node_simulator.kubelet_fake import KubeletFake
-
-        assert tls is not None
-        kubelet = KubeletFake(args.kubelet_port, model, tokens, tls, fault=args.kubelet_fault).start()
-        handles.append(kubelet)
-        urls["kubelet"] = kubelet.url
-    if args.kubeapi_port is not None:
-        from cilium_node_simulator.kubeapi_fake import KubeApiFake
-
-        assert tls is not None
-        api = KubeApiFake(args.kubeapi_port, model, tokens, tls, fault=args.kubeapi_fault,
-                          envelope_annotation=args.node_envelope_annotation).start()
-        handles.append(api)
-        urls["kubeapi"] = api.url
-    if args.agent_metrics_port is not None:
-        from cilium_node_simulator.agent_metrics_fake import AgentMetricsFake
-
-        agent = AgentMetricsFake(args.agent_metrics_port, model, fault=args.agent_metrics_fault).start()
-        handles.append(agent)
-        urls["agent-metrics"] = agent.url + "/metrics"
-    for name, url in urls.items():
-        log.info("simulator %s endpoint at %s", name, url)
-    if out is not None:
-        write_client_config(out, tokens, tls, urls, node, args.sim_cilium_namespace, hubble)
-    return handles
-
-
-def _hubble_address(args: argparse.Namespace, runtime: Any) -> str | None:
-    """The exporter's ``--hubble-address`` for the simulator's Hubble server (unix socket first)."""
-    if getattr(args, "hubble_socket", ""):
-        return f"unix://{os.path.abspath(args.hubble_socket)}"
-    server = getattr(runtime, "server", None)
-    if getattr(args, "hubble_tcp", "") and server is not None and not getattr(server, "tls", None):
-        return f"{server.tcp[0]}:{server.tcp_port}"
-    return None
-
-
-def write_client_config(out: Path, tokens: Tokens, tls: TlsFiles | None, urls: dict[str, str], node: str,
-                        namespace: str, hubble_address: str | None = None) -> None:
-    """Files the exporter needs to talk to the fakes: token, ca.crt, kubeconfig, exporter.flags."""
-    out.mkdir(parents=True, exist_ok=True)
-    token = ""
-    if "kubelet" in urls or "kubeapi" in urls:
-        token = sorted(tokens.tokens)[0] if tokens.tokens else Path(tokens.token_file).read_text().strip()
-        (out / "token").write_text(token + "\n")
-    flags = [f"--node-name={node}", f"--cilium-namespace={namespace}"]
-    if hubble_address:
-        flags.append(f"--hubble-address={hubble_address}")
-    if tls is not None and tls.ca != out / "ca.crt":
-        (out / "ca.crt").write_bytes(tls.ca.read_bytes())
-    if "kubelet" in urls:
-        flags += [f"--kubelet-address={urls['kubelet']}", f"--kubelet-token-file={out / 'token'}",
-                  f"--kubelet-ca={out / 'ca.crt'}"]
-    if "kubeapi" in urls:
-        kubeconfig = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "sim",
-            "clusters": [{"name": "sim", "cluster": {"server": urls["kubeapi"],
-                                                     "certificate-authority": str(out / "ca.crt")}}],
-            "users": [{"name": "sim", "user": {"token": token}}],
-            "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": "sim", "namespace": namespace}}],
-        }
-        (out / "kubeconfig").write_text(json.dumps(kubeconfig, indent=2) + "\n")
-        # The exporter's in-cluster path (what runs in a pod), pointed at the fake; `kubeconfig` is for --kubeconfig.
-        flags += [f"--apiserver-address={urls['kubeapi']}", f"--apiserver-token-file={out / 'token'}",
-                  f"--apiserver-ca={out / 'ca.crt'}"]
-    if "agent-metrics" in urls:
-        flags.append(f"--agent-metrics-address={urls['agent-metrics']}")
-    (out / "exporter.flags").write_text("\n".join(flags) + "\n")

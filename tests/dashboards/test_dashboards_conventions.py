@@ -1,4 +1,4 @@
-"""Team conventions and issue-5 content of the three dashboards (committed JSON)."""
+"""Team conventions and required content of the three dashboards (committed JSON)."""
 
 from __future__ import annotations
 
