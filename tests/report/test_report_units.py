@@ -31,6 +31,11 @@ def test_month_is_the_calendar_month() -> None:
     assert (p.start, p.end, p.hours, p.label) == (ts("2026-10-01"), ts("2026-11-01"), 31 * 24, "October 2026")
 
 
+def test_last_month() -> None:
+    p = P.resolve("last", None, None, "28d", now=NOW)
+    assert (p.start, p.end, p.label) == (ts("2026-10-01"), ts("2026-11-01"), "October 2026")
+
+
 def test_default_is_the_last_slo_period_in_whole_hours() -> None:
     p = P.resolve(None, None, None, "28d", now=NOW)  # the hour in progress is the last one
     assert p.end == ts("2026-11-29T22:00") and p.hours == 28 * 24 and p.label == "the last 28d"

@@ -90,7 +90,10 @@ def resolve(month_text: str | None, from_text: str | None, to_text: str | None, 
     now_hour = _floor_hour(now_s) + (HOUR if now_s % HOUR else 0)
     if month_text and (from_text or to_text):
         raise PeriodError("use either --month or --from/--to")
-    if month_text:
+    if month_text in ("last", "previous"):
+        first = datetime.fromtimestamp(now_s, UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        period = month((first - timedelta(days=1)).strftime("%Y-%m"))
+    elif month_text:
         period = month(month_text)
     else:
         end = _floor_hour(parse_time(to_text)) if to_text else now_hour
