@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Prometheus query URL (the prefix of /api/v1: http://prometheus:9090, a Thanos Query URL, "
                         "or Mimir's https://mimir/prometheus)")
     period = p.add_argument_group("period (UTC, whole hours; default: the last sloPeriod, 28d)")
-    period.add_argument("--month", metavar="YYYY-MM", help="a calendar month, e.g. 2026-10 ('last': the previous month)")
+    period.add_argument("--month", metavar="YYYY-MM",
+                        help="a calendar month, e.g. 2026-10 ('last': the previous month)")
     period.add_argument("--from", dest="from_", metavar="TIME", help="start: 2026-10-01, RFC 3339 or Unix seconds")
     period.add_argument("--to", metavar="TIME", help="end (default: now)")
     p.add_argument("--cluster", help="only this cluster (value of the cluster label)")
