@@ -133,6 +133,40 @@ def test_auth_failures(auth_server: str, tmp_path: Path) -> None:
     assert done.returncode == 4 and "no cilium-node-exporter data" in done.stderr
 
 
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server (a trustme CA's certificate for 127.0.0.1) that accepts the bearer token "good"."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Deny)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", ca_file
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_tls(tls_server: tuple[str, Path], tmp_path: Path) -> None:
+    url, ca_file = tls_server
+    token = tmp_path / "token"
+    token.write_text("good")
+    done = report("--prometheus-url", url, "--bearer-token-file", str(token), "-o", "-")
+    assert done.returncode == 3 and "TLS handshake with" in done.stderr and "--prometheus-ca" in done.stderr
+    for flags in (("--prometheus-ca", str(ca_file)), ("--prometheus-insecure-skip-verify",)):
+        done = report("--prometheus-url", url, "--bearer-token-file", str(token), *flags, "-o", "-")
+        assert done.returncode == 4 and "no cilium-node-exporter data" in done.stderr, (flags, done.stderr)
+
+
 def test_bad_flags() -> None:
     done = report("--prometheus-url", "prometheus:9090")
     assert done.returncode == 2 and "must start with http:// or https://" in done.stderr

@@ -63,9 +63,10 @@ class Client:
                                       f"{flag} {path}: no such file")
         self.session = requests.Session()
         self.session.headers.update({"User-Agent": "cilium-node-exporter-report", **self.headers})
-        self.session.verify = False if self.insecure_skip_verify else (self.ca_file or True)
+        # per request: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override a session's verify
+        self.tls: dict[str, Any] = {"verify": False if self.insecure_skip_verify else (self.ca_file or True)}
         if self.cert_file:
-            self.session.cert = (self.cert_file, self.key_file)
+            self.tls["cert"] = (self.cert_file, self.key_file)
         if self.insecure_skip_verify:
             import urllib3
 
@@ -83,11 +84,12 @@ class Client:
         started = time.monotonic()
         try:
             if form:
-                resp = self.session.post(url, data=params, headers=self._auth(), timeout=self.timeout)
+                resp = self.session.post(url, data=params, headers=self._auth(), timeout=self.timeout, **self.tls)
                 if resp.status_code == 405:  # a proxy that only allows GET
-                    resp = self.session.get(url, params=params, headers=self._auth(), timeout=self.timeout)
+                    resp = self.session.get(url, params=params, headers=self._auth(), timeout=self.timeout,
+                                            **self.tls)
             else:
-                resp = self.session.get(url, params=params, headers=self._auth(), timeout=self.timeout)
+                resp = self.session.get(url, params=params, headers=self._auth(), timeout=self.timeout, **self.tls)
         except requests.exceptions.SSLError as exc:
             raise PrometheusError("tls", f"TLS handshake with {self.url} failed: {_root(exc)} (check "
                                   "--prometheus-ca, --prometheus-tls-cert/--prometheus-tls-key, or "
