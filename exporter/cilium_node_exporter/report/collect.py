@@ -157,6 +157,7 @@ class Collector:
                 result, used = fut.result()
                 data.used.append(used)
                 data.instant[q.key] = [(lab, float(v)) for lab, v in result]
+        self._envoy_time_above(data)
         objectives = self.client.query(s.objectives().expr, self.period.end)
         data.objectives = {lab.get("slo", ""): float(v) for lab, v in objectives if math.isfinite(float(v))}
         self._tick("objectives recorded by the rule pack")
@@ -165,6 +166,36 @@ class Collector:
         self._tick("oldest sample in the TSDB")
         self._alerts(data)
         return data
+
+    def _envoy_time_above(self, data: Data, batch: int = 20) -> None:
+        """cilium-envoy's share of time above the near-limit ratio: 0 in hours whose peak stayed below it, a
+        per-minute subquery only for the nodes and hours whose peak crossed it (subqueries over a whole fleet
+        and month are what would make the report slow)."""
+        peak = data.node.get("envoy_peak", {})
+        ratio = float(self.series.config["memoryNearLimitRatio"])
+        data.node["envoy_bad"] = {k: np.where(np.isfinite(a), 0.0, np.nan) for k, a in peak.items()}
+        data.node["envoy_samples"] = {k: np.where(np.isfinite(a), 1.0, np.nan) for k, a in peak.items()}
+        flagged = {k: np.flatnonzero(np.nan_to_num(a) > ratio) for k, a in peak.items()}
+        flagged = {k: v for k, v in flagged.items() if v.size}
+        keys = sorted(flagged)
+        expr = ""
+        for i in range(0, len(keys), batch):
+            group = keys[i: i + batch]
+            first = min(int(flagged[k][0]) for k in group)
+            last = max(int(flagged[k][-1]) for k in group)
+            q = self.series.envoy_above(sorted({k[1] for k in group}))
+            expr = q.expr
+            result = self.client.query_range(q.expr, float(self.hours[first]), float(self.hours[last]), HOUR)
+            for labels, values in result:
+                key = self._node_key(labels)
+                if key not in flagged:
+                    continue
+                for t, v in values:
+                    idx = round((t - self.hours[0]) / HOUR)
+                    if idx in set(flagged[key].tolist()) and np.isfinite(v):
+                        data.node["envoy_bad"][key][idx] = v
+        data.used.append(Used("envoy_bad", "share of the hour with cilium-envoy near its limit",
+                              "raw" if peak else "none", "", expr or "(no hour's peak crossed the ratio)"))
 
     def _alerts(self, data: Data) -> None:
         """Alert episodes from raw ALERTS_FOR_STATE (value = active since) and ALERTS{alertstate=firing}.

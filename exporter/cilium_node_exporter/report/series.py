@@ -144,9 +144,7 @@ class Series:
         upper_raw = f"max by ({by}) ({self.raw(c.ENVELOPE_UPPER)})"
         kubelet_up = f"max by ({by}) ({self.raw(c.SOURCE_UP, KUBELET)})"
         mem_err_raw = f"(({ws_raw} > bool {upper_raw}) or ({kubelet_up} == 1 unless {ws_raw}))"
-        ratio = self.config["memoryNearLimitRatio"]
-        envoy_bad = (f"(max by ({by}) ({self.raw(c.ENVOY_WORKING_SET)}) / max by ({by}) "
-                     f"({self.raw(c.ENVOY_LIMIT)}) > bool {ratio})")
+        # fallback only (no recorded envelope error): a subquery at 5m, evaluated 12 times an hour
         return [
             Query("present", "samples of the exporter's build_info (exporter scraped)",
                   f"count by ({by}) (count_over_time({self.raw(c.BUILD_INFO)}[{HOUR}]))"),
@@ -166,10 +164,10 @@ class Series:
                   inc(c.DATAPATH_RATELIMIT_DROPPED)),
             Query("mem_bad", "share of the hour with the agent above its envelope",
                   f"max by ({by}) (avg_over_time({self.rec(MEMORY_ENVELOPE_ERROR)}[{HOUR}]))", MEMORY_ENVELOPE_ERROR,
-                  Query("mem_bad", "", f"max by ({by}) (avg_over_time({mem_err_raw}[{HOUR}:1m]))")),
+                  Query("mem_bad", "", f"max by ({by}) (avg_over_time({mem_err_raw}[{HOUR}:5m]))")),
             Query("mem_samples", "samples of the envelope error in the hour (measured time)",
                   f"max by ({by}) (count_over_time({self.rec(MEMORY_ENVELOPE_ERROR)}[{HOUR}]))", MEMORY_ENVELOPE_ERROR,
-                  Query("mem_samples", "", f"max by ({by}) (count_over_time({mem_err_raw}[{HOUR}:1m]))")),
+                  Query("mem_samples", "", f"max by ({by}) (count_over_time({mem_err_raw}[{HOUR}:5m]))")),
             Query("ws_max", "agent working set, maximum in the hour",
                   f"max by ({by}) (max_over_time({self.rec(WORKING_SET)}[{HOUR}]))", WORKING_SET,
                   Query("ws_max", "", f"max by ({by}) (max_over_time({self.raw(c.AGENT_WORKING_SET)}[{HOUR}]))")),
@@ -199,10 +197,9 @@ class Series:
                   f"max by ({by}) (max_over_time({self.raw(c.ENVOY_WORKING_SET)}[{HOUR}]))"),
             Query("envoy_limit", "cilium-envoy memory limit",
                   f"max by ({by}) (max_over_time({self.raw(c.ENVOY_LIMIT)}[{HOUR}]))"),
-            Query("envoy_bad", f"share of the hour with cilium-envoy above {ratio} of its limit",
-                  f"max by ({by}) (avg_over_time({envoy_bad}[{HOUR}:1m]))"),
-            Query("envoy_samples", "minutes with cilium-envoy working set and limit known",
-                  f"max by ({by}) (count_over_time({envoy_bad}[{HOUR}:1m]))"),
+            Query("envoy_peak", "cilium-envoy's highest working set in the hour over its limit",
+                  f"max by ({by}) (max_over_time({self.raw(c.ENVOY_WORKING_SET)}[{HOUR}])) / max by ({by}) "
+                  f"(max_over_time({self.raw(c.ENVOY_LIMIT)}[{HOUR}]))"),
             Query("envoy_restarts", "cilium-envoy restart count at the end of the hour",
                   f"max by ({by}) (last_over_time({self.raw(c.ENVOY_RESTARTS)}[{HOUR}]))"),
             Query("envoy_terminated_at", "when cilium-envoy last terminated",
@@ -210,6 +207,17 @@ class Series:
             Query("envoy_oom_reason", "cilium-envoy's last termination was an OOM kill",
                   f"max by ({by}) (last_over_time({self.raw(c.ENVOY_LAST_TERMINATED_REASON, OOM)}[{HOUR}]))"),
         ]
+
+    def envoy_above(self, nodes: list[str]) -> Query:
+        """Share of each hour with cilium-envoy above ``memoryNearLimitRatio`` of its limit, for ``nodes`` only
+        (a subquery evaluated every minute: run only where the hourly peak crossed the ratio)."""
+        by = self.by()
+        regex = "|".join(re.escape(n) for n in nodes).replace("\\", "\\\\").replace('"', '\\"')
+        node = f'{self.node}=~"{regex}"'
+        bad = (f"(max by ({by}) ({self.raw(c.ENVOY_WORKING_SET, node)}) / max by ({by}) "
+               f"({self.raw(c.ENVOY_LIMIT, node)}) > bool {self.config['memoryNearLimitRatio']})")
+        return Query("envoy_bad", "share of the hour with cilium-envoy near its limit",
+                     f"max by ({by}) (avg_over_time({bad}[{HOUR}:1m]))")
 
     def node_labelled_hourly(self) -> list[Query]:
         """Per (cluster, node, <label>) queries evaluated at every hour."""
