@@ -317,3 +317,16 @@ def test_html_renders_in_chromium(reports: dict[str, Path], report: dict[str, An
     for figure in ("node-e", "node-b", "CiliumAgentOOMKilled", "1.17.2", "not measured", "approximation",
                    "Source hubble was down for 3 node-hour(s)", "burndown"):
         assert figure in dom.stdout, figure
+
+
+def test_a_period_the_data_covers_only_partly(backfilled: Backfilled, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    done = run_report(backfilled.prom.url, "--from", "2026-01-25", "--to", "2026-02-05", "--format", "json",
+                      "-o", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    r = json.loads(out.read_text())
+    notes = r["clusters"][0]["coverage"]["notes"]
+    # the first scrape is at 2026-02-01 00:00, the end of the hour from 2026-01-31 23:00
+    assert any(n.startswith("No data before 2026-01-31 23:00 UTC: the first 7.0 days") for n in notes), notes
+    assert r["clusters"][0]["coverage"]["days_without_data"] == [f"2026-01-{d}" for d in range(25, 31)]
+    assert slo(r, "drop-ratio")["measured_hours"] <= 5 * 4 * 24  # four days of five agent nodes at most
