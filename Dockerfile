@@ -10,19 +10,22 @@
 # PYTHON_IMAGE may be any Debian-based CPython >= 3.11 image with pip, venv and ldd (python:*-slim-*).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG EXTRAS=
 
 FROM ${PYTHON_IMAGE} AS build
+ARG EXTRAS
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
-RUN pip wheel --wheel-dir /wheels .
+RUN pip wheel --wheel-dir /wheels ".${EXTRAS:+[$EXTRAS]}"
 
 FROM ${PYTHON_IMAGE} AS install
+ARG EXTRAS
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python3 -m venv /opt/cilium-node-exporter \
-    && /opt/cilium-node-exporter/bin/pip install --no-index --find-links=/wheels cilium-node-exporter \
+    && /opt/cilium-node-exporter/bin/pip install --no-index --find-links=/wheels "cilium-node-exporter${EXTRAS:+[$EXTRAS]}" \
     && /opt/cilium-node-exporter/bin/pip uninstall --yes pip setuptools
 COPY scripts/image_rootfs.py /usr/local/share/image_rootfs.py
 RUN python3 -B /usr/local/share/image_rootfs.py /opt/cilium-node-exporter /rootfs

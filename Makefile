@@ -19,9 +19,9 @@ $(VENV)/.installed: pyproject.toml simulator/pyproject.toml
 
 # Debian's real Prometheus, promtool and Alertmanager for the rule and end-to-end tests; buildah, mmdebstrap
 # and runc to build the image from the Dockerfile and run it, docker-registry to push it and the chart
-# (tests/image, tests/release); shellcheck for actionlint.
-SYSTEM_DEPS := prometheus prometheus-alertmanager buildah mmdebstrap runc docker-registry shellcheck
-SYSTEM_CMDS := promtool prometheus-alertmanager buildah mmdebstrap runc docker-registry shellcheck
+# (tests/image, tests/release); shellcheck for actionlint; Chromium to render the SLO report (tests/report).
+SYSTEM_DEPS := prometheus prometheus-alertmanager buildah mmdebstrap runc docker-registry shellcheck chromium fonts-dejavu-core
+SYSTEM_CMDS := promtool prometheus-alertmanager buildah mmdebstrap runc docker-registry shellcheck chromium
 system-deps:
 	@missing=; for c in $(SYSTEM_CMDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \
@@ -53,6 +53,7 @@ bench: setup
 	$(PY) bench/hubble_stream.py
 	$(PY) bench/exporter_rss.py
 	$(PY) bench/install_size.py
+	$(PY) bench/report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
