@@ -144,7 +144,7 @@ def test_row7_amplifying_api_server_list_is_refused_within_memory(tmp_path: Path
     server = EvilServer(answer(body, chunked=True))
     try:
         with Exporter(tmp_path, "--sources=apiserver", f"--apiserver-address={server.url()}",
-                      "--apiserver-token-file=") as exp:
+                      "--apiserver-token-file=", "--envoy=false") as exp:  # one list to watch
             m = exp.wait_metrics(lambda m: m.value(UP, source="apiserver") == 0)
             assert errors(m, "apiserver") == {"protocol": 1} and exp.log_count("larger than") == 1
             time.sleep(2.5)  # a retry or two (backoff 1 s, 2 s): memory does not grow per retry

@@ -48,7 +48,9 @@ def _uint(memory: dict[str, Any], key: str) -> int | None:
 def check_node(doc: Any, node_name: str) -> None:
     """Raise :class:`SourceError` (``protocol``) unless the Summary is this node's: a kubelet address that
     reaches another node must not export that node's containers as ours."""
-    node = doc.get("node") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or not isinstance(doc.get("pods", []), list | type(None)):
+        raise SourceError("protocol", "kubelet summary: not a Summary object (no pods list)")
+    node = doc.get("node")
     reported = node.get("nodeName") if isinstance(node, dict) else None
     if reported != node_name:
         raise SourceError("protocol", f"kubelet summary: node.nodeName is {str(reported)[:100]!r}, not this "
