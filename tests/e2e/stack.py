@@ -117,7 +117,8 @@ class Stack:
         self.am_url = ""
 
     # --- Prometheus and Alertmanager ---------------------------------------------------------------
-    def start_monitoring(self, webhook_url: str) -> None:
+    def start_monitoring(self, webhook_url: str, alertmanager: dict[str, Any] | None = None) -> None:
+        """Start Alertmanager (``alertmanager``, else :func:`alertmanager_config`) and Prometheus with the pack."""
         require_binaries()
         rules_dir = self.workdir / "rules"
         rules_dir.mkdir()
@@ -127,7 +128,7 @@ class Stack:
         (rules_dir / "default-recording-extras.rules.yaml").write_text(yaml.safe_dump(extras, sort_keys=False))
         am_port, prom_port = free_port(), free_port()
         am_cfg = self.workdir / "alertmanager.yml"
-        am_cfg.write_text(yaml.safe_dump(alertmanager_config(webhook_url), sort_keys=False))
+        am_cfg.write_text(yaml.safe_dump(alertmanager or alertmanager_config(webhook_url), sort_keys=False))
         self.procs.start("alertmanager", [
             ALERTMANAGER, f"--config.file={am_cfg}", f"--storage.path={self.workdir / 'am-data'}",
             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=", "--log.level=warn"])
