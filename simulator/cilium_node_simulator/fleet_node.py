@@ -56,8 +56,8 @@ from cilium_node_simulator.truth import GroundTruth
 HUBBLE_SOCKET = "/var/run/cilium/hubble.sock"
 # Hubble's ring of a default install (hubble-event-buffer-capacity 4095).
 RING_CAPACITY = 4095
-# The runtime's tick: how often a node's counters advance (Prometheus scrapes every second).
-TICK = 0.5
+# The runtime's tick: how often a node's counters advance (Prometheus scrapes every 1-2 s).
+TICK = 1.0
 _TABLES = ("drops", "verdicts", "l7", "lost", "events", "label_overflow")
 
 

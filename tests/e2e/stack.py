@@ -117,15 +117,18 @@ class Stack:
         self.am_url = ""
 
     # --- Prometheus and Alertmanager ---------------------------------------------------------------
-    def start_monitoring(self, webhook_url: str, alertmanager: dict[str, Any] | None = None) -> None:
-        """Start Alertmanager (``alertmanager``, else :func:`alertmanager_config`) and Prometheus with the pack."""
+    def start_monitoring(self, webhook_url: str, alertmanager: dict[str, Any] | None = None,
+                         dashboard_rules: bool = True) -> None:
+        """Start Alertmanager (``alertmanager``, else :func:`alertmanager_config`) and Prometheus with the pack
+        (and, with ``dashboard_rules``, the default pack's recording rules the dashboards read)."""
         require_binaries()
         rules_dir = self.workdir / "rules"
         rules_dir.mkdir()
         accelerated = build_groups(ACCELERATED)
         (rules_dir / "accelerated.rules.yaml").write_text(render_rules(ACCELERATED))
-        extras = {"groups": default_recording_extras(accelerated)}
-        (rules_dir / "default-recording-extras.rules.yaml").write_text(yaml.safe_dump(extras, sort_keys=False))
+        if dashboard_rules:
+            extras = {"groups": default_recording_extras(accelerated)}
+            (rules_dir / "default-recording-extras.rules.yaml").write_text(yaml.safe_dump(extras, sort_keys=False))
         am_port, prom_port = free_port(), free_port()
         am_cfg = self.workdir / "alertmanager.yml"
         am_cfg.write_text(yaml.safe_dump(alertmanager or alertmanager_config(webhook_url), sort_keys=False))
