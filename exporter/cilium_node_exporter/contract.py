@@ -38,14 +38,17 @@ def _m(name: str, type_: str, help_: str, labels: tuple[str, ...] = (), optional
 
 # --- datapath events (Hubble) ---------------------------------------------------------------
 DROPS = _m("cilium_node_drops_total", "counter",
-           "Packets dropped on this node, from Hubble drop notifications (event type 1 only).",
+           "Packets dropped on this node, from Hubble drop notifications (event type 1 only: one per dropped "
+           "packet); direction is the packet's at the endpoint, not the agent datapath's.",
            ("reason", "direction"), ("protocol", "endpoint_namespace"), "hubble")
 POLICY_VERDICTS = _m("cilium_node_policy_verdicts_total", "counter",
-                     "Policy verdicts on this node: type-5 events (host and, by default, health identities "
-                     "excluded) and L7 requests (match=l7/<protocol>).",
+                     "Policy verdicts on this node: type-5 events (allowed: one per new connection, dropped: one per "
+                     "packet, only where policy is enforced; host and, by default, health identities excluded) and "
+                     "L7 requests, once per REQUEST flow (match=l7/<protocol>).",
                      ("direction", "match", "action"), ("endpoint_namespace", "policy"), "hubble")
 L7_REQUESTS = _m("cilium_node_l7_requests_total", "counter",
-                 "L7 requests seen by the proxy on this node (L7 type REQUEST), by method and verdict.",
+                 "L7 requests seen by the proxy on this node, once per REQUEST flow (a denied HTTP request and its "
+                 "403 response count once, as dropped; a Kafka request once per topic), by method and verdict.",
                  ("protocol", "method", "direction", "action"), ("endpoint_namespace",), "hubble")
 LOST_EVENTS = _m("cilium_node_hubble_lost_events_total", "counter",
                  "Events Hubble reported lost (sum of num_events_lost); hubble_ring_buffer means this "
@@ -58,19 +61,23 @@ BUFFER_FLOWS = _m("cilium_node_hubble_buffer_flows", "gauge",
                   "Events currently held in Hubble's ring buffer (ServerStatus.num_flows).", (), (), "hubble")
 BUFFER_CAPACITY = _m("cilium_node_hubble_buffer_capacity_flows", "gauge",
                      "Capacity of Hubble's ring buffer (ServerStatus.max_flows).", (), (), "hubble")
-HUBBLE_INFO = _m("cilium_node_hubble_info", "gauge", "Hubble server version on this node (always 1).",
+HUBBLE_INFO = _m("cilium_node_hubble_info", "gauge",
+                 "Hubble server version on this node (ServerStatus.version, e.g. cilium v1.16.15+g1a2b3c4d; always 1).",
                  ("version",), (), "hubble")
 
 # --- datapath packets (agent metrics endpoint) -------------------------------------------------
 DATAPATH_DROPPED = _m("cilium_node_datapath_dropped_packets_total", "counter",
                       "Packets dropped by the datapath, from the agent's BPF metrics map "
-                      "(cilium_drop_count_total), reason as DropReason enum name.",
+                      "(cilium_drop_count_total), reason as DropReason enum name (REASON_<n> for an agent string "
+                      "\"<n>, <ext>\"); direction ingress, egress, service or unknown: the map's, not Hubble's.",
                       ("reason", "direction"), (), "agent")
 DATAPATH_FORWARDED = _m("cilium_node_datapath_forwarded_packets_total", "counter",
-                        "Packets forwarded by the datapath (cilium_forward_count_total).",
+                        "Packets forwarded by the datapath (cilium_forward_count_total); direction ingress, egress, "
+                        "service or unknown.",
                         ("direction",), (), "agent")
 BPF_MAP_PRESSURE = _m("cilium_node_bpf_map_pressure", "gauge",
-                      "Fill ratio of a BPF map (cilium_bpf_map_pressure), 0 to 1.", ("map_name",), (), "agent")
+                      "Fill ratio of a BPF map (cilium_bpf_map_pressure), 0 to 1; present only above the map's "
+                      "threshold: absent means below it or unknown, never 0.", ("map_name",), (), "agent")
 
 # --- agent memory and lifecycle (kubelet, API server) ------------------------------------------
 AGENT_WORKING_SET = _m("cilium_node_agent_memory_working_set_bytes", "gauge",
@@ -157,7 +164,8 @@ SOURCE_UP = _m("cilium_node_exporter_source_up", "gauge",
                "until a source's first attempt has completed).",
                ("source",))
 SOURCE_ERRORS = _m("cilium_node_exporter_source_errors_total", "counter",
-                   "Errors talking to a source, by bounded reason.", ("source", "reason"))
+                   "Errors talking to a source, by bounded reason (rejected: Hubble refused the GetFlows request; "
+                   "the exporter retried once without a field mask).", ("source", "reason"))
 EVENTS = _m("cilium_node_exporter_events_total", "counter",
             "Messages received from the Hubble stream, by kind.", ("kind",))
 HUBBLE_RECONNECTS = _m("cilium_node_exporter_hubble_reconnects_total", "counter",

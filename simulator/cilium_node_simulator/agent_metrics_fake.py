@@ -18,9 +18,12 @@ from typing import Any
 from cilium_node_simulator.k8s import AgentPodModel, FakeHandler, FakeServer
 from cilium_node_simulator.scenario import DEFAULT_MAP_PRESSURE
 
+# Labels as pkg/maps/metricsmap/metricsmap.go writes them: reason = pkg/monitor/api/drop.go DropReasonExt
+# ("<code>, <ext>" for a code the agent has no string for), direction INGRESS/EGRESS/SERVICE/UNKNOWN.
 DEFAULT_DROP_RATES = {("Policy denied", "INGRESS"): 3.0, ("Policy denied", "EGRESS"): 1.0,
-                      ("Stale or unroutable IP", "INGRESS"): 0.2, ("Some future reason", "EGRESS"): 0.1}
-DEFAULT_FORWARD_RATES = {"INGRESS": 800.0, "EGRESS": 1200.0}
+                      ("Stale or unroutable IP", "INGRESS"): 0.2, ("Service backend not found", "SERVICE"): 0.1,
+                      ("206, 0", "EGRESS"): 0.1}
+DEFAULT_FORWARD_RATES = {"INGRESS": 800.0, "EGRESS": 1200.0, "SERVICE": 150.0}
 
 
 def _esc(value: str) -> str:

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tls-key", default="", help="server key (PEM) for --tls-cert")
     add("--tls-client-ca", default="", help="CA bundle for client certificates: enables mTLS")
     add("--version", default="", dest="hubble_version", metavar="X.Y.Z",
-        help="emulated Cilium/Hubble version (overrides the scenario's)")
+        help="emulated Cilium release, 1.14.x to 1.19.x (overrides the scenario's)")
     add("--speed", type=float, default=1.0, help="time compression factor (10: a 5m phase takes 30s)")
     add("--bench", type=int, default=0, metavar="N",
         help="benchmark mode: once a follow GetFlows stream is open, send exactly N matching flows "
@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handles = harness.start(args, runtime)
         log.info("simulator: scenario %r (%s), Hubble %s on %s, speed %g", scenario.name, scenario.source,
-                 server.version, ", ".join(server.addresses()), args.speed)
+                 server.version.text, ", ".join(server.addresses()), args.speed)
         if args.bench:
             done = server.bench(args.bench)
             log.info("simulator: benchmark of %d flows waits for a follow GetFlows stream", args.bench)

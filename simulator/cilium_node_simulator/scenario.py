@@ -22,9 +22,10 @@ from typing import Any
 
 import yaml
 
-from cilium_node_exporter.contract import DROP_REASON_STRING_BY_NAME
 from cilium_node_exporter.units import UnitError, parse_duration, parse_quantity
-from cilium_node_simulator.events import LOST_SOURCES, CompiledSpec, EventSpec, SpecError, parse_version
+from cilium_node_simulator.cilium_enums import drop_reason_text
+from cilium_node_simulator.events import LOST_SOURCES, CompiledSpec, EventSpec, SpecError
+from cilium_node_simulator.releases import parse_version
 from cilium_node_simulator.ring import check_capacity
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ scenario file format (YAML; built-in files: --list-scenarios):
   name: my-drill                 # required
   description: what it shows     # optional
   node: sim-1                    # node name in flows (default sim-1)
-  version: 1.19.4                # emulated Cilium/Hubble version (--version overrides)
+  version: 1.19.4                # emulated Cilium release 1.14..1.19 (X.Y.Z; --version overrides)
   ring_capacity: 4095            # Hubble ring buffer, 2^n-1
   seed: 1                        # flow generation is deterministic per seed
   loop: false                    # true: repeat the phases forever
@@ -69,7 +70,10 @@ scenario file format (YAML; built-in files: --list-scenarios):
   event types: trace, drop (needs reason: enum name or number), policy_denied (a type-5 verdict
   plus a type-1 drop, reason 133), policy_deny (explicit deny, 181, *_denied_by), verdict
   (action forwarded|dropped|audit|redirected, match none|l3-only|l3-l4|l4-only|all|l3-proto|
-  proto-only), http (method, path, action; request + response), dns (query, action).
+  proto-only), http (method, path, action forwarded|dropped: a REQUEST, then a RESPONSE that is
+  FORWARDED even when denied, 403), dns (query, action; always egress; a denied query is one
+  REQUEST, no response), kafka (api_key, topics: one REQUEST per topic, action; a denied request
+  has no response).
   Common keys: direction ingress|egress|unknown (or a number), source/destination ns/workload,
   source_identity/destination_identity host|world|health|<n>, policy ns/name, protocol
   tcp|udp|icmp, unknown_field true (adds an unknown protobuf field), pool (distinct flows).
@@ -82,6 +86,10 @@ _PHASE_KEYS = {"name", "duration", "rates", "lost", "server_restart", "agent", "
 DEFAULT_MAP_PRESSURE = {"cilium_ct4_global": 0.12, "cilium_lb4_services_v2": 0.02, "cilium_ipcache_v2": 0.01}
 _AGENT_KEYS = {"working_set", "rss", "limit", "restart", "oom_kill", "running"}
 _LOST_KEYS = {"source", "rate", "count", "cpu"}
+# The agent's metrics-map directions (pkg/maps/metricsmap/metricsmap.go: 0 UNKNOWN, 1 INGRESS, 2 EGRESS,
+# 3 SERVICE) for the Hubble TrafficDirection of a simulated drop (not 1:1 in reality: SERVICE has no
+# Hubble counterpart, and Hubble guesses a drop's direction).
+_AGENT_DIRECTIONS = {0: "UNKNOWN", 1: "INGRESS", 2: "EGRESS"}
 _SCENARIO_PACKAGE = "cilium_node_simulator.scenarios"
 
 
@@ -484,20 +492,21 @@ class ScenarioRuntime:
         """The agent's own packet counters (what ``cilium_drop_count_total`` etc. would say).
 
         Drops are the drop events the scenario produced since the agent last started (Cilium's
-        reason strings, upper-case directions); forwarded packets grow with the trace events (a
-        few packets per trace, as monitor aggregation thins them); map pressure comes from the
-        phase's ``map_pressure`` (defaults otherwise).
+        reason strings, ``"<code>, 0"`` for a code Cilium has no string for, upper-case directions);
+        forwarded packets grow with the trace events (a few packets per trace, as monitor
+        aggregation thins them); map pressure comes from the phase's ``map_pressure`` (defaults
+        otherwise).
         """
         now = self.server.truth.snapshot()
         with self._lock:
             base = self._datapath_baseline
             pressure = self.phase.map_pressure
         dropped: dict[tuple[str, str], int] = {}
-        for (reason, direction), n in now.drops.items():
-            n -= base.drops.get((reason, direction), 0) if base is not None else 0
+        for (code, direction), n in now.drop_codes.items():
+            n -= base.drop_codes.get((code, direction), 0) if base is not None else 0
             if n > 0:
-                text = DROP_REASON_STRING_BY_NAME.get(reason, f"Unknown drop reason {reason}")
-                key = (text, direction.upper())
+                # pkg/monitor/api/drop.go DropReasonExt; pkg/maps/metricsmap/metricsmap.go directions
+                key = (drop_reason_text(code), _AGENT_DIRECTIONS.get(direction, "UNKNOWN"))
                 dropped[key] = dropped.get(key, 0) + n
         traces = now.flows_by_type.get(4, 0) - (base.flows_by_type.get(4, 0) if base is not None else 0)
         return {"dropped": dropped, "forwarded": {"INGRESS": 3 * traces, "EGRESS": 2 * traces},

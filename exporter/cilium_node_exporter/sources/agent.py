@@ -4,12 +4,14 @@ Read at scrape time (``--agent-metrics-address``, Cilium's ``prometheus.enabled=
 with prometheus-client's text parser. Only the three families the contract re-exports are kept;
 other lines are dropped while the body streams in, so a large endpoint costs no memory here.
 Drop reasons are mapped from Cilium's monitor strings ("Policy denied") to DropReason enum names
-(``POLICY_DENIED``) so that they join with the Hubble-derived drops.
+(``POLICY_DENIED``) so that they join with the Hubble-derived drops; directions are the metrics
+map's own (``service`` included), which are not Hubble's.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -36,20 +38,38 @@ _ENUM_NAMES = frozenset(DROP_REASON_NAME_BY_CODE.values())
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 # Cilium has a few dozen BPF maps; a cap keeps a broken or hostile endpoint from growing our series.
 MAX_MAPS = 256
+# The agent's datapath directions; not Hubble's (which has no SERVICE and guesses a drop's direction).
+AGENT_DIRECTIONS = ("ingress", "egress", "service", "unknown")
+_WITH_EXT = re.compile(r"^(?:(\d{1,3})|(.+?)), -?\d{1,3}$")
 
 
 def reason_name(text: str) -> str:
-    """Cilium's human drop-reason string to the DropReason enum name; ``other`` when unknown."""
+    """Cilium's human drop-reason string to the DropReason enum name (bounded).
+
+    ``pkg/monitor/api/drop.go`` ``DropReasonExt`` writes ``"<code>, <ext>"`` for a code the agent has no
+    string for (and ``"<string>, <ext>"`` for a known one with an extended error): the code becomes
+    its enum name, or ``REASON_<code>`` like on the Hubble side (a ``uint8``: at most 256 values); any
+    other unknown string is ``other``.
+    """
     name = DROP_REASON_NAME_BY_STRING.get(text)
     if name is not None:
         return name
-    return text if text in _ENUM_NAMES else OVERFLOW_VALUE
+    if text in _ENUM_NAMES:
+        return text
+    match = _WITH_EXT.match(text)
+    if match is None:
+        return OVERFLOW_VALUE
+    if match.group(1) is not None:
+        code = int(match.group(1))
+        return DROP_REASON_NAME_BY_CODE.get(code, f"REASON_{code}") if code <= 255 else OVERFLOW_VALUE
+    return DROP_REASON_NAME_BY_STRING.get(match.group(2), OVERFLOW_VALUE)
 
 
 def direction_label(text: str) -> str:
-    """``INGRESS``/``EGRESS`` lower-cased; anything else is ``unknown`` (bounded)."""
+    """The metrics map's direction lower-cased (``pkg/maps/metricsmap/metricsmap.go``, 1.14-1.19: INGRESS,
+    EGRESS, SERVICE for NodePort/ClusterIP service traffic, UNKNOWN); anything else is ``unknown``."""
     lowered = text.lower()
-    return lowered if lowered in ("ingress", "egress") else "unknown"
+    return lowered if lowered in AGENT_DIRECTIONS else "unknown"
 
 
 def filter_lines(chunks: Iterable[bytes]) -> str:
