@@ -24,7 +24,6 @@ Hubble stream, reconnect and resume logic is exercised by the single-node tests,
 from __future__ import annotations
 
 import functools
-import hashlib
 import threading
 import time
 from collections import defaultdict
@@ -47,9 +46,11 @@ from cilium_node_exporter.sources.hubble.stream import Backoff
 from cilium_node_exporter.sources.k8s_http import SourceError
 from cilium_node_exporter.sources.kubelet import KubeletSource, parse_summary
 from cilium_node_simulator import kubelet_fake
-from cilium_node_simulator.events import LOST_SOURCES, EventSpec, FlowFactory
+from cilium_node_simulator.events import LOST_SOURCES, EventSpec
 from cilium_node_simulator.fleet_scenario import NodePlan, PhaseExtras
+from cilium_node_simulator.flows import FlowFactory
 from cilium_node_simulator.k8s import AgentPodModel
+from cilium_node_simulator.releases import parse_version
 from cilium_node_simulator.scenario import ScenarioRuntime
 from cilium_node_simulator.truth import GroundTruth
 
@@ -62,14 +63,10 @@ _TABLES = ("drops", "verdicts", "l7", "lost", "events", "label_overflow")
 
 
 def server_version(version: str) -> str:
-    """``ServerStatus.version`` as a real Hubble of that release reports it.
-
-    ``cilium v<MAJOR.MINOR.PATCH>+g<short sha>`` in every release 1.14-1.19 (``pkg/hubble/build/version.go``
-    with ``pkg/version.FromString``; /work/notes/cilium-release-facts.md section 5); the sha here is derived
-    from the version so that one release reads the same on every node.
-    """
-    sha = hashlib.sha1(version.encode()).hexdigest()[:10]
-    return f"cilium v{version}+g{sha}"
+    """``ServerStatus.version`` as a real Hubble of that release reports it (``cilium v1.16.5+g<sha>``,
+    ``pkg/hubble/build/version.go``: :class:`~cilium_node_simulator.releases.ServerVersion`), the same on
+    every node running that release."""
+    return parse_version(version).text
 
 
 class CountedSpec:
@@ -95,7 +92,7 @@ def _count_kind(spec: EventSpec, version: str) -> tuple[tuple[tuple[str, Any, in
     for template in compiled.occurrences[0]:
         counter.handle(observer_pb2.GetFlowsResponse(flow=template.flow, node_name="fleet").SerializeToString())
     delta = tuple((table, key, n) for table in _TABLES for key, n in getattr(scratch, table).items())
-    return delta, compiled.truth, [t.event_type for t in compiled.occurrences[0]]
+    return delta, compiled.truths[0], [t.event_type for t in compiled.occurrences[0]]
 
 
 def counted_spec(spec: EventSpec, version: str) -> CountedSpec:
@@ -156,7 +153,7 @@ class NodeHubble:
         with self._lock:
             if not self._follow_phase():
                 return False
-            self.truth.add_lost(source, count)
+            self.truth.add_lost(LOST_SOURCES[source], count)
             now = time.time_ns()
             framed = self._factory.lost_message(LOST_SOURCES[source], count, now, cpu=cpu if cpu is not None else 0,
                                                 first_ns=now, last_ns=now)

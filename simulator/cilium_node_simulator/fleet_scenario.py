@@ -49,7 +49,7 @@ import yaml
 from cilium_node_exporter.config import FLAGS_BY_NAME
 from cilium_node_exporter.contract import SOURCES
 from cilium_node_exporter.units import UnitError, parse_duration, parse_envelope
-from cilium_node_simulator.events import parse_version
+from cilium_node_simulator.releases import parse_version
 from cilium_node_simulator.scenario import (
     AgentSpec,
     Phase,
