@@ -19,6 +19,7 @@ first notification really arrives at the webhook (the run lasts beyond the longe
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -58,7 +59,16 @@ INCIDENT_WINDOW = 15 * 60.0  # scenario seconds: "the first 15 minutes"
 # a second needs most of a core, which a loaded 2-core CI machine does not guarantee. The pack's shortest rate
 # window in the accelerated preset is 10 s, so every rate still has five samples.
 SCRAPE_INTERVAL = "2s"
+RESEND_DELAY = "5s"
 KSM_JOB = "kube-state-metrics"
+PROCESSES = ("fleet", "prometheus", "alertmanager")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 @dataclass
@@ -93,8 +103,12 @@ class FleetRun:
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> FleetRun:
         began = time.time()
-        # no dashboard recording rules: the fleet run is about alerts, and they cost Prometheus CPU at 300 nodes
-        self.stack.start_monitoring(self.webhook.url, alertmanager=self.am_config, dashboard_rules=False)
+        # No dashboard recording rules: the run is about alerts, and they cost Prometheus CPU at 300 nodes. Alerts
+        # stay valid in Alertmanager for 20 s between resends (4 x 5 s), not 4 s: an evaluation of the pack at 300
+        # nodes can take seconds on a loaded machine, and an alert that expires at a group's flush is not sent
+        # then, but a group_interval (5 min) later.
+        self.stack.start_monitoring(self.webhook.url, alertmanager=self.am_config, dashboard_rules=False,
+                                    resend_delay=RESEND_DELAY)
         self.pack_alerts = fleet_pack.pack_alerts(self.stack.api("/api/v1/rules")["groups"])
         targets = self.stack.sd_dir / "fleet.json"
         argv = [sys.executable, "-m", "cilium_node_exporter", "simulate", "--fleet", "0",
@@ -110,9 +124,30 @@ class FleetRun:
                    lambda: f"{want} exporters scraped, have {self._count(up)}; fleet log:\n"
                            f"{self.stack.procs.log('fleet')}\nprometheus log:\n{self.stack.procs.log('prometheus')}")
         self.timings["scraped"] = time.time() - self.t0
+        self._cpu0 = {name: cpu_seconds(self.stack.procs.procs[name].pid) for name in PROCESSES}
         self._thread = threading.Thread(target=self._watch, name="am-watch", daemon=True)
         self._thread.start()
         return self
+
+    def cpu_shares(self) -> dict[str, float]:
+        """Share of one core each process used since every node was first scraped (for the report)."""
+        elapsed = time.time() - self.t0 - self.timings["scraped"]
+        return {name: round((cpu_seconds(self.stack.procs.procs[name].pid) - self._cpu0[name]) / elapsed, 3)
+                for name in PROCESSES}
+
+    def scrape_health(self, cluster: str) -> str:
+        """Failed scrapes and the slowest scrape of ``cluster``'s present exporters (load shows here first)."""
+        window = max(1, int(time.time() - self.t0) + 1)
+        sel = f'job="{JOB}", cluster="{cluster}"'
+        up = f"up{{{sel}}}[{window}s]"
+        failed = self.stack.query(f"sum(count_over_time({up}) - sum_over_time({up}))")
+        slowest = self.stack.query(f"max(max_over_time(scrape_duration_seconds{{{sel}}}[{window}s]))")
+
+        def value(result: list[dict[str, Any]]) -> float:
+            return float(result[0]["value"][1]) if result else 0.0
+
+        return (f"{value(failed):.0f} failed scrapes, slowest {value(slowest):.2f} s, load average "
+                f"{os.getloadavg()[0]:.1f}, CPU shares {self.cpu_shares()}")
 
     def stop(self) -> None:
         self._stop.set()
@@ -194,7 +229,8 @@ class FleetRun:
 
     def summary(self, cluster: str) -> str:
         """What the run saw for ``cluster``: for failure messages and the report."""
-        lines = [f"cluster {cluster}:", f"  Prometheus alerts: {self.prometheus_alerts(cluster)}"]
+        lines = [f"cluster {cluster}:", f"  Prometheus alerts: {self.prometheus_alerts(cluster)}",
+                 f"  scrapes: {self.scrape_health(cluster)}"]
         for g in self.groups.values():
             if any(dict(a).get("cluster") == cluster for a in g.alerts):
                 names = sorted({dict(a)["alertname"] + ("/" + dict(a)["node"] if "node" in dict(a) else "")

@@ -146,7 +146,7 @@ def test_inhibitions_stay_within_their_cluster(run: FleetRun) -> None:
 def test_fleet_process_and_watchers_survive_the_run(run: FleetRun) -> None:
     """The fleet process served to the end and the Alertmanager watcher never failed; prints the run's figures
     for the report (pytest -s)."""
-    print(f"\nfleet run timings (s): {run.timings}")
+    print(f"\nfleet run timings (s): {run.timings}; CPU shares of one core: {run.cpu_shares()}")
     for c in CLUSTERS:
         keys, _, bound = page_bound(run, c)
         tickets = run.groups_of(TICKET, c.name, before=run.end_of_window(c))
