@@ -49,6 +49,7 @@ bench: setup
 	$(PY) bench/hubble_stream.py
 	$(PY) bench/exporter_rss.py
 	$(PY) bench/install_size.py
+	$(PY) bench/fleet.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -96,6 +96,7 @@ class FleetRun:
         self.am_states: dict[tuple[str, str, str], set[str]] = defaultdict(set)  # (cluster, alert, node) -> states
         self.failures: list[str] = []
         self.pack_alerts: set[str] = set()
+        self.rules: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.timings: dict[str, float] = {}
@@ -109,7 +110,8 @@ class FleetRun:
         # then, but a group_interval (5 min) later.
         self.stack.start_monitoring(self.webhook.url, alertmanager=self.am_config, dashboard_rules=False,
                                     resend_delay=RESEND_DELAY)
-        self.pack_alerts = fleet_pack.pack_alerts(self.stack.api("/api/v1/rules")["groups"])
+        self.rules = self.stack.api("/api/v1/rules")["groups"]
+        self.pack_alerts = fleet_pack.pack_alerts(self.rules)
         targets = self.stack.sd_dir / "fleet.json"
         argv = [sys.executable, "-m", "cilium_node_exporter", "simulate", "--fleet", "0",
                 *(a for c in CLUSTERS for a in ("--cluster", f"{c.name}={c.scenario}:{c.nodes}")),
@@ -180,6 +182,11 @@ class FleetRun:
         for s in self.stack.query(f'max_over_time(ALERTS{{cluster="{cluster}"}}[{window}s])'):
             out[s["metric"]["alertname"]].add(s["metric"]["alertstate"])
         return dict(out)
+
+    def recording_expr(self, record: str) -> str:
+        """The expression of the loaded recording rule ``record`` ('' when the pack has none)."""
+        return next((r["query"] for g in self.rules for r in g["rules"] if r.get("name") == record
+                     and r.get("type") == "recording"), "")
 
     # --- Alertmanager --------------------------------------------------------------------------------
     def _am(self, path: str, params: list[tuple[str, str]] | None = None) -> Any:
