@@ -93,6 +93,7 @@ class FleetRun:
         self.groups: dict[str, GroupSeen] = {}  # by Alertmanager group key
         # fingerprint of an inhibited alert -> (its labels, its inhibitors' labels)
         self.inhibitions: dict[str, tuple[dict[str, str], list[dict[str, str]]]] = {}
+        self.labels_by_fingerprint: dict[str, dict[str, str]] = {}  # every alert Alertmanager held
         self.am_states: dict[tuple[str, str, str], set[str]] = defaultdict(set)  # (cluster, alert, node) -> states
         self.failures: list[str] = []
         self.pack_alerts: set[str] = set()
@@ -206,14 +207,15 @@ class FleetRun:
     def poll_alertmanager(self) -> None:
         now = time.time()
         alerts = self._am("/api/v2/alerts")
-        by_fingerprint = {a["fingerprint"]: a["labels"] for a in alerts}
+        by_fingerprint = self.labels_by_fingerprint
+        by_fingerprint.update((a["fingerprint"], a["labels"]) for a in alerts)
         for a in alerts:
             labels, status = a["labels"], a["status"]
             state = status["state"] + ("-inhibited" if status["inhibitedBy"] else "")
             self.am_states[(labels.get("cluster", ""), labels["alertname"], labels.get("node", ""))].add(state)
-            if status["inhibitedBy"] and a["fingerprint"] not in self.inhibitions:
-                self.inhibitions[a["fingerprint"]] = (labels, [by_fingerprint.get(f, {"fingerprint": f})
-                                                               for f in status["inhibitedBy"]])
+            known = [by_fingerprint[f] for f in status["inhibitedBy"] if f in by_fingerprint]
+            if known and a["fingerprint"] not in self.inhibitions:
+                self.inhibitions[a["fingerprint"]] = (labels, known)
         for g in self._am("/api/v2/alerts/groups", [("inhibited", "false"), ("silenced", "false")]):
             active = [a for a in g["alerts"] if a["status"]["state"] == "active"]
             if not active:
