@@ -232,7 +232,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="cilium-node-exporter simulate --fleet",
+        prog="cilium-node-exporter simulate",
         description="Play a fleet of simulated nodes in one process: every node's scenario drives the real "
                     "exporter's state and exposition, served on one port with a path per node, plus each "
                     "cluster's kube-state-metrics series. Point Prometheus at the --targets-file (file_sd).",
