@@ -1,7 +1,9 @@
-"""RSS of the exporter with all four sources on, and what imports cost.
+"""RSS of the exporter with every source on, and what imports cost.
 
 Starts the simulator's Hubble server (fed with ~1,000 events/s of drops, verdicts and L7 requests),
-kubelet (HTTPS + token), Kubernetes API and agent metrics endpoints, then the real exporter process
+kubelet (HTTPS + token), Kubernetes API (pods of the cilium-agent and cilium-envoy, the cilium-config
+ConfigMap), agent metrics and agent REST API (``cilium.sock``, settings read every 5 s rather than the
+default minute) endpoints, then the real exporter process
 against them — once with the in-cluster API server configuration (what
 runs in a pod: no ``kubernetes`` import) and once with ``--kubeconfig`` (``kubernetes.config``
 loads it) — scrapes it, and prints VmRSS / VmHWM from /proc. Then prints the import-cost table
@@ -21,14 +23,15 @@ import time
 from pathlib import Path
 
 from cilium_node_simulator.exporter_process import Exporter, Metrics
-from cilium_node_simulator.harness import FixedAgent, MiB, NodeFakes
+from cilium_node_simulator.harness import AgentState, FixedAgent, MiB, NodeFakes
 
 IMPORTS = [
     ("baseline: json, ssl, http.client", "import json, ssl, http.client"),
     ("prometheus_client", "import prometheus_client"),
-    ("exporter core (app, all three agent sources)",
+    ("exporter core (app, every non-gRPC source)",
      "import cilium_node_exporter.app, cilium_node_exporter.sources.kubelet, "
-     "cilium_node_exporter.sources.apiserver, cilium_node_exporter.sources.agent"),
+     "cilium_node_exporter.sources.apiserver, cilium_node_exporter.sources.agent, "
+     "cilium_node_exporter.sources.settings"),
     ("grpc + protobuf (hubble source)", "import grpc, google.protobuf"),
     ("kubernetes.config", "import kubernetes.config"),
     ("kubernetes.client (ApiClient, Configuration)", "from kubernetes.client import ApiClient, Configuration"),
@@ -47,7 +50,7 @@ def import_cost(stmt: str) -> tuple[float, int, float]:
     return float(out[0]), int(out[1]), int(out[2]) / 1024
 
 
-SOURCES = "hubble,kubelet,apiserver,agent"
+SOURCES = "hubble,kubelet,apiserver,agent,settings"
 
 
 class HubbleFeed:
@@ -98,11 +101,13 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        node = NodeFakes(FixedAgent(), node="node-a", tls_dir=tmp / "tls", client_dir=tmp / "client",
-                         kubelet_port=0, kubeapi_port=0, agent_metrics_port=0)
+        agent = FixedAgent(version="1.18.6", envoy=AgentState(working_set=90 * MiB, limit=256 * MiB))
+        node = NodeFakes(agent, node="node-a", tls_dir=tmp / "tls", client_dir=tmp / "client",
+                         kubelet_port=0, kubeapi_port=0, agent_metrics_port=0,
+                         agent_api_socket=str(tmp / "cilium.sock"))
         hubble = HubbleFeed(tmp)
         try:
-            flags = [*node.flags, f"--hubble-address=unix://{tmp}/hubble.sock"]
+            flags = [*node.flags, f"--hubble-address=unix://{tmp}/hubble.sock", "--settings-interval=5s"]
             with_kubeconfig = [f for f in flags if not f.startswith("--apiserver-")] + [
                 f"--kubeconfig={tmp / 'client' / 'kubeconfig'}"]
             print(f"exporter process, sources {SOURCES}, ~1,000 Hubble events/s, {args.scrapes} scrapes "

@@ -24,19 +24,21 @@ log = logging.getLogger("cilium_node_exporter")
 def build_registry(state: ExporterState) -> CollectorRegistry:
     """Registry with the exporter's collector and the standard process/python collectors."""
     from cilium_node_exporter.exposition.agent import agent_families
+    from cilium_node_exporter.exposition.settings import settings_families
 
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
-    registry.register(ExporterCollector(state, builders=[agent_families]))
+    registry.register(ExporterCollector(state, builders=[agent_families, settings_families]))
     return registry
 
 
 def run(config: Config, stop_event: threading.Event | None = None) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop_event``); return the process exit code."""
     stop = stop_event or threading.Event()
-    state = ExporterState(sources=config.sources, envelope=config.memory_envelope)
+    state = ExporterState(sources=config.sources.names, envelope=config.memory_envelope,
+                          optional=config.sources.optional)
     registry = build_registry(state)
     host, port = parse_listen(config.listen_address)
     try:
@@ -52,7 +54,8 @@ def run(config: Config, stop_event: threading.Event | None = None) -> int:
             "SIGHUP ignored: configuration is read at start only; restart the pod to change it"))
     serve_in_thread(server)
     log.info("cilium-node-exporter %s listening on %s (node %r, sources %s)", __version__,
-             config.listen_address, config.node_name, ",".join(config.sources))
+             config.listen_address, config.node_name,
+             ",".join(f"{s} (if available)" if s in config.sources.optional else s for s in config.sources))
     for source in sources:
         source.start()
     stop.wait()

@@ -18,7 +18,7 @@ import ipaddress
 import os
 import re
 import textwrap
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,41 @@ def _csv(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
                 raise ValueError(f"{item!r} is not one of {', '.join(allowed)}")
         return items
     return parse
+
+
+AUTO_REQUIRED = ("hubble", "kubelet", "apiserver")
+AUTO_OPTIONAL = ("agent", "settings")
+
+
+@dataclass(frozen=True)
+class SourceSelection:
+    """The enabled sources and which of them are optional (may be unavailable on a node).
+
+    Iterating and ``in`` work on the names, so it reads like the tuple of enabled sources.
+    """
+
+    names: tuple[str, ...]
+    optional: frozenset[str] = frozenset()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def _sources(text: str) -> SourceSelection:
+    """``auto`` (hubble, kubelet, apiserver; agent and settings optional), a list (each required), or
+    ``auto`` plus names (those become required)."""
+    items = _csv((*SOURCES, "auto"))(text)
+    explicit = [item for item in items if item != "auto"]
+    if "auto" not in items:
+        return SourceSelection(tuple(dict.fromkeys(explicit)))
+    wanted = set(AUTO_REQUIRED) | set(AUTO_OPTIONAL) | set(explicit)
+    return SourceSelection(tuple(s for s in SOURCES if s in wanted), frozenset(AUTO_OPTIONAL) - set(explicit))
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -148,7 +183,10 @@ LABELS = "optional dimensions and cardinality"
 KUBELET = "kubelet (source 'kubelet')"
 APISERVER = "API server (source 'apiserver')"
 AGENT = "agent metrics (source 'agent')"
+ENVOY = "cilium-envoy (sources 'kubelet' and 'apiserver')"
+SETTINGS = "Cilium settings (source 'settings')"
 ENVELOPE = "memory envelope"
+SETTINGS_ORIGINS = ("agent-api", "configmap")
 
 
 def _flag(name: str, default: str, help_: str, section: str, parse: Callable[[str], Any] = str,
@@ -165,8 +203,11 @@ FLAGS: tuple[Flag, ...] = (
           "([::]:9969). An empty host listens on every interface.", SERVING, _listen, "ADDR"),
     _flag("node-name", "$NODE_NAME", "This node's name (downward API): finds the agent pod, used in logs.",
           SERVING, str, "NAME"),
-    _flag("sources", "hubble,kubelet,apiserver", f"Comma list of enabled sources: {', '.join(SOURCES)}.",
-          SERVING, _csv(SOURCES), "LIST"),
+    _flag("sources", "auto", "Enabled sources. auto: hubble, kubelet and apiserver, plus agent and settings "
+          "where this node has them (an endpoint that does not exist - no listener, no socket - is reported by "
+          "cilium_node_exporter_source_unavailable and raises no source_up, hence no SourceDown). A comma list of "
+          f"{', '.join(SOURCES)}: exactly those, each required (a failing one is down). auto plus names makes "
+          "those required, e.g. auto,agent.", SERVING, _sources, "LIST"),
     _flag("log-level", "info", "debug, info, warning or error.", SERVING,
           _choice("debug", "info", "warning", "error"), "LEVEL", helm="log.level"),
     _flag("log-format", "text", "text or json (one object per line).", SERVING, _choice("text", "json"),
@@ -230,6 +271,29 @@ FLAGS: tuple[Flag, ...] = (
           helm="agentMetrics.address"),
     _flag("agent-timeout", "5s", "Timeout of one agent metrics request.", AGENT, _duration, "DURATION"),
 
+    Flag("envoy", "true", "Report the cilium-envoy container (memory from the kubelet, restarts and last "
+         "termination from the API server) when Envoy runs as its own DaemonSet (Cilium 1.16+ default). Without "
+         "such a pod on the node (Envoy inside the agent container) there are no Envoy series.", ENVOY, _bool,
+         "BOOL", True, helm="envoy.enabled"),
+    _flag("envoy-namespace", "", "Namespace of the cilium-envoy pods (default: --cilium-namespace).", ENVOY,
+          metavar="NAME", helm="envoy.namespace"),
+    _flag("envoy-pod-selector", "k8s-app=cilium-envoy", "Label selector of the cilium-envoy pods.", ENVOY,
+          metavar="SELECTOR", helm="envoy.podSelector"),
+    _flag("envoy-container", "cilium-envoy", "Name of the Envoy container in the cilium-envoy pod.", ENVOY,
+          metavar="NAME", helm="envoy.container"),
+
+    _flag("settings-from", "agent-api,configmap", "Where the node's Cilium settings are read, in order: "
+          "agent-api (GET /v1/config and /v1/healthz on --agent-api-socket: the values the running agent uses), "
+          "configmap (--settings-configmap in --cilium-namespace through the API server, RBAC get on that one "
+          "ConfigMap: what the agent was started with; used when the socket is absent, and for what the agent API "
+          "does not show on this release).", SETTINGS, _csv(SETTINGS_ORIGINS), "LIST", helm="settings.from"),
+    _flag("agent-api-socket", "/var/run/cilium/cilium.sock", "The cilium-agent REST API socket (only GETs are "
+          "sent).", SETTINGS, metavar="FILE"),
+    _flag("settings-configmap", "cilium-config", "Name of Cilium's ConfigMap.", SETTINGS, metavar="NAME",
+          helm="settings.configMapName"),
+    _flag("settings-interval", "1m", "How often the settings are read (they change rarely).", SETTINGS, _duration,
+          "DURATION"),
+
     _flag("memory-envelope", "200Mi-500Mi", "Expected cilium-agent memory envelope LOWER-UPPER (Kubernetes "
           "quantities: 200Mi, 1Gi, 500M, bytes).", ENVELOPE, _envelope, "RANGE", helm="memoryEnvelope"),
     _switch("envelope-from-node-annotation", "Read a per-node envelope from the node annotation "
@@ -245,7 +309,7 @@ class Config:
 
     listen_address: str
     node_name: str
-    sources: tuple[str, ...]
+    sources: SourceSelection
     log_level: str
     log_format: str
     hubble_address: str
@@ -274,6 +338,14 @@ class Config:
     cilium_container: str
     agent_metrics_address: str
     agent_timeout: float
+    envoy: bool
+    envoy_namespace: str
+    envoy_pod_selector: str
+    envoy_container: str
+    settings_from: tuple[str, ...]
+    agent_api_socket: str
+    settings_configmap: str
+    settings_interval: float
     memory_envelope: tuple[int, int]
     envelope_from_node_annotation: bool
 
@@ -366,4 +438,9 @@ def _check(config: Config) -> None:
     """Rules that involve more than one flag."""
     if bool(config.hubble_tls_cert) != bool(config.hubble_tls_key):
         raise ConfigError("--hubble-tls-cert and --hubble-tls-key must be given together")
+    if "settings" in config.sources and not config.settings_from:
+        raise ConfigError("--settings-from: name at least one of agent-api, configmap (or leave the settings "
+                          "source out of --sources)")
+    if config.settings_interval < 5:
+        raise ConfigError("--settings-interval: must be at least 5s (settings change rarely; this is not a probe)")
 

@@ -135,7 +135,8 @@ ENVOY_INFO = _m("cilium_node_envoy_info", "gauge", "The cilium-envoy pod found o
 # --- the node's Cilium settings (source settings: the agent's REST API, else the cilium-config ConfigMap) ----
 CILIUM_INFO = _m("cilium_node_cilium_info", "gauge",
                  "The node's Cilium version and the settings that change what is measured (always 1): "
-                 "envoy_mode embedded|external, kube_proxy_replacement, monitor_aggregation.",
+                 "envoy_mode (embedded, external, or none without the L7 proxy), kube_proxy_replacement, "
+                 "monitor_aggregation; unknown where this release or source does not say.",
                  ("version", "envoy_mode", "kube_proxy_replacement", "monitor_aggregation"), (), "settings")
 AGENT_NOTIFICATIONS_ENABLED = _m("cilium_node_agent_notifications_enabled", "gauge",
                                  "1 when the agent emits this monitor notification (drop, policy_verdict, trace), "
@@ -143,7 +144,8 @@ AGENT_NOTIFICATIONS_ENABLED = _m("cilium_node_agent_notifications_enabled", "gau
                                  "when unknown.", ("event",), (), "settings")
 HUBBLE_MONITOR_EVENTS = _m("cilium_node_hubble_monitor_events", "gauge",
                            "1 when Hubble observes this monitor event type (hubble-monitor-events empty or listing "
-                           "it), 0 when filtered out; absent when unknown.", ("event",), (), "settings")
+                           "it; l7 only when it lists agent: Cilium passes L7 records as agent events), 0 when "
+                           "filtered out; absent when unknown.", ("event",), (), "settings")
 AGENT_EVENTS_RATE_LIMIT = _m("cilium_node_agent_events_rate_limit", "gauge",
                              "The agent's BPF events rate limit (bpf-events-default-rate-limit, events per second; "
                              "kind=burst for the burst), 0 = unlimited (Cilium 1.17+).", ("kind",), (), "settings")
@@ -156,9 +158,10 @@ DATAPATH_RATELIMIT_DROPPED = _m("cilium_node_datapath_ratelimited_events_total",
 BUILD_INFO = _m("cilium_node_exporter_build_info", "gauge", "Exporter build information (always 1).",
                 ("version",))
 SOURCE_UNAVAILABLE = _m("cilium_node_exporter_source_unavailable", "gauge",
-                        "1 when an optional source has no endpoint on this node (the agent metrics endpoint with "
-                        "Cilium's prometheus.enabled off): it is skipped, not down, and reports no source_up.",
-                        ("source",))
+                        "1 when an optional source (--sources=auto) has no endpoint on this node (the agent metrics "
+                        "endpoint with Cilium's prometheus.enabled off; neither cilium.sock nor the cilium-config "
+                        "ConfigMap for settings): it is skipped, not down, and reports no source_up; 0 once it "
+                        "answers.", ("source",))
 SOURCE_UP = _m("cilium_node_exporter_source_up", "gauge",
                "1 when the source delivered data at its last attempt, else 0 (enabled sources only; absent "
                "until a source's first attempt has completed).",
@@ -202,6 +205,15 @@ EVENT_KINDS: Final = ("drop", "policy_verdict", "l7", "lost", "other")
 DIRECTIONS: Final = ("ingress", "egress", "unknown")
 ACTIONS: Final = ("forwarded", "dropped", "audit", "redirected", "error", "unknown")
 OVERFLOW_VALUE: Final = "other"
+UNKNOWN_VALUE: Final = "unknown"
+
+# The node's Cilium settings (source settings).
+NOTIFICATION_EVENTS: Final = ("drop", "policy_verdict", "trace")  # agent_notifications_enabled{event}
+MONITOR_EVENTS: Final = ("drop", "policy_verdict", "trace", "l7")  # hubble_monitor_events{event}
+ENVOY_MODES: Final = ("embedded", "external", "none")  # none: L7 proxy off (no Envoy at all)
+KUBE_PROXY_REPLACEMENT_MODES: Final = ("true", "false", "strict", "partial", "probe", "disabled")
+MONITOR_AGGREGATION_LEVELS: Final = ("none", "lowest", "low", "medium", "max")
+RATE_LIMIT_KINDS: Final = ("rate", "burst")
 
 # Monitor event types (CiliumEventType.type).
 EVENT_TYPE_DROP: Final = 1

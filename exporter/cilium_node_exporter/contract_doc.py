@@ -13,7 +13,7 @@ from cilium_node_exporter import contract as c
 
 SECTIONS = (
     ("Datapath events (source `hubble`)", "hubble"),
-    ("Datapath packets (source `agent`, opt-in)", "agent"),
+    ("Datapath packets (source `agent`, where Cilium serves its metrics)", "agent"),
     ("Agent and Envoy memory (source `kubelet`) and envelope", "kubelet"),
     ("Agent and Envoy lifecycle (source `apiserver`)", "apiserver"),
     ("The node's Cilium settings (source `settings`)", "settings"),
@@ -118,6 +118,15 @@ def render() -> str:
         f"- `source` (exporter health): {', '.join(c.SOURCES)}",
         f"- `reason` (source errors): {', '.join(c.ERROR_REASONS)}",
         f"- `kind` (events): {', '.join(c.EVENT_KINDS)}",
+        f"- `event` (agent notifications): {', '.join(c.NOTIFICATION_EVENTS)}; (Hubble monitor events): "
+        f"{', '.join(c.MONITOR_EVENTS)}",
+        f"- `kind` (events rate limit): {', '.join(c.RATE_LIMIT_KINDS)}",
+        f"- `envoy_mode`: {', '.join(c.ENVOY_MODES)}, {c.UNKNOWN_VALUE}",
+        f"- `kube_proxy_replacement`: {', '.join(c.KUBE_PROXY_REPLACEMENT_MODES)}, {c.OVERFLOW_VALUE}, "
+        f"{c.UNKNOWN_VALUE}",
+        f"- `monitor_aggregation`: {', '.join(c.MONITOR_AGGREGATION_LEVELS)}, {c.UNKNOWN_VALUE}",
+        f"- `version` (Cilium): X.Y.Z[-pre] from the agent, {c.OVERFLOW_VALUE} (not a version, or longer than 64 "
+        f"characters), {c.UNKNOWN_VALUE} (read from the ConfigMap)",
         "- `reason` (drops): the DropReason enum name; `REASON_<n>` for a number this exporter does not know "
         "(at most 32 distinct, then `REASON_other`).",
         "",

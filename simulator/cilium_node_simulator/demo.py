@@ -261,7 +261,8 @@ def _run(args: argparse.Namespace, scenario: Scenario, demo: Demo, workdir: Path
           flush=True)
     sim = demo.start("simulator", [*exe, "simulate", "--scenario", args.scenario, "--speed", str(args.speed),
                                    "--hubble-socket", str(workdir / "hubble.sock"), "--kubelet-port", "0",
-                                   "--kubeapi-port", "0", "--write-client-config", str(workdir / "client")])
+                                   "--kubeapi-port", "0", "--agent-api-socket", str(workdir / "cilium.sock"),
+                                   "--write-client-config", str(workdir / "client")])
     flags_file = workdir / "client" / "exporter.flags"
     deadline = time.monotonic() + 30
     while not flags_file.exists():

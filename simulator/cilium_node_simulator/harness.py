@@ -2,12 +2,14 @@
 
 :class:`NodeFakes` runs the kubelet Summary API, the Kubernetes API and the agent-metrics endpoint of
 one node over real TLS (a throw-away CA, :func:`~cilium_node_simulator.k8s.make_tls`) with bearer
-tokens, all following one agent pod model, and writes the client files: ``token``, ``ca.crt``,
-``kubeconfig`` and ``exporter.flags`` (the exporter's flags for these fakes, one per line).
+tokens, and the agent REST API on a unix socket (``cilium.sock``), all following one model of the
+node's Cilium pods, and writes the client files: ``token``, ``ca.crt``, ``kubeconfig`` and
+``exporter.flags`` (the exporter's flags for these fakes, one per line).
 
 ``simulate`` starts them from its flags (:func:`start`; the flags are declared by
 :func:`cilium_node_simulator.k8s.add_arguments`) with the scenario runtime; tests and benchmarks start
-them in-process with :class:`FixedAgent`, an agent that stays in the state it was last given.
+them in-process with :class:`FixedAgent`, an agent (and optionally a cilium-envoy pod) that stays in the
+state it was last given, with an agent configuration of a chosen release.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cilium_node_simulator.agent_metrics_fake import AgentMetricsFake
-from cilium_node_simulator.k8s import NAMESPACE, AgentPodModel, TlsFiles, Tokens, make_tls
+from cilium_node_simulator.agent_api_fake import AgentApiFake
+from cilium_node_simulator.agent_metrics_fake import AgentMetricsFake, NoAgentMetrics
+from cilium_node_simulator.cilium_settings import AgentConfig, CiliumSpec
+from cilium_node_simulator.k8s import NAMESPACE, NodeModel, TlsFiles, Tokens, make_tls
 from cilium_node_simulator.kubeapi_fake import KubeApiFake
 from cilium_node_simulator.kubelet_fake import KubeletFake
 
@@ -34,7 +38,7 @@ MiB = 2**20
 
 @dataclasses.dataclass(frozen=True)
 class AgentState:
-    """The cilium-agent container as :class:`FixedAgent` reports it."""
+    """A Cilium container (cilium-agent, cilium-envoy) as :class:`FixedAgent` reports it."""
 
     working_set: int = 300 * MiB
     rss: int = 250 * MiB
@@ -45,20 +49,34 @@ class AgentState:
 
 
 class FixedAgent:
-    """An agent runtime without a timeline: its state is whatever :meth:`set` last made it."""
+    """An agent runtime without a timeline: its state is whatever :meth:`set` last made it; ``envoy`` is the
+    cilium-envoy pod's (None: no such pod, Envoy embedded), ``cilium`` the agent's configuration
+    (:class:`~cilium_node_simulator.cilium_settings.AgentConfig` of ``version``)."""
 
-    def __init__(self, **state: Any) -> None:
+    def __init__(self, version: str = "1.19.4", cilium: CiliumSpec | None = None, envoy: AgentState | None = None,
+                 **state: Any) -> None:
         self.state = AgentState(**state)
+        self.envoy = envoy
+        self.cilium = AgentConfig(cilium or CiliumSpec(), version)
 
     def agent_state(self) -> AgentState:
         return self.state
 
+    def envoy_state(self) -> AgentState | None:
+        return self.envoy
+
     def set(self, **changes: Any) -> None:
         self.state = dataclasses.replace(self.state, **changes)
 
+    def set_envoy(self, **changes: Any) -> None:
+        assert self.envoy is not None, "no cilium-envoy pod"
+        self.envoy = dataclasses.replace(self.envoy, **changes)
+
 
 class NodeFakes:
-    """The kubelet, Kubernetes API and agent-metrics fakes of one node; a port of None leaves one out.
+    """The kubelet, Kubernetes API, agent-metrics and agent API fakes of one node; a port (socket) of None
+    leaves one out. Without Cilium's metrics (the runtime's ``cilium.prometheus`` false) the agent-metrics
+    port is one nothing listens on.
 
     ``client_dir`` receives the client files (none when it is None); ``flags`` holds the exporter's
     flags written to ``exporter.flags``. ``servers`` lists the running fakes; :meth:`stop` ends them
@@ -67,12 +85,13 @@ class NodeFakes:
 
     def __init__(self, runtime: Any, *, node: str, tls_dir: Path, client_dir: Path | None,
                  namespace: str = NAMESPACE, kubelet_port: int | None = None, kubeapi_port: int | None = None,
-                 agent_metrics_port: int | None = None, tokens: Tokens | None = None,
-                 faults: Mapping[str, str] | None = None, envelope_annotation: str = "",
-                 hubble_address: str | None = None, poll: float = 0.1) -> None:
+                 agent_metrics_port: int | None = None, agent_api_socket: str | None = None,
+                 tokens: Tokens | None = None, faults: Mapping[str, str] | None = None,
+                 envelope_annotation: str = "", configmap_fault: str = "", hubble_address: str | None = None,
+                 poll: float = 0.1) -> None:
         faults = faults or {}
         self.runtime = runtime
-        self.model = AgentPodModel(runtime, node, namespace, poll=poll)
+        self.model = NodeModel(runtime, node, namespace, poll=poll)
         self.model.start()
         self.tokens = tokens if tokens is not None else Tokens((uuid.uuid4().hex,))
         self.tls: TlsFiles | None = None
@@ -80,7 +99,8 @@ class NodeFakes:
             self.tls = make_tls(tls_dir)
         self.kubelet: KubeletFake | None = None
         self.kubeapi: KubeApiFake | None = None
-        self.agent: AgentMetricsFake | None = None
+        self.agent: AgentMetricsFake | NoAgentMetrics | None = None
+        self.agent_api: AgentApiFake | None = None
         self.servers: list[Any] = []
         urls: dict[str, str] = {}
         try:
@@ -94,14 +114,25 @@ class NodeFakes:
                 assert self.tls is not None
                 self.kubeapi = KubeApiFake(kubeapi_port, self.model, self.tokens, self.tls,
                                            fault=faults.get("kubeapi", "none"),
-                                           envelope_annotation=envelope_annotation).start()
+                                           envelope_annotation=envelope_annotation,
+                                           configmap_fault=configmap_fault).start()
                 self.servers.append(self.kubeapi)
                 urls["kubeapi"] = self.kubeapi.url
             if agent_metrics_port is not None:
-                self.agent = AgentMetricsFake(agent_metrics_port, self.model,
-                                              fault=faults.get("agent-metrics", "none")).start()
+                cilium = getattr(runtime, "cilium", None)
+                if cilium is not None and not cilium.prometheus:
+                    self.agent = NoAgentMetrics().start()
+                    log.info("simulator: the agent serves no metrics (cilium: {prometheus: false})")
+                else:
+                    self.agent = AgentMetricsFake(agent_metrics_port, self.model,
+                                                  fault=faults.get("agent-metrics", "none")).start()
                 self.servers.append(self.agent)
                 urls["agent-metrics"] = self.agent.url + "/metrics"
+            if agent_api_socket:
+                self.agent_api = AgentApiFake(os.path.abspath(agent_api_socket), self.model,
+                                              fault=faults.get("agent-api", "none"), poll=poll).start()
+                self.servers.append(self.agent_api)
+                urls["agent-api"] = self.agent_api.url
         except BaseException:
             self.stop()
             raise
@@ -124,16 +155,18 @@ def start(args: argparse.Namespace, runtime: Any) -> list[Any]:
     hubble = _hubble_address(args, runtime)
     ports = {"kubelet_port": args.kubelet_port, "kubeapi_port": args.kubeapi_port,
              "agent_metrics_port": args.agent_metrics_port}
-    if all(port is None for port in ports.values()):
+    if all(port is None for port in ports.values()) and not args.agent_api_socket:
         if out is not None:
             write_client_config(out, Tokens(), None, {}, node, args.sim_cilium_namespace, hubble)
         return []
     tokens = Tokens(tuple(args.kubelet_token) or (uuid.uuid4().hex,), args.kubelet_token_file)
     tls_dir = out or Path(os.environ.get("TMPDIR", "/tmp")) / f"cne-sim-tls-{os.getpid()}"
-    faults = {"kubelet": args.kubelet_fault, "kubeapi": args.kubeapi_fault, "agent-metrics": args.agent_metrics_fault}
+    faults = {"kubelet": args.kubelet_fault, "kubeapi": args.kubeapi_fault, "agent-metrics": args.agent_metrics_fault,
+              "agent-api": args.agent_api_fault}
     return [NodeFakes(runtime, node=node, tls_dir=tls_dir, client_dir=out, namespace=args.sim_cilium_namespace,
                       tokens=tokens, faults=faults, envelope_annotation=args.node_envelope_annotation,
-                      hubble_address=hubble, **ports)]
+                      configmap_fault=args.kubeapi_configmap_fault, hubble_address=hubble,
+                      agent_api_socket=args.agent_api_socket or None, **ports)]
 
 
 def _hubble_address(args: argparse.Namespace, runtime: Any) -> str | None:
@@ -176,5 +209,8 @@ def write_client_config(out: Path, tokens: Tokens, tls: TlsFiles | None, urls: d
                   f"--apiserver-ca={out / 'ca.crt'}"]
     if "agent-metrics" in urls:
         flags.append(f"--agent-metrics-address={urls['agent-metrics']}")
+    # Never the host's real /var/run/cilium/cilium.sock: without the fake, a path where nothing is.
+    agent_api = urls["agent-api"].removeprefix("unix://") if "agent-api" in urls else str(out / "no-agent-api.sock")
+    flags.append(f"--agent-api-socket={agent_api}")
     (out / "exporter.flags").write_text("\n".join(flags) + "\n")
     return flags

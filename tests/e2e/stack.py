@@ -156,13 +156,14 @@ class Stack:
 
     # --- nodes -------------------------------------------------------------------------------------
     def start_simulator(self, spec: NodeSpec) -> Node:
-        """Start the simulator of ``spec`` (kubelet, API and agent-metrics fakes included)."""
+        """Start the simulator of ``spec`` (kubelet, API, agent-metrics and cilium.sock fakes included)."""
         cfg = self.workdir / "nodes" / spec.name
         cfg.mkdir(parents=True)
         node = Node(spec, free_port(), cfg)
         argv = [sys.executable, "-m", "cilium_node_exporter", "simulate", "--scenario", spec.scenario,
                 "--speed", str(spec.speed), "--hubble-socket", str(cfg / "hubble.sock"), "--kubelet-port", "0",
-                "--kubeapi-port", "0", "--agent-metrics-port", "0", "--sim-node-name", spec.name,
+                "--kubeapi-port", "0", "--agent-metrics-port", "0", "--agent-api-socket", str(cfg / "cilium.sock"),
+                "--sim-node-name", spec.name,
                 "--write-client-config", str(cfg / "client")]
         self.procs.start(node.sim, argv)
         self.nodes[spec.name] = node

@@ -1,11 +1,18 @@
-"""Packet-exact datapath counters from the cilium-agent's own Prometheus endpoint (opt-in source).
+"""Packet-exact datapath counters from the cilium-agent's own Prometheus endpoint.
 
 Read at scrape time (``--agent-metrics-address``, Cilium's ``prometheus.enabled=true``, port 9962)
-with prometheus-client's text parser. Only the three families the contract re-exports are kept;
+with prometheus-client's text parser. Only the four families the contract re-exports are kept;
 other lines are dropped while the body streams in, so a large endpoint costs no memory here.
 Drop reasons are mapped from Cilium's monitor strings ("Policy denied") to DropReason enum names
 (``POLICY_DENIED``) so that they join with the Hubble-derived drops; directions are the metrics
-map's own (``service`` included), which are not Hubble's.
+map's own (``service`` included), which are not Hubble's. With ``--sources=auto`` the source is
+optional: an endpoint that refuses connections (Cilium's ``prometheus.enabled`` off, the chart
+default) makes it unavailable rather than down.
+
+``cilium_bpf_ratelimit_dropped_total{usage="events"}`` (Cilium 1.17+,
+``pkg/maps/ratelimitmap/ratelimitmap.go``) counts the monitor notifications the BPF events rate
+limiter discarded; its sample exists once the limiter has checked a first event (the metrics map
+entry is created then, with 0: ``bpf/lib/ratelimit.h`` ``ratelimit_check_and_take``).
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ MAX_BYTES = 64 * 2**20
 DROP_COUNT = "cilium_drop_count_total"
 FORWARD_COUNT = "cilium_forward_count_total"
 MAP_PRESSURE = "cilium_bpf_map_pressure"
-_WANTED = (b"cilium_drop_count", b"cilium_forward_count", MAP_PRESSURE.encode())
+RATELIMIT_DROPPED = "cilium_bpf_ratelimit_dropped_total"
+_WANTED = (b"cilium_drop_count", b"cilium_forward_count", MAP_PRESSURE.encode(), b"cilium_bpf_ratelimit_dropped")
 _ENUM_NAMES = frozenset(DROP_REASON_NAME_BY_CODE.values())
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 # Cilium has a few dozen BPF maps; a cap keeps a broken or hostile endpoint from growing our series.
@@ -105,6 +113,7 @@ def parse_metrics(text: str) -> AgentDatapath:
     dropped: defaultdict[tuple[str, str], float] = defaultdict(float)
     forwarded: defaultdict[str, float] = defaultdict(float)
     pressure: dict[str, float] = {}
+    ratelimited: float | None = None
     try:
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -117,9 +126,11 @@ def parse_metrics(text: str) -> AgentDatapath:
                 elif (sample.name == MAP_PRESSURE and "map_name" in labels
                       and (len(pressure) < MAX_MAPS or labels["map_name"] in pressure)):
                     pressure[labels["map_name"]] = sample.value
+                elif sample.name == RATELIMIT_DROPPED and labels.get("usage") == "events":
+                    ratelimited = sample.value
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise SourceError("decode", f"agent metrics: not Prometheus text format ({exc})") from None
-    return AgentDatapath(dict(dropped), dict(forwarded), pressure)
+    return AgentDatapath(dict(dropped), dict(forwarded), pressure, ratelimited)
 
 
 class AgentMetricsSource(ScrapeTimeSource):
@@ -138,3 +149,9 @@ class AgentMetricsSource(ScrapeTimeSource):
 
     def clear(self) -> None:
         self.state.agent_datapath = None
+
+    def describe(self, exc: SourceError) -> str:
+        if exc.absent:
+            return (f"{exc.message}: the agent serves its metrics only with Cilium's prometheus.enabled=true "
+                    "(the datapath packet counters then replace the Hubble approximation)")
+        return exc.message

@@ -1,9 +1,11 @@
-"""A small HTTP(S) client for the kubelet, the API server and the agent metrics endpoint.
+"""A small HTTP(S) client for the kubelet, the API server, the agent metrics endpoint and the agent's
+REST API on its unix socket (``unix:///var/run/cilium/cilium.sock``).
 
 Standard library only (``http.client`` + ``ssl``): the generated ``kubernetes`` client costs
 25-45 MiB of RSS (see ``bench/exporter_rss.py``), more than this whole exporter otherwise needs.
 Every call has an overall deadline (a slow-drip response cannot hold a scrape), a size cap, and
-every failure becomes a :class:`SourceError` with a reason from ``contract.ERROR_REASONS``.
+every failure becomes a :class:`SourceError` with a reason from ``contract.ERROR_REASONS``. Only GET
+is implemented: the exporter never writes to anything it reads.
 """
 
 from __future__ import annotations
@@ -34,13 +36,37 @@ def parse_time(value: Any) -> float | None:
 
 
 class SourceError(Exception):
-    """A failed request; ``reason`` is one of ``contract.ERROR_REASONS``."""
+    """A failed request; ``reason`` is one of ``contract.ERROR_REASONS``.
 
-    def __init__(self, reason: str, message: str, status: int | None = None) -> None:
+    ``absent`` marks "nothing listens there" (connection refused, no such unix socket): for an optional
+    source that is an endpoint this node does not have, not a failure of one it has.
+    """
+
+    def __init__(self, reason: str, message: str, status: int | None = None, *, absent: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.status = status
+        self.absent = absent
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP/1.1 over a unix stream socket; the request carries ``Host: localhost`` (what Cilium's own
+    Go client sends on ``cilium.sock``: ``api/v1/client`` ``DefaultHost``)."""
+
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.socket_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 @dataclass(frozen=True)
@@ -54,15 +80,18 @@ class Endpoint:
 
     def connection(self, timeout: float) -> http.client.HTTPConnection:
         parts = urlsplit(self.base_url)
+        if parts.scheme == "unix" and parts.path:
+            return UnixHTTPConnection(parts.path, timeout)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise SourceError("connect", f"unsupported URL {self.base_url!r} (use http:// or https://)")
+            raise SourceError("connect", f"unsupported URL {self.base_url!r} (use http://, https:// or unix:///path)")
         if parts.scheme == "https":
             ctx = self.ssl_context or ssl.create_default_context()
             return http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout, context=ctx)
         return http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
 
     def path(self, path: str, query: Mapping[str, str] | None = None) -> str:
-        prefix = urlsplit(self.base_url).path.rstrip("/")
+        parts = urlsplit(self.base_url)
+        prefix = "" if parts.scheme == "unix" else parts.path.rstrip("/")
         return (prefix + path or "/") + (("?" + urlencode(query)) if query else "")
 
 
@@ -118,7 +147,12 @@ def classify(exc: BaseException, what: str) -> SourceError:
     if isinstance(exc, TimeoutError | socket.timeout):
         return SourceError("timeout", f"{what}: timed out")
     if isinstance(exc, ConnectionRefusedError):
-        return SourceError("connect", f"{what}: connection refused")
+        return SourceError("connect", f"{what}: connection refused", absent=True)
+    if isinstance(exc, FileNotFoundError):
+        return SourceError("connect", f"{what}: no such socket", absent=True)
+    if isinstance(exc, PermissionError):
+        return SourceError("auth", f"{what}: permission denied (the socket's owner and group do not admit "
+                                   "this user)")
     if isinstance(exc, socket.gaierror):
         return SourceError("connect", f"{what}: cannot resolve host: {exc.strerror or exc}")
     if isinstance(exc, http.client.RemoteDisconnected):
@@ -157,8 +191,8 @@ class Deadline:
         return left
 
 
-def _headers(endpoint: Endpoint, accept: str) -> dict[str, str]:
-    headers = {"Accept": accept, "User-Agent": "cilium-node-exporter"}
+def _headers(endpoint: Endpoint, accept: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    headers = {"Accept": accept, "User-Agent": "cilium-node-exporter", **(extra or {})}
     value = endpoint.authorization() if endpoint.authorization else None
     if value:
         headers["Authorization"] = value
@@ -166,21 +200,23 @@ def _headers(endpoint: Endpoint, accept: str) -> dict[str, str]:
 
 
 def get(endpoint: Endpoint, path: str, *, timeout: float, max_bytes: int, what: str,
-        accept: str = "application/json", query: Mapping[str, str] | None = None) -> bytes:
+        accept: str = "application/json", query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None) -> bytes:
     """GET ``path``; the whole exchange (connect included) must finish within ``timeout`` seconds."""
     return b"".join(get_chunks(endpoint, path, timeout=timeout, max_bytes=max_bytes, what=what,
-                               accept=accept, query=query))
+                               accept=accept, query=query, headers=headers))
 
 
 def get_chunks(endpoint: Endpoint, path: str, *, timeout: float, max_bytes: int, what: str,
-               accept: str = "application/json", query: Mapping[str, str] | None = None) -> Iterator[bytes]:
+               accept: str = "application/json", query: Mapping[str, str] | None = None,
+               headers: Mapping[str, str] | None = None) -> Iterator[bytes]:
     """Like :func:`get` but yields the body in chunks (callers can filter without holding it all)."""
     deadline = Deadline(timeout)
-    headers = _headers(endpoint, accept)
+    request_headers = _headers(endpoint, accept, headers)
     conn = endpoint.connection(timeout)
     try:
         try:
-            conn.request("GET", endpoint.path(path, query), headers=headers)
+            conn.request("GET", endpoint.path(path, query), headers=request_headers)
             if conn.sock is not None:
                 conn.sock.settimeout(deadline.remaining())
             resp = conn.getresponse()
@@ -212,14 +248,16 @@ def _read_some(resp: http.client.HTTPResponse, deadline: Deadline, limit: int) -
 
 
 def get_json(endpoint: Endpoint, path: str, *, timeout: float, max_bytes: int, what: str,
-             query: Mapping[str, str] | None = None) -> Any:
+             query: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None) -> Any:
     """GET and decode JSON; a body that is not JSON is a ``decode`` error."""
-    body = get(endpoint, path, timeout=timeout, max_bytes=max_bytes, what=what, query=query)
+    body = get(endpoint, path, timeout=timeout, max_bytes=max_bytes, what=what, query=query, headers=headers)
     try:
         return json.loads(body)
     except ValueError as exc:
         detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
         raise SourceError("decode", f"{what}: response is not JSON ({detail})") from None
+    except RecursionError:
+        raise SourceError("decode", f"{what}: response nests too deeply") from None
 
 
 class Stream:

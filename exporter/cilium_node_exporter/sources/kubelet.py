@@ -1,8 +1,10 @@
-"""The cilium-agent container's memory from the node's kubelet Summary API, read at scrape time.
+"""The memory of the Cilium containers (cilium-agent, cilium-envoy) from the node's kubelet Summary API,
+read at scrape time.
 
 ``GET /stats/summary?only_cpu_and_memory=true`` (RBAC ``nodes/stats`` ``get``) with the pod's
-service-account token, re-read from its file on every request so that rotation works. Results are
-cached for one second (:mod:`.scrape_time`) so that two scrapes within a second cost one call.
+service-account token, re-read from its file on every request so that rotation works. One request
+serves every component (:mod:`.components`). Results are cached for one second (:mod:`.scrape_time`)
+so that two scrapes within a second cost one call.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cilium_node_exporter.aggregation.agent import AgentMemory
+from cilium_node_exporter.aggregation.containers import ContainerMemory
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.config import Config
 from cilium_node_exporter.sources import k8s_http
+from cilium_node_exporter.sources.components import components
 from cilium_node_exporter.sources.k8s_http import Endpoint, SourceError, parse_time
 from cilium_node_exporter.sources.scrape_time import ScrapeTimeSource
 
@@ -38,8 +41,9 @@ def _uint(memory: dict[str, Any], key: str) -> int | None:
     return int(value)
 
 
-def parse_summary(doc: Any, namespace: str, container: str, prefer_uid: str | None = None) -> AgentMemory | None:
-    """The agent container's memory from a Summary document; None when no agent pod is on the node.
+def parse_summary(doc: Any, namespace: str, container: str,
+                  prefer_uid: str | None = None) -> ContainerMemory | None:
+    """A container's memory from a Summary document; None when no pod on the node has that container.
 
     Raises :class:`SourceError` (``protocol``) when the document does not have the Summary shape.
     Among several candidate pods (a rollout), ``prefer_uid`` (the pod the API server reports) wins,
@@ -72,7 +76,7 @@ def parse_summary(doc: Any, namespace: str, container: str, prefer_uid: str | No
         raise SourceError("protocol", "kubelet summary: container memory is not an object")
     working_set = _uint(memory, "workingSetBytes")
     available = _uint(memory, "availableBytes")
-    return AgentMemory(
+    return ContainerMemory(
         pod_namespace=str(ref.get("namespace", "")),
         pod_name=str(ref.get("name", "")),
         pod_uid=str(ref.get("uid", "")),
@@ -114,12 +118,17 @@ class KubeletSource(ScrapeTimeSource):
         doc = k8s_http.get_json(self._endpoint(), SUMMARY_PATH, query={"only_cpu_and_memory": "true"},
                                 timeout=self.config.kubelet_timeout, max_bytes=MAX_BYTES,
                                 what=f"kubelet {self.config.kubelet_address}")
-        pod = self.state.agent_pod
-        self.state.agent_memory = parse_summary(doc, self.config.cilium_namespace, self.config.cilium_container,
-                                                prefer_uid=pod.uid if pod is not None else None)
+        memory: dict[str, ContainerMemory] = {}
+        for component in components(self.config):
+            pod = self.state.pods.get(component.name)
+            found = parse_summary(doc, component.namespace, component.container,
+                                  prefer_uid=pod.uid if pod is not None else None)
+            if found is not None:
+                memory[component.name] = found
+        self.state.memory = memory
 
     def clear(self) -> None:
-        self.state.agent_memory = None
+        self.state.memory = {}
 
     def describe(self, exc: SourceError) -> str:
         if exc.reason == "tls":

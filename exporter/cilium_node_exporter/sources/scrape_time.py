@@ -3,7 +3,8 @@
 The collector calls ``state.refresh()`` before building families; each such source registers
 its :meth:`ScrapeTimeSource.refresh` there. A read happens at most once per
 :data:`CACHE_SECONDS` (two scrapes within a second cost one call); a failure drops the
-source's snapshot (nothing stale is served), marks it down and counts the error.
+source's snapshot (nothing stale is served), marks it down and counts the error; an endpoint
+nobody listens on makes an optional source unavailable instead (:meth:`SourceHealth.absent`).
 """
 
 from __future__ import annotations
@@ -61,7 +62,10 @@ class ScrapeTimeSource:
                 self.read()
             except SourceError as exc:
                 self.clear()
-                self.health.fail(exc.reason, self.describe(exc))
+                if exc.absent:  # nothing listens: unavailable when optional, a failure when required
+                    self.health.absent(exc.reason, self.describe(exc))
+                else:
+                    self.health.fail(exc.reason, self.describe(exc))
                 return
             finally:
                 # The cache runs from the end of the read: scrapes that queued behind a slow read
