@@ -33,6 +33,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from cilium_node_exporter.aggregation.agent import AgentDatapath
+from cilium_node_exporter.aggregation.containers import ContainerMemory
 from cilium_node_exporter.aggregation.datapath import DatapathCounters
 from cilium_node_exporter.aggregation.hubble_status import HubbleStatus
 from cilium_node_exporter.aggregation.state import ExporterState
@@ -41,15 +42,18 @@ from cilium_node_exporter.app import build_registry
 from cilium_node_exporter.config import Config, parse_args
 from cilium_node_exporter.sources.agent import AgentMetricsSource, direction_label, reason_name
 from cilium_node_exporter.sources.apiserver import parse_pod
+from cilium_node_exporter.sources.components import components
 from cilium_node_exporter.sources.hubble.decode import FlowCounter
 from cilium_node_exporter.sources.hubble.stream import Backoff
 from cilium_node_exporter.sources.k8s_http import SourceError
 from cilium_node_exporter.sources.kubelet import KubeletSource, parse_summary
+from cilium_node_exporter.sources.settings import agent_api
 from cilium_node_simulator import kubelet_fake
-from cilium_node_simulator.events import LOST_SOURCES, EventSpec
+from cilium_node_simulator.cilium_settings import AgentConfig
+from cilium_node_simulator.events import LOST_SOURCES, CompiledSpec, EventSpec
 from cilium_node_simulator.fleet_scenario import NodePlan, PhaseExtras
-from cilium_node_simulator.flows import FlowFactory
-from cilium_node_simulator.k8s import AgentPodModel
+from cilium_node_simulator.flows import FlowFactory, FlowTemplate
+from cilium_node_simulator.k8s import NodeModel
 from cilium_node_simulator.releases import parse_version
 from cilium_node_simulator.scenario import ScenarioRuntime
 from cilium_node_simulator.truth import GroundTruth
@@ -60,6 +64,9 @@ RING_CAPACITY = 4095
 # The runtime's tick: how often a node's counters advance (Prometheus scrapes every 1-2 s).
 TICK = 1.0
 _TABLES = ("drops", "verdicts", "l7", "lost", "events", "label_overflow")
+# Flags of every node's exporter besides its name, sources and envelope: settings read every 10 s (1m in
+# production) so that a compressed rollout shows in cilium_node_cilium_info within a few scenario minutes.
+EXPORTER_FLAGS = ("--settings-interval=10s",)
 
 
 def server_version(version: str) -> str:
@@ -69,47 +76,52 @@ def server_version(version: str) -> str:
     return parse_version(version).text
 
 
-class CountedSpec:
-    """One event kind of a scenario, counted: what the runtime needs (``spec``) and what one occurrence adds
-    to the exporter's counters (``delta``) and to the simulator's ground truth (``truth``, ``flow_types``)."""
-
-    __slots__ = ("delta", "flow_types", "spec", "truth")
-
-    def __init__(self, spec: EventSpec, delta: tuple[tuple[str, Any, int], ...], truth: list[Any],
-                 flow_types: list[int]) -> None:
-        self.spec = spec
-        self.delta = delta
-        self.truth = truth
-        self.flow_types = flow_types
+# What one occurrence of a compiled event kind adds to the exporter's counters, by occurrence (the flows the
+# exporter receives: a kind's variant without silenced or filtered flows is another occurrence). The value keeps
+# the occurrence alive so that its id is never reused.
+_DELTAS: dict[int, tuple[Any, tuple[tuple[str, Any, int], ...]]] = {}
+_DELTAS_LOCK = threading.Lock()
 
 
-@functools.lru_cache(maxsize=4096)
-def _count_kind(spec: EventSpec, version: str) -> tuple[tuple[tuple[str, Any, int], ...], list[Any], list[int]]:
-    factory = FlowFactory(node="fleet", version=version)
-    compiled = factory.compile(replace(spec, pool=1, rate=0.0))
-    scratch = DatapathCounters()
-    counter = FlowCounter(scratch)
-    for template in compiled.occurrences[0]:
-        counter.handle(observer_pb2.GetFlowsResponse(flow=template.flow, node_name="fleet").SerializeToString())
-    delta = tuple((table, key, n) for table in _TABLES for key, n in getattr(scratch, table).items())
-    return delta, compiled.truths[0], [t.event_type for t in compiled.occurrences[0]]
+def occurrence_delta(occurrence: tuple[FlowTemplate, ...]) -> tuple[tuple[str, Any, int], ...]:
+    """The exporter's counting rules (FlowCounter) applied to one occurrence's real flows, as table deltas."""
+    with _DELTAS_LOCK:
+        known = _DELTAS.get(id(occurrence))
+        if known is not None:
+            return known[1]
+        scratch = DatapathCounters()
+        counter = FlowCounter(scratch)
+        for template in occurrence:
+            counter.handle(observer_pb2.GetFlowsResponse(flow=template.flow, node_name="fleet").SerializeToString())
+        delta = tuple((table, key, n) for table in _TABLES for key, n in getattr(scratch, table).items())
+        _DELTAS[id(occurrence)] = (occurrence, delta)
+        return delta
 
 
-def counted_spec(spec: EventSpec, version: str) -> CountedSpec:
-    """``spec`` counted by the exporter's rules for a flow of Cilium ``version`` (cached per kind and release)."""
-    delta, truth, flow_types = _count_kind(replace(spec, rate=0.0), version)
-    return CountedSpec(spec, delta, truth, flow_types)
+@functools.lru_cache(maxsize=1024)
+def _compiled(spec: EventSpec, version: str, index: int) -> CompiledSpec:
+    return FlowFactory(node="fleet", version=version).compile(spec, index)
+
+
+def compiled_kind(spec: EventSpec, version: str, index: int = 0) -> CompiledSpec:
+    """``spec`` (its rate: the runtime reads it) with the flows of its kind in release ``version``, compiled once
+    for every node (one occurrence: the counts do not depend on which workloads an event names)."""
+    shared = _compiled(replace(spec, pool=1, rate=0.0), version, index)
+    return CompiledSpec(spec, shared.occurrences, shared.truths)
 
 
 class NodeHubble:
     """The node's Hubble server as the scenario runtime drives it, and the exporter's Hubble source reading it.
 
     The runtime calls ``compile``/``emit``/``emit_lost`` and the lifecycle methods (``kill`` when the agent
-    goes down, ``reset``/``start`` when it comes back, ``restart`` on an agent restart). The exporter side,
-    :meth:`refresh`, runs at scrape time: a stream breaks when the agent restarts or Hubble goes away
-    (``source_errors_total{reason="connect"}``, disconnected time), and reconnect attempts follow the
-    exporter's own backoff (``sources.hubble.stream.Backoff``); while the stream is up the state carries
-    the server's status (``seen_flows`` since the server started, ring fill, the release's version string).
+    goes down, ``reset``/``start`` when it comes back, ``restart`` on an agent restart); it keeps the
+    datapath's own truth (every packet) and emits only what the agent notifies Hubble of. Each emitted
+    occurrence adds the exporter's counts for its flows (:func:`occurrence_delta`) to the node's state while
+    Hubble is on (``truth`` keeps what Hubble received). The exporter side, :meth:`refresh`, runs at scrape
+    time: a stream breaks when the agent restarts or Hubble goes away (``source_errors_total{reason="connect"}``,
+    disconnected time), reconnect attempts follow the exporter's own backoff (``sources.hubble.stream.Backoff``),
+    and while the stream is up the state carries the server's status (``seen_flows`` since the server started,
+    ring fill, the release's version string).
     """
 
     def __init__(self, node: FleetNode) -> None:
@@ -128,23 +140,24 @@ class NodeHubble:
         self._next_attempt = time.monotonic()
 
     # --- the server side, driven by the runtime ---------------------------------------------------
-    def compile(self, spec: EventSpec, index: int = 0) -> CountedSpec:
-        return counted_spec(spec, self.node.plan.extras[index // 100].version)
+    def compile(self, spec: EventSpec, index: int = 0) -> CompiledSpec:
+        return compiled_kind(spec, self.node.plan.extras[index // 100].version, index)
 
     def emit(self, items: Any) -> bool:
         if not self.running:
             return False
         counters = self.node.state.datapath
         with self._lock:
-            on = self._follow_phase()
+            if not self._follow_phase():
+                return True  # the datapath counted them (runtime.datapath_truth); Hubble is off
             for compiled, n in items:
                 if n <= 0:
                     continue
-                self.truth.add(compiled.truth, n, compiled.flow_types)  # the datapath saw them
-                if on:
-                    for table, key, k in compiled.delta:
-                        getattr(counters, table)[key] += k * n
-                    self.seen_flows += n * len(compiled.flow_types)
+                occurrence = compiled.occurrences[0]
+                self.truth.add(compiled.truths[0], n, [t.event_type for t in occurrence])
+                for table, key, k in occurrence_delta(occurrence):
+                    getattr(counters, table)[key] += k * n
+                self.seen_flows += n * len(occurrence)
         return True
 
     def emit_lost(self, source: str, count: int, cpu: int | None = None) -> bool:
@@ -238,32 +251,41 @@ class NodeHubble:
 class NodeKubelet(KubeletSource):
     """The exporter's kubelet source reading the kubelet fake's Summary document without HTTPS."""
 
-    def __init__(self, config: Config, state: ExporterState, model: AgentPodModel) -> None:
+    def __init__(self, config: Config, state: ExporterState, model: NodeModel) -> None:
         super().__init__(config, state)
         self.model = model
 
     def read(self) -> None:
-        pod = self.state.agent_pod
-        self.state.agent_memory = parse_summary(kubelet_fake.summary(self.model), self.config.cilium_namespace,
-                                                self.config.cilium_container,
-                                                prefer_uid=pod.uid if pod is not None else None)
+        doc = kubelet_fake.summary(self.model)
+        memory: dict[str, ContainerMemory] = {}
+        for component in components(self.config):
+            pod = self.state.pods.get(component.name)
+            found = parse_summary(doc, component.namespace, component.container,
+                                  prefer_uid=pod.uid if pod is not None else None)
+            if found is not None:
+                memory[component.name] = found
+        self.state.memory = memory
 
 
 class NodeAgentMetrics(AgentMetricsSource):
     """The exporter's agent-metrics source reading the runtime's agent counters without HTTP.
 
-    Like the agent-metrics fake, the endpoint refuses connections while the agent container is not running;
-    otherwise Cilium's reason strings and directions go through the source's own mapping.
+    Like the agent-metrics fake: nothing listens without Cilium's ``prometheus.enabled`` (the source is then
+    unavailable), and the connection is closed while the agent container is not running; otherwise Cilium's
+    reason strings and directions go through the source's own mapping.
     """
 
-    def __init__(self, config: Config, state: ExporterState, model: AgentPodModel, runtime: ScenarioRuntime) -> None:
+    def __init__(self, config: Config, state: ExporterState, model: NodeModel, runtime: ScenarioRuntime) -> None:
         super().__init__(config, state)
         self.model = model
         self.runtime = runtime
 
     def read(self) -> None:
-        if not self.model.sample.running:
-            raise SourceError("connect", f"agent metrics {self.config.agent_metrics_address}: connection refused")
+        where = f"agent metrics {self.config.agent_metrics_address}"
+        if not self.runtime.cilium.prometheus:
+            raise SourceError("connect", f"{where}: connection refused", absent=True)
+        if not self.model.agent.sample.running:
+            raise SourceError("connect", f"{where}: connection closed without a response")
         totals = self.runtime.agent_datapath()
         dropped: defaultdict[tuple[str, str], float] = defaultdict(float)
         for (text, direction), n in totals["dropped"].items():
@@ -271,31 +293,38 @@ class NodeAgentMetrics(AgentMetricsSource):
         forwarded: defaultdict[str, float] = defaultdict(float)
         for direction, n in totals["forwarded"].items():
             forwarded[direction_label(direction)] += n
-        self.state.agent_datapath = AgentDatapath(dict(dropped), dict(forwarded), dict(totals["map_pressure"]))
+        self.state.agent_datapath = AgentDatapath(dict(dropped), dict(forwarded), dict(totals["map_pressure"]),
+                                                  totals.get("ratelimited"))
 
 
 class FleetNode:
-    """One node: its runtime, agent pod, exporter state and registry (see the module docstring)."""
+    """One node: its runtime, Cilium pods, exporter state and registry (see the module docstring)."""
 
-    def __init__(self, name: str, cluster: str, plan: NodePlan, sources: tuple[str, ...], memory_envelope: str,
-                 speed: float) -> None:
+    def __init__(self, name: str, cluster: str, plan: NodePlan, sources: str, memory_envelope: str,
+                 speed: float, exporter_flags: tuple[str, ...] = EXPORTER_FLAGS) -> None:
         self.name = name
         self.cluster = cluster
         self.plan = plan
-        self.config = parse_args([f"--node-name={name}", f"--sources={','.join(sources)}",
-                                  f"--memory-envelope={memory_envelope}"], environ={})
-        self.state = ExporterState(sources=self.config.sources, envelope=self.config.memory_envelope)
+        self.config = parse_args([f"--node-name={name}", f"--sources={sources}",
+                                  f"--memory-envelope={memory_envelope}", *exporter_flags], environ={})
+        self.state = ExporterState(sources=self.config.sources.names, envelope=self.config.memory_envelope,
+                                   optional=self.config.sources.optional)
         self.hubble = NodeHubble(self)
         self.runtime = ScenarioRuntime(plan.scenario, self.hubble, speed=speed, tick=TICK)
-        self.model = AgentPodModel(self.runtime, name, namespace=self.config.cilium_namespace)
+        self.model = NodeModel(self.runtime, name, namespace=self.config.cilium_namespace)
         self.registry: CollectorRegistry = build_registry(self.state)
-        self.state.refreshers.append(self._refresh_pod)
-        if "hubble" in self.config.sources:
+        self._configs: dict[str, AgentConfig] = {plan.scenario.version: self.runtime.cilium}
+        self._settings_read = -float("inf")
+        self.state.refreshers.append(self._refresh_pods)
+        sources_on = self.config.sources
+        if "hubble" in sources_on:
             self.state.refreshers.append(self.hubble.refresh)
-        if "kubelet" in self.config.sources:
+        if "kubelet" in sources_on:
             NodeKubelet(self.config, self.state, self.model).start()
-        if "agent" in self.config.sources:
+        if "agent" in sources_on:
             NodeAgentMetrics(self.config, self.state, self.model, self.runtime).start()
+        if "settings" in sources_on:
+            self.state.refreshers.append(self._refresh_settings)
 
     def extras(self) -> PhaseExtras:
         """The fleet's part of the phase the node is in."""
@@ -313,12 +342,43 @@ class FleetNode:
     def stop(self) -> None:
         self.runtime.stop()
 
-    def _refresh_pod(self) -> None:
-        """The API server source: the agent pod as the pod model shows it now (a rollout makes a new pod)."""
+    def agent_config(self) -> AgentConfig:
+        """The agent's configuration for the release the node runs now (the runtime's own for the first)."""
+        version = self.extras().version
+        if version not in self._configs:
+            self._configs[version] = AgentConfig(self.plan.scenario.cilium, version)
+        return self._configs[version]
+
+    def _refresh_pods(self) -> None:
+        """The API server source: the Cilium pods as the node model shows them (a rollout makes a new agent pod)."""
         self.model.update()
         if self.hubble.take_rollout():
-            self.model.recreate()
-        if "apiserver" in self.config.sources:
-            candidate = parse_pod(self.model.pod(), self.config.cilium_container)
-            self.state.agent_pod = candidate.pod if candidate is not None else None
-            self.state.health["apiserver"].ok()
+            self.model.agent.version = self.extras().version  # the image the DaemonSet rolled out
+            self.model.recreate("agent")
+        if "apiserver" not in self.config.sources:
+            return
+        for component in components(self.config):
+            pod = self.model.pods.get(component.name)
+            candidate = parse_pod(pod.pod(self.model.resource_version), component.container) \
+                if pod is not None and not pod.deleted else None
+            if candidate is None:
+                self.state.pods.pop(component.name, None)
+            else:
+                self.state.pods[component.name] = candidate.pod
+        self.state.health["apiserver"].ok()
+
+    def _refresh_settings(self) -> None:
+        """The settings source: the agent API's documents through its parser, every ``--settings-interval``
+        (while the agent is down its socket refuses: the source keeps its last reading's absence)."""
+        now = time.monotonic()
+        if now - self._settings_read < self.config.settings_interval:
+            return
+        self._settings_read = now
+        health = self.state.health["settings"]
+        if not self.model.agent.sample.running:
+            self.state.settings = None
+            health.absent("connect", f"agent API {self.config.agent_api_socket}: connection refused")
+            return
+        cilium = self.agent_config()
+        self.state.settings = agent_api.parse(cilium.config_doc(), cilium.healthz(brief=True))
+        health.ok()

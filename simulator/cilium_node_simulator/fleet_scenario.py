@@ -18,7 +18,7 @@ The three keys are inherited by later phases like the ``agent`` block. File form
   description: ...
   nodes: 200                        # the cluster's size (``--fleet N`` overrides)
   version: 1.16.5                   # the Cilium release every node starts on
-  sources: hubble,kubelet,apiserver,agent   # the exporter's --sources on every node
+  sources: auto                     # the exporter's --sources on every node (default auto)
   memory_envelope: 200Mi-600Mi      # the exporter's --memory-envelope (default: the exporter's)
   groups:                           # nodes are given to the groups in order
     - name: canary
@@ -47,7 +47,6 @@ from typing import Any
 import yaml
 
 from cilium_node_exporter.config import FLAGS_BY_NAME
-from cilium_node_exporter.contract import SOURCES
 from cilium_node_exporter.units import UnitError, parse_duration, parse_envelope
 from cilium_node_simulator.releases import parse_version
 from cilium_node_simulator.scenario import (
@@ -102,7 +101,7 @@ class FleetScenario:
     description: str = ""
     nodes: int = 200
     version: str = "1.16.5"
-    sources: tuple[str, ...] = ("hubble", "kubelet", "apiserver", "agent")
+    sources: str = FLAGS_BY_NAME["sources"].default  # the exporter's --sources
     memory_envelope: str = FLAGS_BY_NAME["memory-envelope"].default
     source: str = "<memory>"
 
@@ -239,11 +238,11 @@ def parse_fleet(data: Any, source: str = "<memory>") -> FleetScenario:
     nodes = data.get("nodes", 200)
     if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
         raise ScenarioError(f"{source}: nodes: a positive integer")
-    sources = tuple(s.strip() for s in str(data.get("sources", "hubble,kubelet,apiserver,agent")).split(",")
-                    if s.strip())
-    bad = [s for s in sources if s not in SOURCES]
-    if bad or not sources:
-        raise ScenarioError(f"{source}: sources: comma list of {', '.join(SOURCES)}, got {data.get('sources')!r}")
+    sources = str(data.get("sources", FLAGS_BY_NAME["sources"].default))
+    try:
+        FLAGS_BY_NAME["sources"].parse(sources)
+    except ValueError as exc:
+        raise ScenarioError(f"{source}: sources: {exc}") from None
     envelope = str(data.get("memory_envelope", FLAGS_BY_NAME["memory-envelope"].default))
     try:
         parse_envelope(envelope)

@@ -109,6 +109,8 @@ def test_bad_rollout_on_200_nodes_pages_at_most_three_times(run: FleetRun) -> No
     # the incident is real: every node runs the new release and pages in Prometheus
     versions = run.stack.query(f'count by (version) (cilium_node_hubble_info{{cluster="{cluster.name}"}})')
     assert [s["metric"]["version"].split("+")[0] for s in versions] == ["cilium v1.16.7"], versions
+    settings = run.stack.query(f'count by (version) (cilium_node_cilium_info{{cluster="{cluster.name}"}})')
+    assert {s["metric"]["version"]: s["value"][1] for s in settings} == {"1.16.7": str(cluster.nodes)}, settings
     firing = run.stack.query(f'count(count by (node) (ALERTS{{cluster="{cluster.name}", severity="critical", '
                              'alertstate="firing", node!=""}))')
     assert firing and int(float(firing[0]["value"][1])) >= 100, (firing, run.summary(cluster.name))

@@ -17,7 +17,7 @@ from cilium_node_simulator.cli import main as simulate_main
 from cilium_node_simulator.events import EventSpec
 from cilium_node_simulator.exporter_process import Metrics
 from cilium_node_simulator.fleet import ClusterSpec, Fleet, FleetServer
-from cilium_node_simulator.fleet_node import FleetNode, counted_spec, server_version
+from cilium_node_simulator.fleet_node import FleetNode, compiled_kind, occurrence_delta, server_version
 from cilium_node_simulator.fleet_scenario import assign, builtin_fleets, load_fleet, parse_fleet
 from cilium_node_simulator.scenario import ScenarioError
 from tests.support.procs import wait_until
@@ -39,7 +39,8 @@ def scrape(node: FleetNode) -> Metrics:
 def one_node(phases: list[dict[str, Any]], speed: float = 60.0, **scenario: Any) -> FleetNode:
     fleet = fleet_of({"scenario": {"phases": phases, **scenario}, "jitter": 0})
     (name, a), = assign(fleet, 1, speed)
-    return FleetNode(name, "c1", a.plan, fleet.sources, fleet.memory_envelope, speed)
+    return FleetNode(name, "c1", a.plan, fleet.sources, fleet.memory_envelope, speed,
+                     exporter_flags=("--settings-interval=5s",))
 
 
 # --- fleet scenario files ---------------------------------------------------------------------
@@ -110,8 +111,10 @@ def test_node_counts_what_the_simulator_produced_with_the_exporters_rules() -> N
         m = scrape(node)
     finally:
         node.stop()
-    truth = node.hubble.truth.snapshot()
+    truth = node.hubble.truth.snapshot()  # what Hubble received: every notification (none switched off)
+    datapath = node.runtime.datapath_truth.snapshot()
     assert truth.drops and truth.verdicts and truth.verdicts_health and truth.l7_requests
+    assert truth.drops == datapath.drops
     assert m.table(contract.DROPS.name, "reason", "direction") == {k: float(v) for k, v in truth.drops.items()}
     assert m.table(contract.POLICY_VERDICTS.name, "direction", "match", "action") == \
         {k: float(v) for k, v in truth.verdicts.items()}  # health verdicts excluded, as by default
@@ -120,17 +123,21 @@ def test_node_counts_what_the_simulator_produced_with_the_exporters_rules() -> N
     assert m.value(contract.FLOWS_SEEN.name) == truth.seen_flows_total
     # the agent source re-exports the same drops, packet-exact, with forwarded packets beside them
     assert m.table(contract.DATAPATH_DROPPED.name, "reason", "direction") == {
-        (r, d): float(n) for (r, d), n in truth.drops.items()}
-    assert m.sum(contract.DATAPATH_FORWARDED.name) == 5 * truth.flows_by_type[4]
+        (r, d): float(n) for (r, d), n in datapath.drops.items()}
+    assert m.sum(contract.DATAPATH_FORWARDED.name) == 5 * datapath.flows_by_type[4]
     assert m.value(contract.HUBBLE_INFO.name, version=server_version("1.16.5")) == 1
     assert m.value(contract.SOURCE_UP.name, source="kubelet") == 1
     assert m.value(contract.AGENT_WORKING_SET.name) > 0
 
 
-def test_counting_follows_the_emulated_release() -> None:
-    spec = counted_spec(EventSpec("policy_deny", direction=2), "1.14.0")
-    tables = {table for table, _, _ in spec.delta}
-    assert {"drops", "verdicts", "events"} <= tables  # one verdict and one drop per policy-denied packet
+def test_one_event_kind_is_counted_by_the_exporters_rules_once_per_release() -> None:
+    compiled = compiled_kind(EventSpec("policy_deny", direction=2), "1.16.5")
+    other = compiled_kind(EventSpec("policy_deny", direction=2, rate=7), "1.16.5")
+    assert other.spec.rate == 7 and other.occurrences[0] is compiled.occurrences[0]  # the flows shared by nodes
+    delta = {(table, key): n for table, key, n in occurrence_delta(compiled.occurrences[0])}
+    # one type-5 verdict and one type-1 drop (reason 181, POLICY_DENY) per explicitly denied packet
+    assert delta[("drops", (181, "egress", None, None))] == 1
+    assert delta[("events", "drop")] == 1 and delta[("events", "policy_verdict")] == 1
     assert server_version("1.16.5").startswith("cilium v1.16.5+g")
 
 
@@ -146,6 +153,10 @@ def test_rollout_makes_a_new_pod_and_the_version_label_changes() -> None:
         wait_until(lambda: scrape(node).value(contract.HUBBLE_INFO.name, 0, version=server_version("1.16.6")), 5,
                    "the new release's version label")
         after = scrape(node)
+        # the settings source reads the release from the agent's API (cilium_node_cilium_info), every 5 s here
+        assert [dict(k)["version"] for k in before.series(contract.CILIUM_INFO.name)] == ["1.16.5"]
+        wait_until(lambda: [dict(k)["version"] for k in scrape(node).series(contract.CILIUM_INFO.name)] ==
+                   ["1.16.6"], 8, "the new release in cilium_node_cilium_info")
     finally:
         node.stop()
     assert not after.series(contract.HUBBLE_INFO.name, version=server_version("1.16.5"))
