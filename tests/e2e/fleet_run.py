@@ -94,6 +94,7 @@ class FleetRun:
         # fingerprint of an inhibited alert -> (its labels, its inhibitors' labels)
         self.inhibitions: dict[str, tuple[dict[str, str], list[dict[str, str]]]] = {}
         self.labels_by_fingerprint: dict[str, dict[str, str]] = {}  # every alert Alertmanager held
+        self.last_alerts: list[dict[str, Any]] = []  # Alertmanager's alerts at the last poll
         self.am_states: dict[tuple[str, str, str], set[str]] = defaultdict(set)  # (cluster, alert, node) -> states
         self.failures: list[str] = []
         self.pack_alerts: set[str] = set()
@@ -207,6 +208,7 @@ class FleetRun:
     def poll_alertmanager(self) -> None:
         now = time.time()
         alerts = self._am("/api/v2/alerts")
+        self.last_alerts = alerts
         by_fingerprint = self.labels_by_fingerprint
         by_fingerprint.update((a["fingerprint"], a["labels"]) for a in alerts)
         for a in alerts:
