@@ -113,15 +113,18 @@ def main() -> int:
     parser.add_argument("--scenario", default="bad-rollout", help="fleet scenario (simulate --fleet --list-scenarios)")
     parser.add_argument("--seconds", type=float, default=60, help="measured interval once every node is scraped")
     parser.add_argument("--preset", default="accelerated", help="rule pack preset for alerts.generate")
+    parser.add_argument("--rules-dir", default="", help="load these *.rules.yaml instead (e.g. another branch's "
+                        "pack rendered with alerts.generate --out)")
     args = parser.parse_args()
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         raise SystemExit("prometheus missing: install Debian's prometheus (make system-deps)")
     with tempfile.TemporaryDirectory(prefix="cne-bench-fleet-") as tmp:
         work = Path(tmp)
-        rules = work / "rules"
-        subprocess.run([sys.executable, "-m", "alerts.generate", "--preset", args.preset, "--out", str(rules)],
-                       cwd=ROOT, check=True, capture_output=True)
+        rules = Path(args.rules_dir) if args.rules_dir else work / "rules"
+        if not args.rules_dir:
+            subprocess.run([sys.executable, "-m", "alerts.generate", "--preset", args.preset, "--out", str(rules)],
+                           cwd=ROOT, check=True, capture_output=True)
         rule_files = sorted(str(p) for p in rules.glob("*.rules.yaml"))
         sd = work / "sd"
         sd.mkdir()
@@ -174,7 +177,8 @@ def main() -> int:
             scrape = query(prom_url, 'avg(scrape_duration_seconds{job="cilium-node-exporter"})')
             scrape_max = query(prom_url, 'max(max_over_time(scrape_duration_seconds{job="cilium-node-exporter"}[30s]))')
             down = query(prom_url, 'count(up{job="cilium-node-exporter"} == 0)')
-        print(f"fleet: {args.nodes} nodes of {args.scenario!r}, preset {args.preset}, measured over {elapsed:.0f} s "
+        pack = f"rules from {args.rules_dir}" if args.rules_dir else f"preset {args.preset}"
+        print(f"fleet: {args.nodes} nodes of {args.scenario!r}, {pack}, measured over {elapsed:.0f} s "
               f"(targets file after {fleet_ready:.1f} s, all scraped after {all_up:.1f} s)")
         for name in ("fleet", "prometheus"):
             share = (cpu1[name] - cpu0[name]) / elapsed
