@@ -4,15 +4,16 @@ state, sources' parsers and registry, without a Hubble socket, HTTP fakes or an 
 Per node (200 in one process):
 
 - the scenario runs in :class:`~cilium_node_simulator.scenario.ScenarioRuntime` (phases, memory ramps,
-  restarts and OOM kills, the agent's datapath counters) against :class:`NodeHubble`, which stands in for
-  both the node's Hubble server and the exporter's Hubble source: instead of writing flows into a ring it
-  counts them with the exporter's own :class:`~cilium_node_exporter.sources.hubble.decode.FlowCounter`,
-  applied once per event kind and Cilium release to a real serialized flow of that kind
-  (:func:`counted_spec`), and adds ``count x`` that result to the node's :class:`ExporterState`;
-- the agent pod follows the runtime in :class:`~cilium_node_simulator.k8s.AgentPodModel` (pod uid, restart
-  count, last termination), read through the exporter's own parsers: the kubelet fake's Summary document
-  into ``parse_summary``, the pod object into the API server source's ``parse_pod``, the agent's counters
-  through the agent source's reason and direction mapping;
+  restarts and OOM kills, the agent's configuration and datapath counters) against :class:`NodeHubble`, which
+  stands in for both the node's Hubble server and the exporter's Hubble source: instead of writing flows into a
+  ring it counts them with the exporter's own :class:`~cilium_node_exporter.sources.hubble.decode.FlowCounter`,
+  applied once per event kind and Cilium release to the real flows of that kind (:func:`occurrence_delta`), and
+  adds ``count x`` that result to the node's :class:`ExporterState`;
+- the Cilium pods follow the runtime in :class:`~cilium_node_simulator.k8s.NodeModel` (agent and Envoy pods:
+  uid, restart count, last termination), read through the exporter's own parsers: the kubelet fake's Summary
+  document into ``parse_summary``, the pod objects into the API server source's ``parse_pod``, the agent's
+  counters through the agent source's reason and direction mapping, the agent API's ``/v1/config`` and
+  ``/v1/healthz`` documents (per release, :mod:`.cilium_settings`) into the settings source's parser;
 - the exposition is the exporter's: :func:`cilium_node_exporter.app.build_registry` on the node's state,
   refreshed at scrape time like the real scrape-time sources (1 s cache), so each node's ``/metrics`` is
   the real exporter's exposition of that node.
