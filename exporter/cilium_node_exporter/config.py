@@ -5,10 +5,10 @@ sets it. The argument parser, :class:`Config`, the README's configuration table 
 argument template (``config_render``) are all derived from it.
 
 Every flag ``--some-name`` can also be set with the environment variable ``CNE_SOME_NAME``; the flag
-wins. Defaults may name ``$NODE_IP``, ``$NODE_NAME``, ``$KUBERNETES_SERVICE_HOST`` and
-``$KUBERNETES_SERVICE_PORT`` (the downward API and the pod's service environment); an IPv6 ``$NODE_IP``
-or service host is bracketed where it is part of a URL. Bad values raise :class:`ConfigError` with one
-line that names the flag.
+wins. Defaults, and the values of address flags (listen, Hubble, kubelet, API server, agent), may name
+``$NODE_IP``, ``$NODE_NAME``, ``$KUBERNETES_SERVICE_HOST`` and ``$KUBERNETES_SERVICE_PORT`` (the downward
+API and the pod's service environment); an IPv6 ``$NODE_IP`` or service host is bracketed there.
+Bad values raise :class:`ConfigError` with one line that names the flag.
 """
 
 from __future__ import annotations
@@ -200,7 +200,9 @@ def _switch(name: str, help_: str, section: str, helm: str = "") -> Flag:
 
 FLAGS: tuple[Flag, ...] = (
     _flag("listen-address", ":9969", "[host]:port for /metrics, /healthz, /readyz and /; IPv6 hosts in brackets "
-          "([::]:9969). An empty host listens on every interface.", SERVING, _listen, "ADDR"),
+          "([::]:9969). An empty host or [::] listens on every interface, IPv6 and IPv4 (dual-stack) where the "
+          "kernel allows. $NODE_IP as the host is the node's address from the environment (bracketed when IPv6; "
+          "the chart binds there).", SERVING, _listen, "ADDR"),
     _flag("node-name", "$NODE_NAME", "This node's name (downward API): finds the agent pod, used in logs.",
           SERVING, str, "NAME"),
     _flag("sources", "auto", "Enabled sources. auto: hubble, kubelet and apiserver, plus agent and settings "
@@ -212,6 +214,14 @@ FLAGS: tuple[Flag, ...] = (
           _choice("debug", "info", "warning", "error"), "LEVEL", helm="log.level"),
     _flag("log-format", "text", "text or json (one object per line).", SERVING, _choice("text", "json"),
           "FORMAT", helm="log.format"),
+    _flag("web-tls-cert-file", "", "Serve HTTPS with this PEM certificate (re-read when it changes).", SERVING,
+          metavar="FILE"),
+    _flag("web-tls-key-file", "", "Key of --web-tls-cert-file.", SERVING, metavar="FILE"),
+    _flag("web-tls-client-ca-file", "", "Require client certificates signed by this CA (mutual TLS; needs "
+          "--web-tls-cert-file).", SERVING, metavar="FILE"),
+    _flag("web-basic-auth-users-file", "", "Require HTTP basic auth for / and /metrics: a file of user:bcrypt-hash "
+          "lines (`htpasswd -nbB USER PASSWORD`), re-read when it changes. /healthz and /readyz stay open for "
+          "probes.", SERVING, metavar="FILE"),
 
     _flag("hubble-address", "unix:///var/run/cilium/hubble.sock",
           "Hubble Observer API: unix:///path for the node-local socket, or host:port for TCP.", HUBBLE,
@@ -312,6 +322,10 @@ class Config:
     sources: SourceSelection
     log_level: str
     log_format: str
+    web_tls_cert_file: str
+    web_tls_key_file: str
+    web_tls_client_ca_file: str
+    web_basic_auth_users_file: str
     hubble_address: str
     hubble_tls_ca: str
     hubble_tls_cert: str
@@ -366,23 +380,43 @@ def url_host(host: str) -> str:
         return host
 
 
+_ADDRESS_METAVARS = ("ADDR", "URL")
+
+
+def _substitute(text: str, environ: Mapping[str, str], address: bool) -> tuple[str, list[str]]:
+    """``text`` with ``$NODE_IP`` and friends from ``environ`` (hosts bracketed when IPv6 in an address);
+    also the names of the variables that were missing."""
+    missing: list[str] = []
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        value = environ.get(name, _PLACEHOLDER_FALLBACK.get(name, ""))
+        if not value:
+            missing.append(name)
+        return url_host(value) if address and name in ("NODE_IP", "KUBERNETES_SERVICE_HOST") else value
+
+    return _PLACEHOLDER.sub(sub, text), missing
+
+
 def resolve_default(flag: Flag, environ: Mapping[str, str]) -> str:
     """The flag's default with ``$NODE_IP`` and friends taken from ``environ``.
 
     In a URL default a missing variable leaves the default empty (e.g. no API server outside a pod).
     """
-    missing = False
-
-    def sub(match: re.Match[str]) -> str:
-        nonlocal missing
-        name = match.group(1)
-        value = environ.get(name, _PLACEHOLDER_FALLBACK.get(name, ""))
-        missing = missing or not value
-        return url_host(value) if name in ("NODE_IP", "KUBERNETES_SERVICE_HOST") and "://" in flag.default \
-            else value
-
-    value = _PLACEHOLDER.sub(sub, flag.default)
+    value, missing = _substitute(flag.default, environ, flag.metavar in _ADDRESS_METAVARS)
     return "" if missing and "://" in flag.default else value
+
+
+def resolve_value(flag: Flag, text: str, environ: Mapping[str, str]) -> str:
+    """A given address (flag or ``CNE_*``) may name ``$NODE_IP`` and friends too: the chart passes
+    ``--listen-address=$NODE_IP:9969`` because the kubelet's own ``$(NODE_IP)`` expansion cannot bracket
+    an IPv6 address. Other flags are taken literally."""
+    if flag.metavar not in _ADDRESS_METAVARS or "$" not in text:
+        return text
+    value, missing = _substitute(text, environ, True)
+    if missing:
+        raise ValueError(f"{text!r} names ${missing[0]}, which is not set")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -422,11 +456,12 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
 
 def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Parse flags and environment into a :class:`Config`; raise :class:`ConfigError` on bad input."""
-    ns = build_parser(environ).parse_args(argv)
+    env = os.environ if environ is None else environ
+    ns = build_parser(env).parse_args(argv)
     values: dict[str, Any] = {}
     for flag in FLAGS:
         try:
-            values[flag.attr] = flag.parse(getattr(ns, flag.attr))
+            values[flag.attr] = flag.parse(resolve_value(flag, getattr(ns, flag.attr), env))
         except (ValueError, UnitError) as exc:
             raise ConfigError(f"--{flag.name}: {exc}") from None
     config = Config(**values)
@@ -443,4 +478,8 @@ def _check(config: Config) -> None:
                           "source out of --sources)")
     if config.settings_interval < 5:
         raise ConfigError("--settings-interval: must be at least 5s (settings change rarely; this is not a probe)")
+    if bool(config.web_tls_cert_file) != bool(config.web_tls_key_file):
+        raise ConfigError("--web-tls-cert-file and --web-tls-key-file must be given together")
+    if config.web_tls_client_ca_file and not config.web_tls_cert_file:
+        raise ConfigError("--web-tls-client-ca-file needs --web-tls-cert-file (client certificates need TLS)")
 

@@ -57,8 +57,8 @@ class _Handler(FakeHandler):
 class AgentMetricsFake(FakeServer):
     """The simulated agent's metrics endpoint (``--agent-metrics-port``)."""
 
-    def __init__(self, port: int, model: NodeModel, fault: str = "none") -> None:
-        super().__init__(port, _Handler, None, fault)
+    def __init__(self, port: int, model: NodeModel, fault: str = "none", host: str = "127.0.0.1") -> None:
+        super().__init__(port, _Handler, None, fault, host)
         self.model = model
         self._start = time.monotonic()
         self._lock = threading.Lock()

@@ -35,10 +35,10 @@ PYTHON_MODULE = (sys.executable, "-m", "cilium_node_exporter")
 FAST_HUBBLE = ("--hubble-backoff-max=0.5s", "--hubble-status-interval=0.2s", "--hubble-stall-timeout=2s")
 
 
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on ``host`` (127.0.0.1 or ::1)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -101,11 +101,12 @@ class Exporter:
     """``command`` (``python -m cilium_node_exporter``) with ``flags`` on a free port; a context manager."""
 
     def __init__(self, tmp: Path, *flags: str, env: dict[str, str] | None = None, name: str = "exporter",
-                 ready_timeout: float = 20.0, command: Sequence[str] = PYTHON_MODULE) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+                 ready_timeout: float = 20.0, command: Sequence[str] = PYTHON_MODULE, host: str = "127.0.0.1") -> None:
+        self.port = free_port(host)
+        self.host = f"[{host}]" if ":" in host else host
+        self.base = f"http://{self.host}:{self.port}"
         self.log_path = Path(tmp) / f"{name}.log"
-        self.flags = [f"--listen-address=127.0.0.1:{self.port}", "--node-name=node-a", *flags]
+        self.flags = [f"--listen-address={self.host}:{self.port}", "--node-name=node-a", *flags]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("CNE_")}
         full_env.update(env or {})

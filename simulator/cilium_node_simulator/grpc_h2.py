@@ -384,7 +384,8 @@ class GrpcH2Server:
         if self.socket_path:
             out.append(f"unix://{self.socket_path}")
         if self.tcp is not None:
-            out.append(f"{self.tcp[0]}:{self.tcp_port}" + (" (TLS)" if self.tls else ""))
+            host = f"[{self.tcp[0]}]" if ":" in self.tcp[0] else self.tcp[0]
+            out.append(f"{host}:{self.tcp_port}" + (" (TLS)" if self.tls else ""))
         return out
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -74,9 +74,9 @@ class FixedAgent:
 
 
 class NodeFakes:
-    """The kubelet, Kubernetes API, agent-metrics and agent API fakes of one node; a port (socket) of None
-    leaves one out. Without Cilium's metrics (the runtime's ``cilium.prometheus`` false) the agent-metrics
-    port is one nothing listens on.
+    """The kubelet, Kubernetes API, agent-metrics and agent API fakes of one node on ``host`` (127.0.0.1, or
+    ::1 for IPv6 runs); a port (socket) of None leaves one out. Without Cilium's metrics (the runtime's
+    ``cilium.prometheus`` false) the agent-metrics port is one nothing listens on.
 
     ``client_dir`` receives the client files (none when it is None); ``flags`` holds the exporter's
     flags written to ``exporter.flags``. ``servers`` lists the running fakes; :meth:`stop` ends them
@@ -88,7 +88,7 @@ class NodeFakes:
                  agent_metrics_port: int | None = None, agent_api_socket: str | None = None,
                  tokens: Tokens | None = None, faults: Mapping[str, str] | None = None,
                  envelope_annotation: str = "", configmap_fault: str = "", hubble_address: str | None = None,
-                 poll: float = 0.1) -> None:
+                 poll: float = 0.1, host: str = "127.0.0.1") -> None:
         faults = faults or {}
         self.runtime = runtime
         self.model = NodeModel(runtime, node, namespace, poll=poll)
@@ -107,7 +107,7 @@ class NodeFakes:
             if kubelet_port is not None:
                 assert self.tls is not None
                 self.kubelet = KubeletFake(kubelet_port, self.model, self.tokens, self.tls,
-                                           fault=faults.get("kubelet", "none")).start()
+                                           fault=faults.get("kubelet", "none"), host=host).start()
                 self.servers.append(self.kubelet)
                 urls["kubelet"] = self.kubelet.url
             if kubeapi_port is not None:
@@ -115,7 +115,7 @@ class NodeFakes:
                 self.kubeapi = KubeApiFake(kubeapi_port, self.model, self.tokens, self.tls,
                                            fault=faults.get("kubeapi", "none"),
                                            envelope_annotation=envelope_annotation,
-                                           configmap_fault=configmap_fault).start()
+                                           configmap_fault=configmap_fault, host=host).start()
                 self.servers.append(self.kubeapi)
                 urls["kubeapi"] = self.kubeapi.url
             if agent_metrics_port is not None:
@@ -125,7 +125,7 @@ class NodeFakes:
                     log.info("simulator: the agent serves no metrics (cilium: {prometheus: false})")
                 else:
                     self.agent = AgentMetricsFake(agent_metrics_port, self.model,
-                                                  fault=faults.get("agent-metrics", "none")).start()
+                                                  fault=faults.get("agent-metrics", "none"), host=host).start()
                 self.servers.append(self.agent)
                 urls["agent-metrics"] = self.agent.url + "/metrics"
             if agent_api_socket:
@@ -166,7 +166,7 @@ def start(args: argparse.Namespace, runtime: Any) -> list[Any]:
     return [NodeFakes(runtime, node=node, tls_dir=tls_dir, client_dir=out, namespace=args.sim_cilium_namespace,
                       tokens=tokens, faults=faults, envelope_annotation=args.node_envelope_annotation,
                       configmap_fault=args.kubeapi_configmap_fault, hubble_address=hubble,
-                      agent_api_socket=args.agent_api_socket or None, **ports)]
+                      agent_api_socket=args.agent_api_socket or None, host=args.bind_address, **ports)]
 
 
 def _hubble_address(args: argparse.Namespace, runtime: Any) -> str | None:
@@ -175,7 +175,8 @@ def _hubble_address(args: argparse.Namespace, runtime: Any) -> str | None:
         return f"unix://{os.path.abspath(args.hubble_socket)}"
     server = getattr(runtime, "server", None)
     if getattr(args, "hubble_tcp", "") and server is not None and not getattr(server, "tls", None):
-        return f"{server.tcp[0]}:{server.tcp_port}"
+        host = server.tcp[0]
+        return f"[{host}]:{server.tcp_port}" if ":" in host else f"{host}:{server.tcp_port}"
     return None
 
 

@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import logging
 import os
+import socket
 import ssl
 import threading
 import time
@@ -296,7 +297,7 @@ class TlsFiles:
     key: Path
 
 
-def make_tls(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> TlsFiles:
+def make_tls(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "::1", "localhost")) -> TlsFiles:
     """A throw-away CA (trustme) and a serving certificate for ``hosts`` (IP and DNS SANs), written as PEM."""
     import trustme
 
@@ -337,14 +338,17 @@ class Tokens:
 
 
 class FakeServer(ThreadingHTTPServer):
-    """A threaded HTTP(S) server on 127.0.0.1 with a fault knob; TLS handshakes happen per thread."""
+    """A threaded HTTP(S) server on ``host`` (127.0.0.1, or ::1 for IPv6 runs) with a fault knob; TLS
+    handshakes happen per thread."""
 
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None,
-                 fault: str = "none") -> None:
-        super().__init__(("127.0.0.1", port), handler)
+                 fault: str = "none", host: str = "127.0.0.1") -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.host = host
+        super().__init__((host, port), handler)
         if tls is not None:
             self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
         self.scheme = "https" if tls is not None else "http"
@@ -359,7 +363,8 @@ class FakeServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
 
     def start(self) -> FakeServer:
         self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), name=type(self).__name__,
@@ -461,11 +466,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the kubelet / API server / agent-metrics flags to the ``simulate`` parser."""
     g = parser.add_argument_group("kubelet, Kubernetes API and agent metrics endpoints")
     g.add_argument("--kubelet-port", type=int, default=None,
-                   help="Serve a kubelet Summary API (HTTPS, bearer token) on 127.0.0.1:PORT (0 = any free port).")
+                   help="Serve a kubelet Summary API (HTTPS, bearer token) on BIND:PORT (0 = any free port).")
+    g.add_argument("--bind-address", default="127.0.0.1", metavar="BIND",
+                   help="Loopback address of the kubelet, API and agent-metrics endpoints: 127.0.0.1, or ::1 to "
+                        "run them over IPv6 (default 127.0.0.1).")
     g.add_argument("--kubeapi-port", type=int, default=None,
-                   help="Serve a minimal Kubernetes API (pods list/watch, nodes get) on 127.0.0.1:PORT.")
+                   help="Serve a minimal Kubernetes API (pods list/watch, nodes get) on BIND:PORT.")
     g.add_argument("--agent-metrics-port", type=int, default=None,
-                   help="Serve cilium-agent-like Prometheus metrics (:9962 style) on 127.0.0.1:PORT (with the "
+                   help="Serve cilium-agent-like Prometheus metrics (:9962 style) on BIND:PORT (with the "
                         "scenario's cilium: {prometheus: false}, a port nothing listens on).")
     g.add_argument("--agent-api-socket", default="", metavar="PATH",
                    help="Serve the cilium-agent REST API (GET /v1/config, /v1/healthz; cilium.sock) on this unix "

@@ -247,9 +247,10 @@ class KubeApiFake(FakeServer):
     """The simulated cluster's API server (``--kubeapi-port``)."""
 
     def __init__(self, port: int, model: NodeModel, tokens: Tokens, tls: TlsFiles | ssl.SSLContext,
-                 fault: str = "none", envelope_annotation: str = "", configmap_fault: str = "") -> None:
+                 fault: str = "none", envelope_annotation: str = "", configmap_fault: str = "",
+                 host: str = "127.0.0.1") -> None:
         ctx = tls if isinstance(tls, ssl.SSLContext) else server_tls_context(tls)
-        super().__init__(port, _Handler, ctx, fault)
+        super().__init__(port, _Handler, ctx, fault, host)
         self.model = model
         self.tokens = tokens
         self.envelope_annotation = envelope_annotation

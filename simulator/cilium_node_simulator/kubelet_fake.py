@@ -110,8 +110,8 @@ class KubeletFake(FakeServer):
     """The simulated node's kubelet (``--kubelet-port``)."""
 
     def __init__(self, port: int, model: NodeModel, tokens: Tokens, tls: TlsFiles | ssl.SSLContext,
-                 fault: str = "none") -> None:
+                 fault: str = "none", host: str = "127.0.0.1") -> None:
         ctx = tls if isinstance(tls, ssl.SSLContext) else server_tls_context(tls)
-        super().__init__(port, _Handler, ctx, fault)
+        super().__init__(port, _Handler, ctx, fault, host)
         self.model = model
         self.tokens = tokens

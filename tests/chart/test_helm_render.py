@@ -21,7 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from cilium_node_exporter.config import FLAGS, ConfigError, parse_args
+from cilium_node_exporter.config import FLAGS, ConfigError, parse_args, resolve_value
 from cilium_node_exporter.config_doc import render_helm
 from tests.support.paths import DATA, REPO
 
@@ -105,8 +105,8 @@ def validate_object(obj: dict[str, Any]) -> None:
         kubernetes_validate.validate(obj, version, strict=True)
 
 
-def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    (c,) = one(objects, "DaemonSet")["spec"]["template"]["spec"]["containers"]
+def container(objects: list[dict[str, Any]], name: str = "exporter") -> dict[str, Any]:
+    (c,) = [c for c in one(objects, "DaemonSet")["spec"]["template"]["spec"]["containers"] if c["name"] == name]
     return c
 
 
@@ -208,7 +208,10 @@ def test_args_parse_with_the_exporter_cli(value_set: str) -> None:
     cfg = exporter_config(render(values))
     listed = list(values["sources"]) + (["agent"] if values["agentMetrics"]["enabled"] else [])
     assert cfg.sources == parse_args([f"--sources={','.join(listed)}"], environ={}).sources
-    assert cfg.listen_address == f":{values['port']}"
+    listen = values["port"] if not values["hostNetwork"] or values["listenOnAllInterfaces"] else None
+    proxy = values["kubeRBACProxy"]["enabled"]
+    assert cfg.listen_address == (f"127.0.0.1:{values['kubeRBACProxy']['upstreamPort']}" if proxy
+                                  else f":{listen}" if listen else f"10.0.0.5:{values['port']}")
     assert cfg.node_name == "node-a"
     # every chart value mapped to a flag: set -> that value, unset -> the exporter's own default
     defaults = parse_args([], environ={"NODE_NAME": "node-a", "NODE_IP": "10.0.0.5"})
@@ -221,7 +224,7 @@ def test_args_parse_with_the_exporter_cli(value_set: str) -> None:
         else:
             text = ",".join(value) if isinstance(value, list) else str(value).lower() if isinstance(value, bool) \
                 else str(value)
-            expected = flag.parse(text.replace("$(NODE_IP)", "10.0.0.5"))  # expanded by the kubelet
+            expected = flag.parse(resolve_value(flag, text.replace("$(NODE_IP)", "10.0.0.5"), NODE_ENV))
         assert getattr(cfg, flag.attr) == expected, (value_set, flag.name)
 
 
@@ -277,8 +280,9 @@ def test_daemonset_defaults() -> None:
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
     assert env == {"NODE_NAME": "spec.nodeName", "NODE_IP": "status.hostIP"}
     assert c["ports"] == [{"name": "metrics", "containerPort": 9969, "protocol": "TCP"}]
-    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics", "scheme": "HTTP"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics", "scheme": "HTTP"}
+    assert pod["automountServiceAccountToken"] is True  # the kubelet and API server sources need the token
     assert c["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "192Mi"}}
     assert c["image"] == "ghcr.io/cilium-node-exporter/cilium-node-exporter:" + chart().metadata["appVersion"]
     assert "priorityClassName" not in pod and pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
@@ -377,12 +381,21 @@ def test_envoy_in_its_own_namespace_gets_a_second_role() -> None:
     assert exporter_config(objects).envoy is False
 
 
+# kube-rbac-proxy's questions to the API server: "create" on these read nothing and change nothing.
+REVIEWS = [{"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+           {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}]
+
+
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_rbac_never_proxy_wildcards_or_writes(value_set: str) -> None:
+    proxy = chart().merge_values(ci_values(value_set))["kubeRBACProxy"]["enabled"]
     for obj in render(ci_values(value_set)):
         if obj["kind"] not in ("ClusterRole", "Role"):
             continue
         for rule in obj["rules"]:
+            if rule in REVIEWS:
+                assert proxy and obj["kind"] == "ClusterRole"
+                continue
             # a ConfigMap may only be read by name
             assert set(rule) == ({"apiGroups", "resources", "resourceNames", "verbs"}
                                  if "configmaps" in rule["resources"] else {"apiGroups", "resources", "verbs"})

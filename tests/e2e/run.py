@@ -24,14 +24,15 @@ from tests.e2e.stack import SCENARIOS, Node, NodeSpec, Stack
 from tests.e2e.webhook import WebhookReceiver
 
 # name -> (scenario, speed, sources, extra exporter flags). Speed 4 turns the built-in scenarios'
-# 3-minute baselines into 45 s; the e2e-specific files are written for speed 1.
+# 3-minute baselines into 45 s; the e2e-specific files are written for speed 1. Two nodes run entirely over
+# IPv6 loopback (Hubble over TCP, kubelet/API/agent fakes, the exporter and Prometheus' scrape on ::1).
 SETTINGS_FAST = ("--settings-interval=5s",)  # the shortest allowed: a settings change shows within seconds
 NODES: tuple[NodeSpec, ...] = (
-    NodeSpec("sim-steady", "steady", 1, "auto", SETTINGS_FAST),
+    NodeSpec("sim-steady", "steady", 1, "auto", SETTINGS_FAST, ipv6=True),
     NodeSpec("sim-memory-leak", str(SCENARIOS / "memory-leak-recovery.yaml"), 1),
     NodeSpec("sim-oom-loop", "oom-loop", 4),
     NodeSpec("sim-policy-storm", "policy-storm", 4, exporter_args=("--extra-labels=endpoint_namespace,policy",
-                                                                   "--label-cap=1")),
+                                                                   "--label-cap=1"), ipv6=True),
     NodeSpec("sim-l7-denials", "l7-denials", 4),
     NodeSpec("sim-hubble-overload", "hubble-overload", 4),
     NodeSpec("sim-datapath-errors", "datapath-errors", 4, "hubble,kubelet,apiserver,agent"),

@@ -78,6 +78,7 @@ class NodeSpec:
     speed: float = 1.0
     sources: str = "hubble,kubelet,apiserver"
     exporter_args: tuple[str, ...] = ()
+    ipv6: bool = False  # everything over ::1: Hubble over TCP, the fakes, the exporter, Prometheus' scrape
 
 
 @dataclass
@@ -92,6 +93,12 @@ class Node:
         return self.spec.name
 
     @property
+    def host(self) -> str:
+        """The loopback address in URL form."""
+        return "[::1]" if self.spec.ipv6 else "127.0.0.1"
+
+
+    @property
     def sim(self) -> str:
         return f"sim-{self.name}"
 
@@ -101,7 +108,7 @@ class Node:
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/metrics"
+        return f"http://{self.host}:{self.port}/metrics"
 
 
 class Stack:
@@ -159,9 +166,11 @@ class Stack:
         """Start the simulator of ``spec`` (kubelet, API, agent-metrics and cilium.sock fakes included)."""
         cfg = self.workdir / "nodes" / spec.name
         cfg.mkdir(parents=True)
-        node = Node(spec, free_port(), cfg)
+        node = Node(spec, free_port("::1" if spec.ipv6 else "127.0.0.1"), cfg)
+        hubble = ["--hubble-socket=", "--hubble-tcp=[::1]:0", "--bind-address=::1"] if spec.ipv6 else \
+            ["--hubble-socket", str(cfg / "hubble.sock")]
         argv = [sys.executable, "-m", "cilium_node_exporter", "simulate", "--scenario", spec.scenario,
-                "--speed", str(spec.speed), "--hubble-socket", str(cfg / "hubble.sock"), "--kubelet-port", "0",
+                "--speed", str(spec.speed), *hubble, "--kubelet-port", "0",
                 "--kubeapi-port", "0", "--agent-metrics-port", "0", "--agent-api-socket", str(cfg / "cilium.sock"),
                 "--sim-node-name", spec.name,
                 "--write-client-config", str(cfg / "client")]
@@ -175,10 +184,10 @@ class Stack:
         wait_until(flags_file.exists, 30, lambda: f"{flags_file}; simulator log:\n{self.procs.log(node.sim)}")
         flags = flags_file.read_text().split()
         argv = [sys.executable, "-m", "cilium_node_exporter", *flags, f"--sources={node.spec.sources}",
-                f"--listen-address=127.0.0.1:{node.port}", "--hubble-status-interval=1s",
+                f"--listen-address={node.host}:{node.port}", "--hubble-status-interval=1s",
                 "--hubble-backoff-max=2s", *node.spec.exporter_args]
         self.procs.start(node.exporter, argv)
-        target = [{"targets": [f"127.0.0.1:{node.port}"], "labels": {"node": node.name}}]
+        target = [{"targets": [f"{node.host}:{node.port}"], "labels": {"node": node.name}}]
         tmp = self.sd_dir / f".{node.name}.tmp"
         tmp.write_text(json.dumps(target))
         tmp.rename(self.sd_dir / f"{node.name}.json")

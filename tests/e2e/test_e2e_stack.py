@@ -297,3 +297,15 @@ def test_every_node_delivered_only_expected_alerts(run: Run) -> None:
                   for node, names in expected.items()}
     assert not any(unexpected.values()), unexpected
     assert not run.webhook.bad, run.webhook.bad
+
+
+def test_ipv6_nodes_run_entirely_over_ipv6_loopback(run: Run) -> None:
+    for name in ("sim-steady", "sim-policy-storm"):
+        node = run.node(name)
+        flags = (node.config_dir / "client" / "exporter.flags").read_text()
+        assert "--hubble-address=[::1]:" in flags and "--kubelet-address=https://[::1]:" in flags, flags
+        (up,) = run.stack.query(f'up{{node="{name}"}}')
+        assert up["metric"]["instance"] == f"[::1]:{node.port}" and up["value"][1] == "1"
+        sources = {s["metric"]["source"]: s["value"][1]
+                   for s in run.stack.query(f'cilium_node_exporter_source_up{{node="{name}"}}')}
+        assert sources and set(sources.values()) == {"1"}, sources

@@ -62,6 +62,34 @@ def test_listen_addresses(text: str, parsed: tuple[str, int]) -> None:
     assert parse_listen(text) == parsed
 
 
+@pytest.mark.parametrize(("node_ip", "listen"), [("10.0.0.5", "10.0.0.5:9969"), ("fd00:10::5", "[fd00:10::5]:9969")])
+def test_address_flags_expand_node_ip_bracketing_ipv6(node_ip: str, listen: str) -> None:
+    """The chart passes --listen-address=$NODE_IP:9969: the kubelet leaves it alone, the exporter brackets."""
+    env = {"NODE_IP": node_ip}
+    cfg = parse_args(["--listen-address=$NODE_IP:9969", "--kubelet-address=https://$NODE_IP:10250",
+                      "--hubble-address=$NODE_IP:4244", "--node-name=$NODE_IP"], environ=env)
+    host = listen.rsplit(":", 1)[0]
+    assert cfg.listen_address == listen and parse_listen(cfg.listen_address)[0] == node_ip
+    assert cfg.kubelet_address == f"https://{host}:10250" and cfg.hubble_address == f"{host}:4244"
+    assert cfg.node_name == "$NODE_IP"  # only address flags are expanded
+    assert parse_args([], environ={**env, "CNE_LISTEN_ADDRESS": "$NODE_IP:1"}).listen_address == \
+        listen.replace("9969", "1")
+
+
+def test_an_address_naming_an_unset_variable_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"--apiserver-address: .*KUBERNETES_SERVICE_HOST, which is not set"):
+        parse_args(["--apiserver-address=https://$KUBERNETES_SERVICE_HOST:443"], environ={})
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--web-tls-cert-file=/c"], "--web-tls-key-file"),
+    (["--web-tls-client-ca-file=/ca"], "needs --web-tls-cert-file"),
+])
+def test_web_flags_go_together(argv: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        parse_args(argv, environ={})
+
+
 @pytest.mark.parametrize("text", ["::1:9969", "[::1:9969", "[nothost]:1", ":99999", "9969"])
 def test_bad_listen_addresses(text: str) -> None:
     with pytest.raises(ConfigError, match="--listen-address"):

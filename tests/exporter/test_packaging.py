@@ -17,14 +17,15 @@ from pathlib import Path
 import pytest
 
 from bench.install_size import build_wheel, install, sizes
-from cilium_node_exporter.cli import INSTALL_HINTS
+from cilium_node_exporter.cli import INSTALL_HINTS, REPORT_HINT
 from tests.support.procs import Exporter, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("packaging")]
 
-# Distributions the DaemonSet never runs: test, simulator and generator dependencies, the --kubeconfig extra.
+# Distributions the DaemonSet never runs: test, simulator and generator dependencies, the --kubeconfig and
+# report extras.
 NOT_IN_PRODUCTION = {"kubernetes", "h2", "pyyaml", "cryptography", "trustme", "cilium-node-simulator",
-                     "grpcio-tools", "pytest", "hypothesis"}
+                     "grpcio-tools", "pytest", "hypothesis", "matplotlib", "numpy", "jinja2", "requests"}
 PRODUCTION_SOURCES = ("hubble", "kubelet", "apiserver", "agent")  # the default three and the opt-in agent
 
 
@@ -82,6 +83,8 @@ def test_wheel_depends_only_on_what_the_daemonset_runs(wheel: Path) -> None:
     assert not core & NOT_IN_PRODUCTION, core
     kubeconfig = {_name(r) for r in requires if re.search(r"""extra\s*==\s*["']kubeconfig["']""", r)}
     assert kubeconfig == {"kubernetes"}  # what the --kubeconfig error message tells users to install
+    report = {_name(r) for r in requires if re.search(r"""extra\s*==\s*["']report["']""", r)}
+    assert report == {"matplotlib", "numpy", "jinja2", "requests", "pyyaml"}  # `cilium-node-exporter report`
 
 
 def test_wheel_holds_the_exporter_and_nothing_else(wheel: Path) -> None:
@@ -119,6 +122,13 @@ def test_simulate_without_the_simulator_exits_2_with_the_install_hint(core: Path
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert run.stderr == f"cilium-node-exporter simulate: {INSTALL_HINTS['simulate']}\n"
+
+
+def test_report_without_the_extra_exits_2_with_the_install_hint(core: Path) -> None:
+    run = subprocess.run([str(core / "cilium-node-exporter"), "report", "--prometheus-url", "http://127.0.0.1:1"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.startswith(f"cilium-node-exporter report: {REPORT_HINT} (missing: matplotlib, jinja2, numpy")
 
 
 def test_kubeconfig_without_the_extra_is_a_clear_error(core: Path, simulated_node: list[str],

@@ -25,13 +25,13 @@ class Cluster(NodeFakes):
     also ``version``, ``cilium`` and ``envoy``); ``agent_api`` serves cilium.sock in ``tmp/run``."""
 
     def __init__(self, tmp: Path, *, kubelet: bool = True, kubeapi: bool = False, agent: bool = False,
-                 agent_api: bool = False, annotation: str = "", **state: Any) -> None:
+                 agent_api: bool = False, annotation: str = "", host: str = "127.0.0.1", **state: Any) -> None:
         self.dir = tmp
         super().__init__(FixedAgent(**state), node="node-a", tls_dir=tmp / "tls", client_dir=tmp / "client",
                          kubelet_port=0 if kubelet else None, kubeapi_port=0 if kubeapi else None,
                          agent_metrics_port=0 if agent else None, tokens=Tokens(("token-1",)),
                          agent_api_socket=str(tmp / "run" / "cilium.sock") if agent_api else None,
-                         envelope_annotation=annotation, poll=0.02)
+                         envelope_annotation=annotation, poll=0.02, host=host)
 
     def config(self, *extra: str, **overrides: Any) -> Config:
         sources = ",".join(s for s, on in (("kubelet", self.kubelet), ("apiserver", self.kubeapi),

@@ -2,7 +2,9 @@
 
 Read at scrape time (``--agent-metrics-address``, Cilium's ``prometheus.enabled=true``, port 9962)
 with prometheus-client's text parser. Only the four families the contract re-exports are kept;
-other lines are dropped while the body streams in, so a large endpoint costs no memory here.
+other lines are dropped while the body streams in (in linear time: one ``bytearray`` and ``find``),
+lines longer than :data:`MAX_LINE` are skipped unread, and the kept lines may total at most
+:data:`MAX_KEPT`, so whatever the endpoint serves costs at most a few MiB here.
 Drop reasons are mapped from Cilium's monitor strings ("Policy denied") to DropReason enum names
 (``POLICY_DENIED``) so that they join with the Hubble-derived drops; directions are the metrics
 map's own (``service`` included), which are not Hubble's. With ``--sources=auto`` the source is
@@ -36,7 +38,10 @@ from cilium_node_exporter.sources.scrape_time import ScrapeTimeSource
 log = logging.getLogger(__name__)
 
 NAME = "agent"
-MAX_BYTES = 64 * 2**20
+# A cilium-agent's /metrics is 1-5 MiB; the four kept families are a few hundred lines (~20-50 KB).
+MAX_BYTES = 32 * 2**20
+MAX_LINE = 64 * 1024
+MAX_KEPT = 2**20
 DROP_COUNT = "cilium_drop_count_total"
 FORWARD_COUNT = "cilium_forward_count_total"
 MAP_PRESSURE = "cilium_bpf_map_pressure"
@@ -82,21 +87,39 @@ def direction_label(text: str) -> str:
 
 def filter_lines(chunks: Iterable[bytes]) -> str:
     """Keep only the lines (samples and their HELP/TYPE comments) of the families we re-export."""
-    kept: list[bytes] = []
-    rest = b""
+    kept = bytearray()
+    buf = bytearray()
     typed = False  # a Prometheus text body has TYPE comments; an HTML page or garbage has none
+    skipping = False  # inside a line longer than MAX_LINE: dropped up to its newline
+
+    def keep(line: bytes) -> None:
+        nonlocal typed
+        typed = typed or line.startswith(b"# TYPE ")
+        if _wanted(line):
+            kept.extend(line)
+            kept.extend(b"\n")
+            if len(kept) > MAX_KEPT:
+                raise SourceError("protocol", f"agent metrics: the kept families (drops, forwards, map "
+                                              f"pressure, rate limit) exceed {MAX_KEPT} bytes")
+
     for chunk in chunks:
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop()
-        typed = typed or any(line.startswith(b"# TYPE ") for line in lines)
-        kept.extend(line for line in lines if _wanted(line))
-    typed = typed or rest.startswith(b"# TYPE ")
-    if _wanted(rest):
-        kept.append(rest)
+        buf.extend(chunk)
+        start = 0
+        while (end := buf.find(b"\n", start)) >= 0:
+            if not skipping:
+                keep(bytes(buf[start:end]))
+            skipping = False
+            start = end + 1
+        del buf[:start]
+        if len(buf) > MAX_LINE:
+            skipping = True
+            buf.clear()
+    if buf and not skipping:
+        keep(bytes(buf))
     if not typed:
         raise SourceError("decode", "agent metrics: response is not Prometheus text format (no TYPE lines)")
     try:
-        return b"\n".join(kept).decode("utf-8") + "\n"
+        return kept.decode("utf-8")
     except UnicodeDecodeError:
         raise SourceError("decode", "agent metrics: response is not UTF-8") from None
 

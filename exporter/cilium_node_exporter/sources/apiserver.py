@@ -18,7 +18,6 @@ certificates), via ``kubernetes.config.load_kube_config`` into a ``Configuration
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -41,7 +40,10 @@ log = logging.getLogger(__name__)
 NAME = "apiserver"
 REQUEST_TIMEOUT = 10.0
 WATCH_TIMEOUT = 300  # server-side timeoutSeconds of one watch
-MAX_BYTES = 8 * 2**20
+# One or two pods per list (field and label selectors) and one node object: ~10-200 KB and a few
+# thousand JSON values each. The caps bound a decoded document to a few MiB whatever is sent.
+MAX_BYTES = 2 * 2**20
+MAX_VALUES = 50_000
 BACKOFF_MAX = 30.0
 
 
@@ -57,7 +59,9 @@ def config_endpoint(config: Config) -> Endpoint:
                                      "--apiserver-address (KUBERNETES_SERVICE_HOST/PORT are unset)")
     ctx = k8s_http.tls_context(config.apiserver_ca) if config.apiserver_address.startswith("https://") else None
     auth = k8s_http.bearer_from_file(config.apiserver_token_file) if config.apiserver_token_file else None
-    return Endpoint(config.apiserver_address, ctx, authorization=auth)
+    endpoint = Endpoint(config.apiserver_address, ctx, authorization=auth)
+    k8s_http.refuse_cleartext_token(endpoint, "--apiserver-address", "--apiserver-token-file")
+    return endpoint
 
 
 def kubeconfig_endpoint(path: str) -> Endpoint:
@@ -193,7 +197,7 @@ class ApiServerSource:
             return
         try:
             node = k8s_http.get_json(self.endpoint, f"/api/v1/nodes/{self.config.node_name}", timeout=REQUEST_TIMEOUT,
-                                     max_bytes=MAX_BYTES, what="apiserver node get")
+                                     max_bytes=MAX_BYTES, max_values=MAX_VALUES, what="apiserver node get")
             override = envelope_from_annotation(node)
         except SourceError as exc:
             self.health.errors[exc.reason] += 1
@@ -284,10 +288,12 @@ class PodWatch:
                 source.failed(self.component.name, exc.reason, message)
                 self.stop_event.wait(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, source.backoff_max)
-            except Exception:  # a bug must not end the loop silently
-                log.exception("%s: unexpected error (%s)", self.what, self.component.name)
+            except Exception as exc:  # a document of an unexpected shape, or a bug: never end the loop
+                log.debug("%s: unexpected error (%s)", self.what, self.component.name, exc_info=True)
+                self._pods.clear()
                 source.publish(self.component.name, None)
-                source.failed(self.component.name, "protocol", "unexpected error (see log)")
+                source.failed(self.component.name, "protocol", f"unexpected {type(exc).__name__} reading the API "
+                                                              f"server: {k8s_http.redact(str(exc))[:200]!r}")
                 self.stop_event.wait(backoff)
                 backoff = min(backoff * 2, source.backoff_max)
 
@@ -315,7 +321,7 @@ class PodWatch:
 
     def _list(self, endpoint: Endpoint) -> str:
         doc = k8s_http.get_json(endpoint, self._pods_path(), query=self._query(), timeout=REQUEST_TIMEOUT,
-                                max_bytes=MAX_BYTES, what=f"{self.what} list")
+                                max_bytes=MAX_BYTES, max_values=MAX_VALUES, what=f"{self.what} list")
         if not isinstance(doc, dict) or not isinstance(doc.get("items", []), list | type(None)):
             raise SourceError("protocol", f"{self.what} list: not a PodList")
         pods: dict[str, _Candidate] = {}
@@ -338,7 +344,8 @@ class PodWatch:
             query["resourceVersion"] = version
         try:
             stream = k8s_http.Stream(endpoint, self._pods_path(), query=query, connect_timeout=REQUEST_TIMEOUT,
-                                     read_timeout=self.source.watch_timeout + 30, what=f"{self.what} watch")
+                                     read_timeout=self.source.watch_timeout + 30, what=f"{self.what} watch",
+                                     max_line=MAX_BYTES)
         except SourceError as exc:
             if exc.status == 410:
                 raise WatchExpired() from None
@@ -355,10 +362,7 @@ class PodWatch:
         return version
 
     def _event(self, line: bytes, version: str) -> str:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            raise SourceError("decode", f"{self.what} watch: event is not JSON") from None
+        event = k8s_http.loads_bounded(line, MAX_VALUES, f"{self.what} watch event")
         if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
             raise SourceError("protocol", f"{self.what} watch: event without object")
         kind, obj = event.get("type"), event["object"]
@@ -366,7 +370,7 @@ class PodWatch:
             code = obj.get("code")
             if code == 410:
                 raise WatchExpired()
-            raise SourceError("http", f"{self.what} watch: error event {code}: {str(obj.get('message'))[:200]}",
+            raise SourceError("http", f"{self.what} watch: error event {code}: {str(obj.get('message'))[:200]!r}",
                               code if isinstance(code, int) else None)
         new_version = str((obj.get("metadata") or {}).get("resourceVersion", "")) or version
         if kind == "BOOKMARK":

@@ -26,7 +26,11 @@ log = logging.getLogger(__name__)
 
 NAME = "kubelet"
 SUMMARY_PATH = "/stats/summary"
-MAX_BYTES = 16 * 2**20
+# A Summary with only_cpu_and_memory is ~1-2 KB and ~30-80 JSON values per pod: 250 pods (the most a
+# kubelet runs) stay under 1 MiB and 20,000 values. The caps leave 4-10x headroom and bound the decoded
+# document to a few tens of MiB whatever the kubelet (or a host answering in its place) sends.
+MAX_BYTES = 4 * 2**20
+MAX_VALUES = 200_000
 TLS_HINT = ("set --kubelet-ca to the CA that signs the kubelet serving certificate, or, for self-signed "
             "kubelet certificates (kubeadm, kind, minikube), --kubelet-insecure-skip-verify "
             "(chart value kubelet.insecureSkipVerify)")
@@ -39,6 +43,16 @@ def _uint(memory: dict[str, Any], key: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise SourceError("protocol", f"kubelet summary: memory.{key} is not a byte count: {value!r}")
     return int(value)
+
+
+def check_node(doc: Any, node_name: str) -> None:
+    """Raise :class:`SourceError` (``protocol``) unless the Summary is this node's: a kubelet address that
+    reaches another node must not export that node's containers as ours."""
+    node = doc.get("node") if isinstance(doc, dict) else None
+    reported = node.get("nodeName") if isinstance(node, dict) else None
+    if reported != node_name:
+        raise SourceError("protocol", f"kubelet summary: node.nodeName is {str(reported)[:100]!r}, not this "
+                                      f"node {node_name!r} (check --kubelet-address / kubelet.address)")
 
 
 def parse_summary(doc: Any, namespace: str, container: str,
@@ -60,7 +74,10 @@ def parse_summary(doc: Any, namespace: str, container: str,
             raise SourceError("protocol", "kubelet summary: a pods[] entry has no podRef")
         if ref.get("namespace") != namespace:
             continue
-        for ctr in pod.get("containers") or []:
+        containers = pod.get("containers") or []
+        if not isinstance(containers, list):
+            raise SourceError("protocol", "kubelet summary: a pod's containers is not a list")
+        for ctr in containers:
             if isinstance(ctr, dict) and ctr.get("name") == container:
                 candidates.append((ref, pod, ctr))
     if not candidates:
@@ -110,14 +127,18 @@ class KubeletSource(ScrapeTimeSource):
             if cfg.kubelet_address.startswith("https://"):
                 ctx = k8s_http.tls_context(cfg.kubelet_ca, insecure=cfg.kubelet_insecure_skip_verify)
             token_file = cfg.kubelet_token_file
-            self.endpoint = Endpoint(cfg.kubelet_address, ctx,
-                                     authorization=k8s_http.bearer_from_file(token_file) if token_file else None)
+            endpoint = Endpoint(cfg.kubelet_address, ctx,
+                                authorization=k8s_http.bearer_from_file(token_file) if token_file else None)
+            k8s_http.refuse_cleartext_token(endpoint, "--kubelet-address", "--kubelet-token-file")
+            self.endpoint = endpoint
         return self.endpoint
 
     def read(self) -> None:
         doc = k8s_http.get_json(self._endpoint(), SUMMARY_PATH, query={"only_cpu_and_memory": "true"},
-                                timeout=self.config.kubelet_timeout, max_bytes=MAX_BYTES,
+                                timeout=self.config.kubelet_timeout, max_bytes=MAX_BYTES, max_values=MAX_VALUES,
                                 what=f"kubelet {self.config.kubelet_address}")
+        if self.config.node_name:
+            check_node(doc, self.config.node_name)
         memory: dict[str, ContainerMemory] = {}
         for component in components(self.config):
             pod = self.state.pods.get(component.name)

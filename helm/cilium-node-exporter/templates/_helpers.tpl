@@ -119,3 +119,25 @@ app.kubernetes.io/part-of: cilium-node-exporter
 {{- define "cne.settingsConfigMapName" -}}
 {{- .Values.settings.configMapName | default (include "cne.flagDefault.settings-configmap" .) -}}
 {{- end }}
+
+{{/* The host path mounted for a unix:// Hubble address: the socket directory, or only the socket file. */}}
+{{- define "cne.hubbleHostPath" -}}
+{{- if eq .Values.hubble.mount "socket" -}}
+{{- trimPrefix "unix://" (include "cne.hubbleAddress" .) -}}
+{{- else -}}
+{{- .Values.hubble.hostSocketDir -}}
+{{- end -}}
+{{- end }}
+
+{{/* "true" when the pod needs its service-account token: the kubelet or API server source, the settings source
+     reading the cilium-config ConfigMap, or kube-rbac-proxy
+     (TokenReview, SubjectAccessReview); serviceAccount.automountServiceAccountToken overrides. */}}
+{{- define "cne.automountToken" -}}
+{{- $sources := splitList "," (include "cne.effectiveSources" .) }}
+{{- $set := .Values.serviceAccount.automountServiceAccountToken }}
+{{- if kindIs "invalid" $set -}}
+{{- or (has "kubelet" $sources) (has "apiserver" $sources) (eq (include "cne.settingsConfigMap" .) "true") .Values.kubeRBACProxy.enabled -}}
+{{- else -}}
+{{- $set -}}
+{{- end -}}
+{{- end }}

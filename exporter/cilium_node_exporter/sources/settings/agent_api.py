@@ -38,8 +38,11 @@ ORIGIN = "agent-api"
 CONFIG_PATH = "/v1/config"
 HEALTHZ_PATH = "/v1/healthz"
 # A real /v1/config is ~30-60 KB (~330 DaemonConfig fields); the brief healthz well under 1 KB.
+# Values: ~330 fields plus their arrays and maps (~2-3k JSON values); the brief healthz a few dozen.
 CONFIG_MAX_BYTES = 2 * 2**20
+CONFIG_MAX_VALUES = 50_000
 HEALTHZ_MAX_BYTES = 64 * 2**10
+HEALTHZ_MAX_VALUES = 2_000
 _NOTIFICATIONS = (("drop", "DropNotification", "BPFEventsDropEnabled"),
                   ("policy_verdict", "PolicyVerdictNotification", "BPFEventsPolicyVerdictEnabled"),
                   ("trace", "TraceNotification", "BPFEventsTraceEnabled"))
@@ -50,16 +53,16 @@ def read(socket_path: str, timeout: float) -> CiliumSettings:
     """Both GETs on ``socket_path``; raises :class:`SourceError` (``absent`` when no agent listens)."""
     endpoint = Endpoint(f"unix://{socket_path}")
     what = f"agent API {socket_path}"
-    health = _get(endpoint, HEALTHZ_PATH, what, HEALTHZ_MAX_BYTES, timeout, {"brief": "true"})
-    config = _get(endpoint, CONFIG_PATH, what, CONFIG_MAX_BYTES, timeout, None)
+    health = _get(endpoint, HEALTHZ_PATH, what, HEALTHZ_MAX_BYTES, HEALTHZ_MAX_VALUES, timeout, {"brief": "true"})
+    config = _get(endpoint, CONFIG_PATH, what, CONFIG_MAX_BYTES, CONFIG_MAX_VALUES, timeout, None)
     return parse(config, health)
 
 
-def _get(endpoint: Endpoint, path: str, what: str, max_bytes: int, timeout: float,
+def _get(endpoint: Endpoint, path: str, what: str, max_bytes: int, max_values: int, timeout: float,
          headers: dict[str, str] | None) -> Any:
     try:
-        return k8s_http.get_json(endpoint, path, timeout=timeout, max_bytes=max_bytes, what=f"{what} GET {path}",
-                                 headers=headers)
+        return k8s_http.get_json(endpoint, path, timeout=timeout, max_bytes=max_bytes, max_values=max_values,
+                                 what=f"{what} GET {path}", headers=headers)
     except SourceError as exc:
         if exc.status == 403:  # the API allow-list (enable-cilium-api-server-access) excludes this endpoint
             raise SourceError("rejected", f"{exc.message} (administratively disabled: the agent's "

@@ -30,6 +30,7 @@ from cilium_node_exporter.sources.settings import values as v
 
 ORIGIN = "configmap"
 MAX_BYTES = 1 * 2**20  # a cilium-config ConfigMap is ~5-15 KB; the API server caps objects at ~1.5 MiB
+MAX_VALUES = 20_000  # ~300 keys
 _NOTIFICATIONS = (("drop", "bpf-events-drop-enabled"), ("policy_verdict", "bpf-events-policy-verdict-enabled"),
                   ("trace", "bpf-events-trace-enabled"))
 
@@ -39,7 +40,8 @@ def read(endpoint: Endpoint, namespace: str, name: str, timeout: float) -> Ciliu
     what = f"ConfigMap {namespace}/{name}"
     try:
         doc = k8s_http.get_json(endpoint, f"/api/v1/namespaces/{namespace}/configmaps/{name}",
-                                query={"resourceVersion": "0"}, timeout=timeout, max_bytes=MAX_BYTES, what=what)
+                                query={"resourceVersion": "0"}, timeout=timeout, max_bytes=MAX_BYTES,
+                                max_values=MAX_VALUES, what=what)
     except SourceError as exc:
         if exc.status == 403:
             raise SourceError("auth", f"{exc.message} (the service account needs get on configmaps/{name} in "
