@@ -54,6 +54,7 @@ bench: setup
 	$(PY) bench/exporter_rss.py
 	$(PY) bench/install_size.py
 	$(PY) bench/report.py
+	$(PY) bench/fleet.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

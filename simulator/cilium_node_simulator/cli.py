@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--keepalive-min-time", type=float, default=300.0,
         help="seconds between client pings before the server counts a strike (grpc-go default 300)")
     add("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    add("--fleet", type=int, metavar="N", help="play N nodes' exporters in one process for one Prometheus (a "
+        "different set of flags: simulate --fleet 1 --help)")
     k8s.add_arguments(parser)
     return parser
 
@@ -68,9 +70,14 @@ def _fail(message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run until Ctrl-C / SIGTERM; 0 on a clean stop, 2 on bad flags or a bad scenario file."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--fleet" or a.startswith("--fleet=") for a in argv):
+        from cilium_node_simulator.fleet import main as fleet_main
+
+        return fleet_main(argv)
     parser = build_parser()
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
     if args.list_scenarios:

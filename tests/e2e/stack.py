@@ -124,17 +124,25 @@ class Stack:
         self.am_url = ""
 
     # --- Prometheus and Alertmanager ---------------------------------------------------------------
-    def start_monitoring(self, webhook_url: str) -> None:
+    def start_monitoring(self, webhook_url: str, alertmanager: dict[str, Any] | None = None,
+                         dashboard_rules: bool = True, resend_delay: str = "1s") -> None:
+        """Start Alertmanager (``alertmanager``, else :func:`alertmanager_config`) and Prometheus with the pack
+        (and, with ``dashboard_rules``, the default pack's recording rules the dashboards read).
+
+        Prometheus tells Alertmanager a firing alert is valid for 4 x max(``resend_delay``, evaluation interval):
+        4 s with the defaults, so an evaluation slower than that (a loaded machine, many nodes) lets the alert
+        expire in Alertmanager until the next resend."""
         require_binaries()
         rules_dir = self.workdir / "rules"
         rules_dir.mkdir()
         accelerated = build_groups(ACCELERATED)
         (rules_dir / "accelerated.rules.yaml").write_text(render_rules(ACCELERATED))
-        extras = {"groups": default_recording_extras(accelerated)}
-        (rules_dir / "default-recording-extras.rules.yaml").write_text(yaml.safe_dump(extras, sort_keys=False))
+        if dashboard_rules:
+            extras = {"groups": default_recording_extras(accelerated)}
+            (rules_dir / "default-recording-extras.rules.yaml").write_text(yaml.safe_dump(extras, sort_keys=False))
         am_port, prom_port = free_port(), free_port()
         am_cfg = self.workdir / "alertmanager.yml"
-        am_cfg.write_text(yaml.safe_dump(alertmanager_config(webhook_url), sort_keys=False))
+        am_cfg.write_text(yaml.safe_dump(alertmanager or alertmanager_config(webhook_url), sort_keys=False))
         self.procs.start("alertmanager", [
             ALERTMANAGER, f"--config.file={am_cfg}", f"--storage.path={self.workdir / 'am-data'}",
             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=", "--log.level=warn"])
@@ -143,7 +151,8 @@ class Stack:
                                            sort_keys=False))
         self.procs.start("prometheus", [
             PROMETHEUS, f"--config.file={prom_cfg}", f"--storage.tsdb.path={self.workdir / 'prom-data'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}", "--rules.alert.resend-delay=1s", "--log.level=warn"])
+            f"--web.listen-address=127.0.0.1:{prom_port}", f"--rules.alert.resend-delay={resend_delay}",
+            "--log.level=warn"])
         self.am_url = f"http://127.0.0.1:{am_port}"
         self.prom_url = f"http://127.0.0.1:{prom_port}"
         for name, url in (("alertmanager", self.am_url + "/-/ready"), ("prometheus", self.prom_url + "/-/ready")):
