@@ -17,13 +17,17 @@ $(VENV)/.installed: pyproject.toml simulator/pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]' -e ./simulator
 	touch $@
 
-# Debian's real Prometheus, promtool and Alertmanager for the rule and end-to-end tests.
+# Debian's real Prometheus, promtool and Alertmanager for the rule and end-to-end tests; buildah, mmdebstrap
+# and runc to build the image from the Dockerfile and run it, docker-registry to push it and the chart
+# (tests/image, tests/release); shellcheck for actionlint; Chromium to render the SLO report (tests/report).
+SYSTEM_DEPS := prometheus prometheus-alertmanager buildah mmdebstrap runc docker-registry shellcheck chromium fonts-dejavu-core
+SYSTEM_CMDS := promtool prometheus-alertmanager buildah mmdebstrap runc docker-registry shellcheck chromium
 system-deps:
-	@if ! command -v promtool >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then \
+	@missing=; for c in $(SYSTEM_CMDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    prometheus prometheus-alertmanager >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(SYSTEM_DEPS) >/dev/null; \
 	fi
 
 demo: setup
@@ -48,6 +52,9 @@ bench: setup
 	$(PY) bench/decode.py
 	$(PY) bench/hubble_stream.py
 	$(PY) bench/exporter_rss.py
+	$(PY) bench/install_size.py
+	$(PY) bench/report.py
+	$(PY) bench/fleet.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

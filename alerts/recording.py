@@ -69,15 +69,18 @@ def _datapath_rules(q: PromQL) -> list[dict[str, Any]]:
 
 def _memory_rules(q: PromQL) -> list[dict[str, Any]]:
     kubelet_up = q.max(c.SOURCE_UP, 'source="kubelet"')
+    working_set = q.max(c.AGENT_WORKING_SET)
     return [
         _record(n.WORKING_SET, q.max(c.AGENT_WORKING_SET)),
         _record(n.ENVELOPE_UPPER, q.max(c.ENVELOPE_UPPER)),
         _record(n.ENVELOPE_LOWER, q.max(c.ENVELOPE_LOWER)),
         _record(n.MEMORY_LIMIT, q.max(c.AGENT_LIMIT)),
         # 1 = bad (above the upper bound, or not running while the kubelet answers), 0 = good; no
-        # sample (unknown time) when the kubelet source is down or the exporter is not scraped.
+        # sample (unknown time) when the kubelet source is down or the exporter is not scraped. Raw series
+        # only: one query sees a scrape whole, while the recorded working set of this same evaluation may
+        # predate a scrape that committed in between (a first scrape would read as "not running").
         _record(n.MEMORY_ENVELOPE_ERROR,
-                f"({n.WORKING_SET} > bool {n.ENVELOPE_UPPER})\nor\n({kubelet_up} == 1 unless {n.WORKING_SET})"),
+                f"({working_set} > bool {q.max(c.ENVELOPE_UPPER)})\nor\n({kubelet_up} == 1 unless {working_set})"),
         _record(n.ENVOY_WORKING_SET, q.max(c.ENVOY_WORKING_SET)),
         _record(n.ENVOY_LIMIT, q.max(c.ENVOY_LIMIT)),
     ]

@@ -7,6 +7,8 @@ Each name is one policy-denied packet (a type-5 verdict naming ``ns-i/deny-i`` a
 the exporter's RSS before and after (VmRSS) and its peak (VmHWM)::
 
     .venv/bin/python bench/cardinality.py [--names 100000] [--caps 50,10000]
+
+``tests/exporter/test_cardinality_abuse.py`` runs :func:`drive_abuse` with 20,000 names and checks the caps.
 """
 
 from __future__ import annotations
@@ -14,14 +16,64 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.exporter.test_cardinality_abuse import DROPS, OVERFLOW, VERDICTS, drive_abuse  # noqa: E402
+from cilium_node_simulator.events import EventSpec
+from cilium_node_simulator.exporter_process import FAST_HUBBLE, Exporter, Metrics
+from cilium_node_simulator.hubble_server import HubbleServer
 
 MiB = 2**20
+ALL_DIMENSIONS = "--extra-labels=protocol,endpoint_namespace,policy"
+DROPS = "cilium_node_drops_total"
+VERDICTS = "cilium_node_policy_verdicts_total"
+OVERFLOW = "cilium_node_exporter_label_overflow_total"
+
+
+@dataclass
+class AbuseResult:
+    names: int
+    cap: int
+    metrics: Metrics
+    rss_before: int
+    rss_after: int
+    peak_rss: int
+    seconds: float
+
+    def series(self, prefix: str = "cilium_node_") -> int:
+        return self.metrics.count(prefix)
+
+    def values(self, family: str, label: str) -> set[str]:
+        return {dict(k).get(label, "") for k in self.metrics.series(family)} - {""}
+
+
+def drive_abuse(tmp: Path, names: int, cap: int = 50, chunk: int = 10_000) -> AbuseResult:
+    """``names`` policy-denied packets, each from and to its own namespace and denied by its own policy
+    (one type-5 verdict naming ``ns-i/deny-i`` and one type-1 drop each), into a real exporter process."""
+    sock = tmp / "abuse" / "hubble.sock"
+    server = HubbleServer(socket_path=str(sock), version="1.19.4", ring_capacity=65535).start()
+    try:
+        specs = [server.compile(EventSpec("policy_deny", direction=1, source=f"ns-{i}/client",
+                                          destination=f"ns-{i}/api", policy=f"ns-{i}/deny-{i}", pool=1), i)
+                 for i in range(names)]
+        with Exporter(tmp, "--sources=hubble", f"--hubble-address=unix://{sock}", *FAST_HUBBLE, ALL_DIMENSIONS,
+                      f"--label-cap={cap}", "--log-level=warning") as exp:
+            exp.wait_metrics(lambda m: m.value("cilium_node_exporter_source_up", source="hubble") == 1, what="up")
+            rss_before = exp.rss_bytes()
+            start = time.monotonic()
+            for first in range(0, names, chunk):  # paced so that the ring (65535 flows) never laps the reader
+                batch = specs[first:first + chunk]
+                server.emit([(c, 1) for c in batch])
+                want = 2 * (first + len(batch))
+                exp.wait_metrics(lambda m, w=want: m.value("cilium_node_exporter_events_total", kind="drop")
+                                 + m.value("cilium_node_exporter_events_total", kind="policy_verdict") >= w,
+                                 timeout=60, interval=0.05, what=f"{want} events")
+            seconds = time.monotonic() - start
+            m = exp.scrape()
+            return AbuseResult(names, cap, m, rss_before, exp.rss_bytes(), exp.peak_rss_bytes(), seconds)
+    finally:
+        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

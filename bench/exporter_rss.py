@@ -1,7 +1,9 @@
-"""RSS of the exporter with all four sources on, and what imports cost.
+"""RSS of the exporter with every source on, and what imports cost.
 
 Starts the simulator's Hubble server (fed with ~1,000 events/s of drops, verdicts and L7 requests),
-kubelet (HTTPS + token), Kubernetes API and agent metrics endpoints, then the real exporter process
+kubelet (HTTPS + token), Kubernetes API (pods of the cilium-agent and cilium-envoy, the cilium-config
+ConfigMap), agent metrics and agent REST API (``cilium.sock``, settings read every 5 s rather than the
+default minute) endpoints, then the real exporter process
 against them — once with the in-cluster API server configuration (what
 runs in a pod: no ``kubernetes`` import) and once with ``--kubeconfig`` (``kubernetes.config``
 loads it) — scrapes it, and prints VmRSS / VmHWM from /proc. Then prints the import-cost table
@@ -13,28 +15,23 @@ loads it) — scrapes it, and prints VmRSS / VmHWM from /proc. Then prints the i
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.support.cluster import Cluster  # noqa: E402  (the same fakes the tests use)
+from cilium_node_simulator.exporter_process import Exporter, Metrics
+from cilium_node_simulator.harness import AgentState, FixedAgent, MiB, NodeFakes
 
 IMPORTS = [
     ("baseline: json, ssl, http.client", "import json, ssl, http.client"),
     ("prometheus_client", "import prometheus_client"),
-    ("exporter core (app, all three agent sources)",
+    ("exporter core (app, every non-gRPC source)",
      "import cilium_node_exporter.app, cilium_node_exporter.sources.kubelet, "
-     "cilium_node_exporter.sources.apiserver, cilium_node_exporter.sources.agent"),
+     "cilium_node_exporter.sources.apiserver, cilium_node_exporter.sources.agent, "
+     "cilium_node_exporter.sources.settings"),
     ("grpc + protobuf (hubble source)", "import grpc, google.protobuf"),
     ("kubernetes.config", "import kubernetes.config"),
     ("kubernetes.client (ApiClient, Configuration)", "from kubernetes.client import ApiClient, Configuration"),
@@ -53,20 +50,7 @@ def import_cost(stmt: str) -> tuple[float, int, float]:
     return float(out[0]), int(out[1]), int(out[2]) / 1024
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def proc_mem(pid: int) -> tuple[float, float]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
-    hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
-    return rss, hwm
-
-
-SOURCES = "hubble,kubelet,apiserver,agent"
+SOURCES = "hubble,kubelet,apiserver,agent,settings"
 
 
 class HubbleFeed:
@@ -95,61 +79,47 @@ class HubbleFeed:
         self.server.stop()
 
 
-def run_exporter(flags: list[str], env: dict[str, str], scrapes: int) -> tuple[float, float, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "cilium_node_exporter", *flags, f"--sources={SOURCES}",
-           f"--listen-address=127.0.0.1:{port}", "--log-level=warning"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        url = f"http://127.0.0.1:{port}/metrics"
-        deadline = time.monotonic() + 30
-        body = ""
-        while time.monotonic() < deadline:
-            try:
-                body = urllib.request.urlopen(url, timeout=5).read().decode()
-                if body.count("cilium_node_exporter_source_up{") == 4 and " 0.0\n" not in "".join(
-                        line + "\n" for line in body.splitlines() if line.startswith("cilium_node_exporter_source_up")):
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise SystemExit(f"exporter did not get all sources up:\n{body[-2000:]}")
+def sources_up(m: Metrics) -> bool:
+    return all(m.value("cilium_node_exporter_source_up", source=s) == 1 for s in SOURCES.split(","))
+
+
+def run_exporter(tmp: Path, name: str, flags: list[str], scrapes: int) -> tuple[float, float, str]:
+    """VmRSS and VmHWM (MiB) of the exporter after ``scrapes`` scrapes, and its sources' state."""
+    with Exporter(tmp, *flags, f"--sources={SOURCES}", "--log-level=warning", name=name) as exp:
+        m = exp.wait_metrics(sources_up, timeout=30, what="every source up")
         for _ in range(scrapes):
-            urllib.request.urlopen(url, timeout=5).read()
+            exp.scrape()
             time.sleep(1.05)  # past the 1 s cache: every scrape reads the kubelet and the agent
-        rss, hwm = proc_mem(proc.pid)
-        up = ", ".join(line.split("{")[1].split("}")[0] + "=" + line.rsplit(" ", 1)[1]
-                       for line in body.splitlines() if line.startswith("cilium_node_exporter_source_up"))
-        return rss, hwm, up
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        up = ", ".join(f"{dict(labels)['source']}={v:g}"
+                       for labels, v in sorted(m.series("cilium_node_exporter_source_up").items()))
+        return exp.rss_bytes() / MiB, exp.peak_rss_bytes() / MiB, up
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scrapes", type=int, default=30)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        cluster = Cluster(Path(tmp), kubelet=True, kubeapi=True, agent=True)
-        hubble = HubbleFeed(Path(tmp))
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        agent = FixedAgent(version="1.18.6", envoy=AgentState(working_set=90 * MiB, limit=256 * MiB))
+        node = NodeFakes(agent, node="node-a", tls_dir=tmp / "tls", client_dir=tmp / "client",
+                         kubelet_port=0, kubeapi_port=0, agent_metrics_port=0,
+                         agent_api_socket=str(tmp / "cilium.sock"))
+        hubble = HubbleFeed(tmp)
         try:
-            client = Path(tmp) / "client"
-            flags = [*cluster.flags, f"--hubble-address=unix://{tmp}/hubble.sock"]
-            env = dict(os.environ)
+            flags = [*node.flags, f"--hubble-address=unix://{tmp}/hubble.sock", "--settings-interval=5s"]
             with_kubeconfig = [f for f in flags if not f.startswith("--apiserver-")] + [
-                f"--kubeconfig={client / 'kubeconfig'}"]
+                f"--kubeconfig={tmp / 'client' / 'kubeconfig'}"]
             print(f"exporter process, sources {SOURCES}, ~1,000 Hubble events/s, {args.scrapes} scrapes "
                   "1.05 s apart")
             print(f"{'API server configuration':<40} {'VmRSS MiB':>10} {'VmHWM MiB':>10}  sources")
-            for label, fl, e in (("in-cluster (production path)", flags, env),
-                                 ("--kubeconfig (kubernetes.config)", with_kubeconfig, env)):
-                rss, hwm, up = run_exporter(fl, e, args.scrapes)
+            for label, run, fl in (("in-cluster (production path)", "in-cluster", flags),
+                                   ("--kubeconfig (kubernetes.config)", "kubeconfig", with_kubeconfig)):
+                rss, hwm, up = run_exporter(tmp, run, fl, args.scrapes)
                 print(f"{label:<40} {rss:>10.1f} {hwm:>10.1f}  {up}")
         finally:
             hubble.close()
-            cluster.close()
+            node.stop()
     print()
     print("import cost, fresh process each (python -c), peak RSS (VmHWM)")
     print(f"{'statement':<48} {'wall s':>7} {'modules':>8} {'max RSS MiB':>12}")

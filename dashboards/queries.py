@@ -4,7 +4,7 @@ Used by the unit tests (promtool parses each one) and by the end-to-end test, wh
 real Prometheus scraping the exporter:
 
     from dashboards.queries import all_queries
-    for q in all_queries({"node": "sim-1", "window": "1h"}):
+    for q in all_queries({"node": "sim-1", "__range": "1h", "__range_s": "3600"}):
         ...  # q.dashboard, q.panel, q.kind, q.ref_id, q.expr
 
 Query variables (`label_values(<selector>, <label>)`) are returned as the equivalent PromQL

@@ -1,4 +1,4 @@
-"""Shared test fixtures: repository paths and the read-only ../shared samples."""
+"""Session fixtures: the checkout, and the optional real samples (skipped, with the reason, when absent)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.paths import REPO
-
-SHARED = REPO.parent / "shared"
+from tests.support.paths import REAL_SAMPLES, REPO
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +15,8 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    assert SHARED.is_dir(), f"{SHARED} missing: tests read the real samples from ../shared"
-    return SHARED
+def real_samples() -> Path:
+    """The directory of real captured payloads; the test is skipped when it is not there."""
+    if not REAL_SAMPLES.is_dir():
+        pytest.skip(f"{REAL_SAMPLES} not present: real samples are an extra cross-check of tests/data")
+    return REAL_SAMPLES

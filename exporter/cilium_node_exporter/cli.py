@@ -1,7 +1,9 @@
-"""The ``cilium-node-exporter`` command: serve metrics, or run a subcommand another distribution provides."""
+"""The ``cilium-node-exporter`` command: serve metrics, write the SLO review (``report``, the ``report`` extra),
+or run a subcommand another distribution provides."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
@@ -10,6 +12,23 @@ SUBCOMMANDS_GROUP = "cilium_node_exporter.subcommands"
 # Subcommands that live in other distributions, and how to get them.
 INSTALL_HINTS = {"simulate": "the simulator is a separate package: from a checkout, `pip install ./simulator` "
                              "(or `make setup`)"}
+
+
+# What `report` needs beyond the exporter's own dependencies (the `report` extra; not in the DaemonSet image).
+REPORT_MODULES = ("matplotlib", "jinja2", "numpy", "requests", "yaml")
+REPORT_HINT = ("the report needs the `report` extra, which the DaemonSet image does not carry: "
+               "pip install 'cilium-node-exporter[report]' (from a checkout: pip install -e '.[report]')")
+
+
+def report(args: list[str]) -> int:
+    """``cilium-node-exporter report``: imported only when asked for (its dependencies are optional)."""
+    missing = [m for m in REPORT_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"cilium-node-exporter report: {REPORT_HINT} (missing: {', '.join(missing)})", file=sys.stderr)
+        return 2
+    from cilium_node_exporter.report.cli import main as report_main
+
+    return report_main(args)
 
 
 def subcommand(name: str) -> Callable[[list[str]], int] | None:
@@ -22,6 +41,8 @@ def subcommand(name: str) -> Callable[[list[str]], int] | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for bad flags or configuration)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "report":
+        return report(args[1:])
     if args and args[0] in INSTALL_HINTS:
         run = subcommand(args[0])
         if run is None:

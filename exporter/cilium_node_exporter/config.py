@@ -5,10 +5,10 @@ sets it. The argument parser, :class:`Config`, the README's configuration table 
 argument template (``config_render``) are all derived from it.
 
 Every flag ``--some-name`` can also be set with the environment variable ``CNE_SOME_NAME``; the flag
-wins. Defaults may name ``$NODE_IP``, ``$NODE_NAME``, ``$KUBERNETES_SERVICE_HOST`` and
-``$KUBERNETES_SERVICE_PORT`` (the downward API and the pod's service environment); an IPv6 ``$NODE_IP``
-or service host is bracketed where it is part of a URL. Bad values raise :class:`ConfigError` with one
-line that names the flag.
+wins. Defaults, and the values of address flags (listen, Hubble, kubelet, API server, agent), may name
+``$NODE_IP``, ``$NODE_NAME``, ``$KUBERNETES_SERVICE_HOST`` and ``$KUBERNETES_SERVICE_PORT`` (the downward
+API and the pod's service environment); an IPv6 ``$NODE_IP`` or service host is bracketed there.
+Bad values raise :class:`ConfigError` with one line that names the flag.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import ipaddress
 import os
 import re
 import textwrap
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,41 @@ def _csv(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
                 raise ValueError(f"{item!r} is not one of {', '.join(allowed)}")
         return items
     return parse
+
+
+AUTO_REQUIRED = ("hubble", "kubelet", "apiserver")
+AUTO_OPTIONAL = ("agent", "settings")
+
+
+@dataclass(frozen=True)
+class SourceSelection:
+    """The enabled sources and which of them are optional (may be unavailable on a node).
+
+    Iterating and ``in`` work on the names, so it reads like the tuple of enabled sources.
+    """
+
+    names: tuple[str, ...]
+    optional: frozenset[str] = frozenset()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def _sources(text: str) -> SourceSelection:
+    """``auto`` (hubble, kubelet, apiserver; agent and settings optional), a list (each required), or
+    ``auto`` plus names (those become required)."""
+    items = _csv((*SOURCES, "auto"))(text)
+    explicit = [item for item in items if item != "auto"]
+    if "auto" not in items:
+        return SourceSelection(tuple(dict.fromkeys(explicit)))
+    wanted = set(AUTO_REQUIRED) | set(AUTO_OPTIONAL) | set(explicit)
+    return SourceSelection(tuple(s for s in SOURCES if s in wanted), frozenset(AUTO_OPTIONAL) - set(explicit))
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -148,7 +183,10 @@ LABELS = "optional dimensions and cardinality"
 KUBELET = "kubelet (source 'kubelet')"
 APISERVER = "API server (source 'apiserver')"
 AGENT = "agent metrics (source 'agent')"
+ENVOY = "cilium-envoy (sources 'kubelet' and 'apiserver')"
+SETTINGS = "Cilium settings (source 'settings')"
 ENVELOPE = "memory envelope"
+SETTINGS_ORIGINS = ("agent-api", "configmap")
 
 
 def _flag(name: str, default: str, help_: str, section: str, parse: Callable[[str], Any] = str,
@@ -162,15 +200,28 @@ def _switch(name: str, help_: str, section: str, helm: str = "") -> Flag:
 
 FLAGS: tuple[Flag, ...] = (
     _flag("listen-address", ":9969", "[host]:port for /metrics, /healthz, /readyz and /; IPv6 hosts in brackets "
-          "([::]:9969). An empty host listens on every interface.", SERVING, _listen, "ADDR"),
+          "([::]:9969). An empty host or [::] listens on every interface, IPv6 and IPv4 (dual-stack) where the "
+          "kernel allows. $NODE_IP as the host is the node's address from the environment (bracketed when IPv6; "
+          "the chart binds there).", SERVING, _listen, "ADDR"),
     _flag("node-name", "$NODE_NAME", "This node's name (downward API): finds the agent pod, used in logs.",
           SERVING, str, "NAME"),
-    _flag("sources", "hubble,kubelet,apiserver", f"Comma list of enabled sources: {', '.join(SOURCES)}.",
-          SERVING, _csv(SOURCES), "LIST"),
+    _flag("sources", "auto", "Enabled sources. auto: hubble, kubelet and apiserver, plus agent and settings "
+          "where this node has them (an endpoint that does not exist - no listener, no socket - is reported by "
+          "cilium_node_exporter_source_unavailable and raises no source_up, hence no SourceDown). A comma list of "
+          f"{', '.join(SOURCES)}: exactly those, each required (a failing one is down). auto plus names makes "
+          "those required, e.g. auto,agent.", SERVING, _sources, "LIST"),
     _flag("log-level", "info", "debug, info, warning or error.", SERVING,
           _choice("debug", "info", "warning", "error"), "LEVEL", helm="log.level"),
     _flag("log-format", "text", "text or json (one object per line).", SERVING, _choice("text", "json"),
           "FORMAT", helm="log.format"),
+    _flag("web-tls-cert-file", "", "Serve HTTPS with this PEM certificate (re-read when it changes).", SERVING,
+          metavar="FILE"),
+    _flag("web-tls-key-file", "", "Key of --web-tls-cert-file.", SERVING, metavar="FILE"),
+    _flag("web-tls-client-ca-file", "", "Require client certificates signed by this CA (mutual TLS; needs "
+          "--web-tls-cert-file).", SERVING, metavar="FILE"),
+    _flag("web-basic-auth-users-file", "", "Require HTTP basic auth for / and /metrics: a file of user:bcrypt-hash "
+          "lines (`htpasswd -nbB USER PASSWORD`), re-read when it changes. /healthz and /readyz stay open for "
+          "probes.", SERVING, metavar="FILE"),
 
     _flag("hubble-address", "unix:///var/run/cilium/hubble.sock",
           "Hubble Observer API: unix:///path for the node-local socket, or host:port for TCP.", HUBBLE,
@@ -230,6 +281,29 @@ FLAGS: tuple[Flag, ...] = (
           helm="agentMetrics.address"),
     _flag("agent-timeout", "5s", "Timeout of one agent metrics request.", AGENT, _duration, "DURATION"),
 
+    Flag("envoy", "true", "Report the cilium-envoy container (memory from the kubelet, restarts and last "
+         "termination from the API server) when Envoy runs as its own DaemonSet (Cilium 1.16+ default). Without "
+         "such a pod on the node (Envoy inside the agent container) there are no Envoy series.", ENVOY, _bool,
+         "BOOL", True, helm="envoy.enabled"),
+    _flag("envoy-namespace", "", "Namespace of the cilium-envoy pods (default: --cilium-namespace).", ENVOY,
+          metavar="NAME", helm="envoy.namespace"),
+    _flag("envoy-pod-selector", "k8s-app=cilium-envoy", "Label selector of the cilium-envoy pods.", ENVOY,
+          metavar="SELECTOR", helm="envoy.podSelector"),
+    _flag("envoy-container", "cilium-envoy", "Name of the Envoy container in the cilium-envoy pod.", ENVOY,
+          metavar="NAME", helm="envoy.container"),
+
+    _flag("settings-from", "agent-api,configmap", "Where the node's Cilium settings are read, in order: "
+          "agent-api (GET /v1/config and /v1/healthz on --agent-api-socket: the values the running agent uses), "
+          "configmap (--settings-configmap in --cilium-namespace through the API server, RBAC get on that one "
+          "ConfigMap: what the agent was started with; used when the socket is absent, and for what the agent API "
+          "does not show on this release).", SETTINGS, _csv(SETTINGS_ORIGINS), "LIST", helm="settings.from"),
+    _flag("agent-api-socket", "/var/run/cilium/cilium.sock", "The cilium-agent REST API socket (only GETs are "
+          "sent).", SETTINGS, metavar="FILE"),
+    _flag("settings-configmap", "cilium-config", "Name of Cilium's ConfigMap.", SETTINGS, metavar="NAME",
+          helm="settings.configMapName"),
+    _flag("settings-interval", "1m", "How often the settings are read (they change rarely).", SETTINGS, _duration,
+          "DURATION"),
+
     _flag("memory-envelope", "200Mi-500Mi", "Expected cilium-agent memory envelope LOWER-UPPER (Kubernetes "
           "quantities: 200Mi, 1Gi, 500M, bytes).", ENVELOPE, _envelope, "RANGE", helm="memoryEnvelope"),
     _switch("envelope-from-node-annotation", "Read a per-node envelope from the node annotation "
@@ -245,9 +319,13 @@ class Config:
 
     listen_address: str
     node_name: str
-    sources: tuple[str, ...]
+    sources: SourceSelection
     log_level: str
     log_format: str
+    web_tls_cert_file: str
+    web_tls_key_file: str
+    web_tls_client_ca_file: str
+    web_basic_auth_users_file: str
     hubble_address: str
     hubble_tls_ca: str
     hubble_tls_cert: str
@@ -274,6 +352,14 @@ class Config:
     cilium_container: str
     agent_metrics_address: str
     agent_timeout: float
+    envoy: bool
+    envoy_namespace: str
+    envoy_pod_selector: str
+    envoy_container: str
+    settings_from: tuple[str, ...]
+    agent_api_socket: str
+    settings_configmap: str
+    settings_interval: float
     memory_envelope: tuple[int, int]
     envelope_from_node_annotation: bool
 
@@ -294,23 +380,43 @@ def url_host(host: str) -> str:
         return host
 
 
+_ADDRESS_METAVARS = ("ADDR", "URL")
+
+
+def _substitute(text: str, environ: Mapping[str, str], address: bool) -> tuple[str, list[str]]:
+    """``text`` with ``$NODE_IP`` and friends from ``environ`` (hosts bracketed when IPv6 in an address);
+    also the names of the variables that were missing."""
+    missing: list[str] = []
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        value = environ.get(name, _PLACEHOLDER_FALLBACK.get(name, ""))
+        if not value:
+            missing.append(name)
+        return url_host(value) if address and name in ("NODE_IP", "KUBERNETES_SERVICE_HOST") else value
+
+    return _PLACEHOLDER.sub(sub, text), missing
+
+
 def resolve_default(flag: Flag, environ: Mapping[str, str]) -> str:
     """The flag's default with ``$NODE_IP`` and friends taken from ``environ``.
 
     In a URL default a missing variable leaves the default empty (e.g. no API server outside a pod).
     """
-    missing = False
-
-    def sub(match: re.Match[str]) -> str:
-        nonlocal missing
-        name = match.group(1)
-        value = environ.get(name, _PLACEHOLDER_FALLBACK.get(name, ""))
-        missing = missing or not value
-        return url_host(value) if name in ("NODE_IP", "KUBERNETES_SERVICE_HOST") and "://" in flag.default \
-            else value
-
-    value = _PLACEHOLDER.sub(sub, flag.default)
+    value, missing = _substitute(flag.default, environ, flag.metavar in _ADDRESS_METAVARS)
     return "" if missing and "://" in flag.default else value
+
+
+def resolve_value(flag: Flag, text: str, environ: Mapping[str, str]) -> str:
+    """A given address (flag or ``CNE_*``) may name ``$NODE_IP`` and friends too: the chart passes
+    ``--listen-address=$NODE_IP:9969`` because the kubelet's own ``$(NODE_IP)`` expansion cannot bracket
+    an IPv6 address. Other flags are taken literally."""
+    if flag.metavar not in _ADDRESS_METAVARS or "$" not in text:
+        return text
+    value, missing = _substitute(text, environ, True)
+    if missing:
+        raise ValueError(f"{text!r} names ${missing[0]}, which is not set")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -350,11 +456,12 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
 
 def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Parse flags and environment into a :class:`Config`; raise :class:`ConfigError` on bad input."""
-    ns = build_parser(environ).parse_args(argv)
+    env = os.environ if environ is None else environ
+    ns = build_parser(env).parse_args(argv)
     values: dict[str, Any] = {}
     for flag in FLAGS:
         try:
-            values[flag.attr] = flag.parse(getattr(ns, flag.attr))
+            values[flag.attr] = flag.parse(resolve_value(flag, getattr(ns, flag.attr), env))
         except (ValueError, UnitError) as exc:
             raise ConfigError(f"--{flag.name}: {exc}") from None
     config = Config(**values)
@@ -366,4 +473,13 @@ def _check(config: Config) -> None:
     """Rules that involve more than one flag."""
     if bool(config.hubble_tls_cert) != bool(config.hubble_tls_key):
         raise ConfigError("--hubble-tls-cert and --hubble-tls-key must be given together")
+    if "settings" in config.sources and not config.settings_from:
+        raise ConfigError("--settings-from: name at least one of agent-api, configmap (or leave the settings "
+                          "source out of --sources)")
+    if config.settings_interval < 5:
+        raise ConfigError("--settings-interval: must be at least 5s (settings change rarely; this is not a probe)")
+    if bool(config.web_tls_cert_file) != bool(config.web_tls_key_file):
+        raise ConfigError("--web-tls-cert-file and --web-tls-key-file must be given together")
+    if config.web_tls_client_ca_file and not config.web_tls_cert_file:
+        raise ConfigError("--web-tls-client-ca-file needs --web-tls-cert-file (client certificates need TLS)")
 

@@ -38,14 +38,17 @@ def _m(name: str, type_: str, help_: str, labels: tuple[str, ...] = (), optional
 
 # --- datapath events (Hubble) ---------------------------------------------------------------
 DROPS = _m("cilium_node_drops_total", "counter",
-           "Packets dropped on this node, from Hubble drop notifications (event type 1 only).",
+           "Packets dropped on this node, from Hubble drop notifications (event type 1 only: one per dropped "
+           "packet); direction is the packet's at the endpoint, not the agent datapath's.",
            ("reason", "direction"), ("protocol", "endpoint_namespace"), "hubble")
 POLICY_VERDICTS = _m("cilium_node_policy_verdicts_total", "counter",
-                     "Policy verdicts on this node: type-5 events (host and, by default, health identities "
-                     "excluded) and L7 requests (match=l7/<protocol>).",
+                     "Policy verdicts on this node: type-5 events (allowed: one per new connection, dropped: one per "
+                     "packet, only where policy is enforced; host and, by default, health identities excluded) and "
+                     "L7 requests, once per REQUEST flow (match=l7/<protocol>).",
                      ("direction", "match", "action"), ("endpoint_namespace", "policy"), "hubble")
 L7_REQUESTS = _m("cilium_node_l7_requests_total", "counter",
-                 "L7 requests seen by the proxy on this node (L7 type REQUEST), by method and verdict.",
+                 "L7 requests seen by the proxy on this node, once per REQUEST flow (a denied HTTP request and its "
+                 "403 response count once, as dropped; a Kafka request once per topic), by method and verdict.",
                  ("protocol", "method", "direction", "action"), ("endpoint_namespace",), "hubble")
 LOST_EVENTS = _m("cilium_node_hubble_lost_events_total", "counter",
                  "Events Hubble reported lost (sum of num_events_lost); hubble_ring_buffer means this "
@@ -58,19 +61,23 @@ BUFFER_FLOWS = _m("cilium_node_hubble_buffer_flows", "gauge",
                   "Events currently held in Hubble's ring buffer (ServerStatus.num_flows).", (), (), "hubble")
 BUFFER_CAPACITY = _m("cilium_node_hubble_buffer_capacity_flows", "gauge",
                      "Capacity of Hubble's ring buffer (ServerStatus.max_flows).", (), (), "hubble")
-HUBBLE_INFO = _m("cilium_node_hubble_info", "gauge", "Hubble server version on this node (always 1).",
+HUBBLE_INFO = _m("cilium_node_hubble_info", "gauge",
+                 "Hubble server version on this node (ServerStatus.version, e.g. cilium v1.16.15+g1a2b3c4d; always 1).",
                  ("version",), (), "hubble")
 
 # --- datapath packets (agent metrics endpoint) -------------------------------------------------
 DATAPATH_DROPPED = _m("cilium_node_datapath_dropped_packets_total", "counter",
                       "Packets dropped by the datapath, from the agent's BPF metrics map "
-                      "(cilium_drop_count_total), reason as DropReason enum name.",
+                      "(cilium_drop_count_total), reason as DropReason enum name (REASON_<n> for an agent string "
+                      "\"<n>, <ext>\"); direction ingress, egress, service or unknown: the map's, not Hubble's.",
                       ("reason", "direction"), (), "agent")
 DATAPATH_FORWARDED = _m("cilium_node_datapath_forwarded_packets_total", "counter",
-                        "Packets forwarded by the datapath (cilium_forward_count_total).",
+                        "Packets forwarded by the datapath (cilium_forward_count_total); direction ingress, egress, "
+                        "service or unknown.",
                         ("direction",), (), "agent")
 BPF_MAP_PRESSURE = _m("cilium_node_bpf_map_pressure", "gauge",
-                      "Fill ratio of a BPF map (cilium_bpf_map_pressure), 0 to 1.", ("map_name",), (), "agent")
+                      "Fill ratio of a BPF map (cilium_bpf_map_pressure), 0 to 1; present only above the map's "
+                      "threshold: absent means below it or unknown, never 0.", ("map_name",), (), "agent")
 
 # --- agent memory and lifecycle (kubelet, API server) ------------------------------------------
 AGENT_WORKING_SET = _m("cilium_node_agent_memory_working_set_bytes", "gauge",
@@ -128,7 +135,8 @@ ENVOY_INFO = _m("cilium_node_envoy_info", "gauge", "The cilium-envoy pod found o
 # --- the node's Cilium settings (source settings: the agent's REST API, else the cilium-config ConfigMap) ----
 CILIUM_INFO = _m("cilium_node_cilium_info", "gauge",
                  "The node's Cilium version and the settings that change what is measured (always 1): "
-                 "envoy_mode embedded|external, kube_proxy_replacement, monitor_aggregation.",
+                 "envoy_mode (embedded, external, or none without the L7 proxy), kube_proxy_replacement, "
+                 "monitor_aggregation; unknown where this release or source does not say.",
                  ("version", "envoy_mode", "kube_proxy_replacement", "monitor_aggregation"), (), "settings")
 AGENT_NOTIFICATIONS_ENABLED = _m("cilium_node_agent_notifications_enabled", "gauge",
                                  "1 when the agent emits this monitor notification (drop, policy_verdict, trace), "
@@ -136,7 +144,8 @@ AGENT_NOTIFICATIONS_ENABLED = _m("cilium_node_agent_notifications_enabled", "gau
                                  "when unknown.", ("event",), (), "settings")
 HUBBLE_MONITOR_EVENTS = _m("cilium_node_hubble_monitor_events", "gauge",
                            "1 when Hubble observes this monitor event type (hubble-monitor-events empty or listing "
-                           "it), 0 when filtered out; absent when unknown.", ("event",), (), "settings")
+                           "it; l7 only when it lists agent: Cilium passes L7 records as agent events), 0 when "
+                           "filtered out; absent when unknown.", ("event",), (), "settings")
 AGENT_EVENTS_RATE_LIMIT = _m("cilium_node_agent_events_rate_limit", "gauge",
                              "The agent's BPF events rate limit (bpf-events-default-rate-limit, events per second; "
                              "kind=burst for the burst), 0 = unlimited (Cilium 1.17+).", ("kind",), (), "settings")
@@ -149,15 +158,17 @@ DATAPATH_RATELIMIT_DROPPED = _m("cilium_node_datapath_ratelimited_events_total",
 BUILD_INFO = _m("cilium_node_exporter_build_info", "gauge", "Exporter build information (always 1).",
                 ("version",))
 SOURCE_UNAVAILABLE = _m("cilium_node_exporter_source_unavailable", "gauge",
-                        "1 when an optional source has no endpoint on this node (the agent metrics endpoint with "
-                        "Cilium's prometheus.enabled off): it is skipped, not down, and reports no source_up.",
-                        ("source",))
+                        "1 when an optional source (--sources=auto) has no endpoint on this node (the agent metrics "
+                        "endpoint with Cilium's prometheus.enabled off; neither cilium.sock nor the cilium-config "
+                        "ConfigMap for settings): it is skipped, not down, and reports no source_up; 0 once it "
+                        "answers.", ("source",))
 SOURCE_UP = _m("cilium_node_exporter_source_up", "gauge",
                "1 when the source delivered data at its last attempt, else 0 (enabled sources only; absent "
                "until a source's first attempt has completed).",
                ("source",))
 SOURCE_ERRORS = _m("cilium_node_exporter_source_errors_total", "counter",
-                   "Errors talking to a source, by bounded reason.", ("source", "reason"))
+                   "Errors talking to a source, by bounded reason (rejected: Hubble refused the GetFlows request; "
+                   "the exporter retried once without a field mask).", ("source", "reason"))
 EVENTS = _m("cilium_node_exporter_events_total", "counter",
             "Messages received from the Hubble stream, by kind.", ("kind",))
 HUBBLE_RECONNECTS = _m("cilium_node_exporter_hubble_reconnects_total", "counter",
@@ -194,6 +205,15 @@ EVENT_KINDS: Final = ("drop", "policy_verdict", "l7", "lost", "other")
 DIRECTIONS: Final = ("ingress", "egress", "unknown")
 ACTIONS: Final = ("forwarded", "dropped", "audit", "redirected", "error", "unknown")
 OVERFLOW_VALUE: Final = "other"
+UNKNOWN_VALUE: Final = "unknown"
+
+# The node's Cilium settings (source settings).
+NOTIFICATION_EVENTS: Final = ("drop", "policy_verdict", "trace")  # agent_notifications_enabled{event}
+MONITOR_EVENTS: Final = ("drop", "policy_verdict", "trace", "l7")  # hubble_monitor_events{event}
+ENVOY_MODES: Final = ("embedded", "external", "none")  # none: L7 proxy off (no Envoy at all)
+KUBE_PROXY_REPLACEMENT_MODES: Final = ("true", "false", "strict", "partial", "probe", "disabled")
+MONITOR_AGGREGATION_LEVELS: Final = ("none", "lowest", "low", "medium", "max")
+RATE_LIMIT_KINDS: Final = ("rate", "burst")
 
 # Monitor event types (CiliumEventType.type).
 EVENT_TYPE_DROP: Final = 1

@@ -15,11 +15,65 @@ from cilium_node_exporter.mixin.config import DEFAULTS
 
 SECTIONS = (
     ("Datapath events (source `hubble`)", "hubble"),
-    ("Datapath packets (source `agent`, opt-in)", "agent"),
+    ("Datapath packets (source `agent`, where Cilium serves its metrics)", "agent"),
     ("Agent and Envoy memory (source `kubelet`) and envelope", "kubelet"),
     ("Agent and Envoy lifecycle (source `apiserver`)", "apiserver"),
     ("The node's Cilium settings (source `settings`)", "settings"),
     ("The exporter's own health", ""),
+)
+
+
+# What each counter counts, and where Cilium releases differ (facts read in Cilium's sources; the file and
+# release are named in each line, see also the simulator's ``releases.py``).
+PER_RELEASE = (
+    "## What each counter counts, per Cilium release",
+    "",
+    "The exporter is tested against an emulation of each release 1.14 to 1.19 (the simulator's release "
+    "matrix). Where a count means something different from what its name suggests:",
+    "",
+    "| counter | what one increment is | per release |",
+    "|---|---|---|",
+    "| drops: `cilium_node_drops_total` | one dropped packet (a type-1 drop notification). `direction` is the packet's "
+    "direction at the endpoint where it was dropped, as Hubble guesses it (egress only when dropped at the "
+    "packet's source endpoint; `unknown` without an endpoint) | 1.14-1.19 alike. None while "
+    "`bpf-events-drop-enabled` is off (1.16+) or `hubble-monitor-events` leaves drops out; over 1.17+'s BPF events "
+    "rate limit they are discarded before Hubble (`cilium_node_datapath_ratelimited_events_total`) |",
+    "| verdicts: `cilium_node_policy_verdicts_total` (type 5) | `action=\"dropped\"`: one **packet**; "
+    "`forwarded`/`redirected`/`audit`: one **new connection** (`bpf/bpf_lxc.c` emits a verdict for every denied "
+    "packet but for allowed ones only when the conntrack entry is not established). Only endpoints and "
+    "directions with policy enforcement emit verdicts (`POLICY_VERDICT_LOG_FILTER`): no verdicts is not "
+    "\"no traffic\". Never build a ratio of the two actions | 1.14 also for re-opened connections; the host "
+    "firewall (`bpf_host`) emits none in 1.14 and all but allow-all allows from 1.16; `policy` label: empty on "
+    "1.14 (no `*_allowed_by`/`*_denied_by` in its `flow.proto`), allowing policies only on 1.15, both from 1.16 |",
+    "| L7: `cilium_node_policy_verdicts_total{match=~\"l7/.*\"}`, `cilium_node_l7_requests_total` | one L7 "
+    "**REQUEST** flow. HTTP: Envoy logs a denied request as a DROPPED request and its local 403 as a FORWARDED "
+    "response (not counted); DNS (egress only): a denied query is one DROPPED request and no response; Kafka: "
+    "one request flow per topic. L7 flows carry Envoy's request-start time: after a reconnect the stream "
+    "resumes 250 ms before the last counted event, so a request that started earlier and had not been "
+    "delivered when the stream broke is not counted (an undercount only around reconnects) | 1.14-1.19 alike "
+    "(`pkg/envoy/accesslog.go`, `pkg/fqdn/dnsproxy`); Kafka's parser exists up to 1.19 |",
+    "| losses: `cilium_node_hubble_lost_events_total{source=\"hubble_ring_buffer\"}` | one ring slot this exporter "
+    "did not read in time (any event type, traces included) | one message per slot up to 1.18; one batch per "
+    "interval with `first`/`last` in 1.19, sent when the next event arrives (same sum) |",
+    "| version: `cilium_node_hubble_info{version}` | — | `ServerStatus.version`: `cilium v<X.Y.Z>+g<short sha>` on "
+    "1.14-1.19; a custom build with `GOEXPERIMENT` reports `cilium` only (the exporter then sends no field mask) |",
+    "| refused request: `cilium_node_exporter_source_errors_total{source=\"hubble\",reason=\"rejected\"}` | "
+    "a server refused the GetFlows request (gRPC UNKNOWN `invalid fieldmask`, or INVALID_ARGUMENT); the "
+    "exporter retries once without a field mask and never repeats the refused request | the request follows "
+    "the server's version: no field mask for 1.14 (its copy code can panic the agent), "
+    "`experimental.field_mask` for 1.15 (allowing policies only), `field_mask` from 1.16; `l7` is always "
+    "asked for whole (a path below one of its oneof members is scrambled by 1.15-1.18 and left stale by 1.19) |",
+    "| agent packets: `cilium_node_datapath_dropped_packets_total`, `cilium_node_datapath_forwarded_packets_total` "
+    "| one packet (the agent's BPF metrics map: no sampling, no loss). `direction` is the map's: `ingress`, `egress`, "
+    "`service` (NodePort/ClusterIP service traffic) or `unknown`; it is not Hubble's direction, so join agent and "
+    "Hubble drops by `reason` only. An agent string `\"<n>, <ext>\"` (a code the agent has no string for, "
+    "`DropReasonExt`) becomes `REASON_<n>` as on the Hubble side | 1.14-1.19 alike "
+    "(`pkg/maps/metricsmap/metricsmap.go`, `pkg/monitor/api/drop.go`) |",
+    "| map pressure: `cilium_node_bpf_map_pressure` | the fill ratio of one map, while it is **above that map's "
+    "threshold** (Cilium's gauge with threshold: 0 for most maps, 0.1 for the policy maps, which are reported once as "
+    "`map_name=\"cilium_policy_*\"`; conntrack maps update at garbage collection). An absent series means "
+    "below the threshold or unknown, never 0: alert on `> x`, not on absence | 1.14-1.19 (`pkg/metrics/metrics.go`) |",
+    "",
 )
 
 
@@ -37,8 +91,8 @@ def render() -> str:
         "",
         "Generated from `exporter/cilium_node_exporter/contract.py` by "
         "`python -m cilium_node_exporter.contract_doc`; do not edit by hand.",
-        "The counting rules behind these names are in the metric contract (`../shared/spec/metrics.md`) "
-        "and summarised in the README.",
+        "The counting rules behind these names are summarised in the README (*Metrics*) and applied in "
+        "`exporter/cilium_node_exporter/sources/hubble/decode.py`.",
         "",
         "Series carry no `node`, `namespace` or `pod` label from the exporter: the node is a target label "
         "added by the scrape configuration (`__meta_kubernetes_pod_node_name` → `node`).",
@@ -59,16 +113,26 @@ def render() -> str:
         "",
         "## Label values",
         "",
-        f"- `direction`: {', '.join(c.DIRECTIONS)}",
+        f"- `direction`: {', '.join(c.DIRECTIONS)} (Hubble); the agent's datapath counters also have `service`",
         f"- `action`: {', '.join(c.ACTIONS)}",
         "- `match`: " + ", ".join([*c.MATCH_BY_TYPE.values(), c.MATCH_UNKNOWN, "l7/http", "l7/dns", "l7/kafka"]),
         "- `source` (lost events): " + ", ".join(c.LOST_SOURCE_BY_ENUM.values()),
         f"- `source` (exporter health): {', '.join(c.SOURCES)}",
         f"- `reason` (source errors): {', '.join(c.ERROR_REASONS)}",
         f"- `kind` (events): {', '.join(c.EVENT_KINDS)}",
+        f"- `event` (agent notifications): {', '.join(c.NOTIFICATION_EVENTS)}; (Hubble monitor events): "
+        f"{', '.join(c.MONITOR_EVENTS)}",
+        f"- `kind` (events rate limit): {', '.join(c.RATE_LIMIT_KINDS)}",
+        f"- `envoy_mode`: {', '.join(c.ENVOY_MODES)}, {c.UNKNOWN_VALUE}",
+        f"- `kube_proxy_replacement`: {', '.join(c.KUBE_PROXY_REPLACEMENT_MODES)}, {c.OVERFLOW_VALUE}, "
+        f"{c.UNKNOWN_VALUE}",
+        f"- `monitor_aggregation`: {', '.join(c.MONITOR_AGGREGATION_LEVELS)}, {c.UNKNOWN_VALUE}",
+        f"- `version` (Cilium): X.Y.Z[-pre] from the agent, {c.OVERFLOW_VALUE} (not a version, or longer than 64 "
+        f"characters), {c.UNKNOWN_VALUE} (read from the ConfigMap)",
         "- `reason` (drops): the DropReason enum name; `REASON_<n>` for a number this exporter does not know "
         "(at most 32 distinct, then `REASON_other`).",
         "",
+        *PER_RELEASE,
         "## Drop-reason classes",
         "",
         "Alerts and the drop SLO treat only *unexpected* drops as errors (the default classes of the monitoring "

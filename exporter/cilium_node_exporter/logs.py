@@ -37,3 +37,7 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("kubernetes").setLevel(max(logging.WARNING, root.level))
+    # waitress logs each client that leaves mid-answer at info and each queued request at warning: peers
+    # choose how often, so only its errors reach the log (exposition/http.py logs what matters itself)
+    logging.getLogger("waitress").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)

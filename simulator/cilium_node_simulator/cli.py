@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from cilium_node_simulator import k8s
+from cilium_node_simulator import harness, k8s
 from cilium_node_simulator.events import SpecError
 from cilium_node_simulator.scenario import (
     FORMAT_HELP,
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tls-key", default="", help="server key (PEM) for --tls-cert")
     add("--tls-client-ca", default="", help="CA bundle for client certificates: enables mTLS")
     add("--version", default="", dest="hubble_version", metavar="X.Y.Z",
-        help="emulated Cilium/Hubble version (overrides the scenario's)")
+        help="emulated Cilium release, 1.14.x to 1.19.x (overrides the scenario's)")
     add("--speed", type=float, default=1.0, help="time compression factor (10: a 5m phase takes 30s)")
     add("--bench", type=int, default=0, metavar="N",
         help="benchmark mode: once a follow GetFlows stream is open, send exactly N matching flows "
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--keepalive-min-time", type=float, default=300.0,
         help="seconds between client pings before the server counts a strike (grpc-go default 300)")
     add("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    add("--fleet", type=int, metavar="N", help="play N nodes' exporters in one process for one Prometheus (a "
+        "different set of flags: simulate --fleet 1 --help)")
     k8s.add_arguments(parser)
     return parser
 
@@ -68,9 +70,14 @@ def _fail(message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run until Ctrl-C / SIGTERM; 0 on a clean stop, 2 on bad flags or a bad scenario file."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--fleet" or a.startswith("--fleet=") for a in argv):
+        from cilium_node_simulator.fleet import main as fleet_main
+
+        return fleet_main(argv)
     parser = build_parser()
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
     if args.list_scenarios:
@@ -110,9 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        handles = list(k8s.start(args, runtime) or [])
+        handles = harness.start(args, runtime)
         log.info("simulator: scenario %r (%s), Hubble %s on %s, speed %g", scenario.name, scenario.source,
-                 server.version, ", ".join(server.addresses()), args.speed)
+                 server.version.text, ", ".join(server.addresses()), args.speed)
         if args.bench:
             done = server.bench(args.bench)
             log.info("simulator: benchmark of %d flows waits for a follow GetFlows stream", args.bench)

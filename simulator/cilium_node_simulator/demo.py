@@ -170,6 +170,20 @@ def timeline(scenario: Scenario, speed: float, upper: int) -> list[tuple[float, 
     return sorted(events)
 
 
+def report_hint(prom_url: str, started: float) -> list[str]:
+    """How to write the SLO review (``cilium-node-exporter report``) from the demo's Prometheus."""
+    exe = Path(sys.executable).with_name("cilium-node-exporter")
+    with contextlib.suppress(ValueError):
+        exe = exe.relative_to(Path.cwd())
+    command = exe if exe.exists() else Path("cilium-node-exporter")
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+    return ["", "The SLO review of this demo (what a platform team takes to its monthly meeting), once the tour",
+            "has run for a few minutes, from another terminal while the demo runs:",
+            f"  {command} report --prometheus-url {prom_url} --from {since} --min-node-hours 0 "
+            "--output demo-review.html",
+            "  then open demo-review.html in a browser (Markdown or JSON: --format markdown|json)."]
+
+
 def _write_prometheus(workdir: Path, exporter_port: int, node: str, am_port: int | None) -> tuple[Path, str]:
     """prometheus.yml (JSON is valid YAML) and a note on the rule pack."""
     rules: list[str] = []
@@ -261,7 +275,8 @@ def _run(args: argparse.Namespace, scenario: Scenario, demo: Demo, workdir: Path
           flush=True)
     sim = demo.start("simulator", [*exe, "simulate", "--scenario", args.scenario, "--speed", str(args.speed),
                                    "--hubble-socket", str(workdir / "hubble.sock"), "--kubelet-port", "0",
-                                   "--kubeapi-port", "0", "--write-client-config", str(workdir / "client")])
+                                   "--kubeapi-port", "0", "--agent-api-socket", str(workdir / "cilium.sock"),
+                                   "--write-client-config", str(workdir / "client")])
     flags_file = workdir / "client" / "exporter.flags"
     deadline = time.monotonic() + 30
     while not flags_file.exists():
@@ -325,8 +340,10 @@ def _run(args: argparse.Namespace, scenario: Scenario, demo: Demo, workdir: Path
     if crossing is not None:
         lines += ["", f"{_about(crossing).capitalize()} the agent on node {node} crosses its envelope "
                       f"({upper / 2**20:.0f}Mi); CiliumAgentMemoryAboveEnvelope fires about 10 s later."]
-    lines += ["Alerts go pending, then fire about 10 s after their condition holds. Ctrl-C stops everything.", ""]
-    print("\n".join(lines), flush=True)
+    lines += ["Alerts go pending, then fire about 10 s after their condition holds. Ctrl-C stops everything."]
+    if prom_url:
+        lines += report_hint(prom_url, time.time())
+    print("\n".join([*lines, ""]), flush=True)
 
     started = time.monotonic()
     while not stopping():  # type: ignore[operator]

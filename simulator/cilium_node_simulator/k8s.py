@@ -1,11 +1,13 @@
-"""Kubelet, Kubernetes API and agent-metrics endpoints of the simulator.
+"""What the simulator's kubelet, Kubernetes API, agent-metrics and agent API (cilium.sock) endpoints share.
 
-The ``simulate`` command calls :func:`add_arguments` while building its parser and :func:`start`
-once the scenario runtime is running; :func:`start` returns objects with a ``stop()`` method.
+The ``simulate`` command calls :func:`add_arguments` while building its parser, and
+:func:`cilium_node_simulator.harness.start` once the scenario runtime is running.
 
-:class:`AgentPodModel` turns the runtime's ``agent_state()`` (working set, RSS, limit, restarts,
-last termination, running) into what a cluster would show: a pod with a uid and resourceVersions,
-container start and termination times, watch events. The three fakes read it. Each fake has a
+:class:`NodeModel` turns the runtime's ``agent_state()`` and ``envoy_state()`` (working set, RSS, limit,
+restarts, last termination, running) into what a cluster would show: the cilium-agent pod and, with
+external Envoy, the cilium-envoy pod, with uids and resourceVersions, container start and termination
+times, watch events. The fakes read it; the agent API fake (``cilium.sock``) and the ConfigMap read
+the runtime's agent configuration (``runtime.cilium``, :mod:`.cilium_settings`). Each HTTP fake has a
 fault knob (``--kubelet-fault`` etc., or ``POST /-/fault?kind=NAME`` at run time, ``kind=none``
 clears it) for fault tests and fire drills.
 """
@@ -18,12 +20,13 @@ import datetime as dt
 import json
 import logging
 import os
+import socket
 import ssl
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,8 +48,28 @@ def rfc3339(ts: float) -> str:
 
 
 @dataclass(frozen=True)
+class PodKind:
+    """A Cilium DaemonSet's pod as the Cilium chart renders it."""
+
+    component: str
+    container: str
+    labels: Mapping[str, str]
+    daemonset: str
+    image: str  # {version}: the Cilium version
+
+
+AGENT = PodKind("agent", CONTAINER, POD_LABELS, "cilium", "quay.io/cilium/cilium:v{version}")
+# templates/cilium-envoy/daemonset.yaml (1.16b-main): DaemonSet cilium-envoy in Cilium's namespace, pod labels
+# k8s-app/name/app.kubernetes.io/name cilium-envoy, part-of cilium; container cilium-envoy.
+ENVOY = PodKind("envoy", "cilium-envoy",
+                {"k8s-app": "cilium-envoy", "name": "cilium-envoy", "app.kubernetes.io/name": "cilium-envoy",
+                 "app.kubernetes.io/part-of": "cilium"}, "cilium-envoy",
+                "quay.io/cilium/cilium-envoy:v1.32.6-{version}")
+
+
+@dataclass(frozen=True)
 class AgentSample:
-    """What the fakes need from the runtime at one instant."""
+    """What the fakes need from the runtime about one container at one instant."""
 
     working_set: int
     rss: int
@@ -58,7 +81,7 @@ class AgentSample:
 
 
 def sample_of(state: Any) -> AgentSample:
-    """Normalise the runtime's ``agent_state()`` (duck-typed: ints or None, see scenario.py)."""
+    """Normalise the runtime's ``agent_state()`` / ``envoy_state()`` (duck-typed: ints or None, see scenario.py)."""
     working_set = int(getattr(state, "working_set", 0) or 0)
     rss = int(getattr(state, "rss", None) or working_set * 0.8)
     usage = int(getattr(state, "usage", None) or working_set + 24 * MiB)
@@ -69,8 +92,95 @@ def sample_of(state: Any) -> AgentSample:
                        bool(getattr(state, "running", True)))
 
 
-class AgentPodModel:
-    """The cilium-agent pod on the simulated node, following the runtime (polled in a thread)."""
+class PodModel:
+    """One Cilium pod on the node (agent or Envoy): identity, container start and termination times."""
+
+    def __init__(self, kind: PodKind, sample: AgentSample, node: str, namespace: str, version: str,
+                 now: float) -> None:
+        self.kind = kind
+        self.node = node
+        self.namespace = namespace
+        self.version = version
+        self.sample = sample
+        self.deleted = False
+        self.new_pod(now)
+
+    def new_pod(self, now: float) -> None:
+        self.uid = str(uuid.uuid4())
+        self.name = f"{self.kind.daemonset}-{self.uid[:5]}"
+        self.created = now
+        self.restart_base = self.sample.restart_count
+        self.container_started = now
+        self.terminated_at: float | None = None
+        self.terminated_reason: str | None = None
+        self._down = not self.sample.running
+
+    def update(self, new: AgentSample, now: float) -> bool:
+        """Follow a new sample; True when the pod status changed."""
+        old = self.sample
+        self.sample = new
+        changed = new.last_terminated_reason != old.last_terminated_reason
+        if old.running and not new.running:
+            self.terminated_at, self._down, changed = now, True, True
+        if new.restart_count > old.restart_count:
+            if not self._down:  # restarted between two polls: it terminated just now
+                self.terminated_at = now
+            self._down, self.container_started, changed = False, now, True
+        elif new.running and not old.running:
+            self._down, self.container_started, changed = False, now, True
+        if new.last_terminated_reason and self.terminated_at is None:
+            self.terminated_at = now
+        self.terminated_reason = new.last_terminated_reason
+        return changed
+
+    @property
+    def restart_count(self) -> int:
+        return max(0, self.sample.restart_count - self.restart_base)
+
+    def pod(self, resource_version: int) -> dict[str, Any]:
+        """The pod as the API server returns it (the fields a client reads, real shapes)."""
+        s, container = self.sample, self.kind.container
+        status: dict[str, Any] = {"name": container, "restartCount": self.restart_count, "ready": s.running,
+                                  "image": self.kind.image.format(version=self.version), "started": s.running,
+                                  "lastState": {}, "state": {}}
+        if s.running:
+            status["state"] = {"running": {"startedAt": rfc3339(self.container_started)}}
+        else:
+            status["state"] = {"waiting": {"reason": "CrashLoopBackOff",
+                                           "message": f"back-off restarting failed container {container}"}}
+        if self.terminated_reason and self.terminated_at is not None and (self.restart_count or not s.running):
+            status["lastState"] = {"terminated": {
+                "exitCode": 137 if self.terminated_reason == "OOMKilled" else 1, "reason": self.terminated_reason,
+                "startedAt": rfc3339(self.created), "finishedAt": rfc3339(self.terminated_at),
+                "containerID": "containerd://" + self.uid.replace("-", "")}}
+        resources: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "10Mi"}}
+        if s.limit:
+            resources["limits"] = {"memory": str(s.limit)}
+        return {
+            "kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid,
+                         "resourceVersion": str(resource_version),
+                         "creationTimestamp": rfc3339(self.created), "labels": dict(self.kind.labels),
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet",
+                                              "name": self.kind.daemonset, "uid": _owner_uid(self.kind),
+                                              "controller": True}]},
+            "spec": {"nodeName": self.node, "containers": [{"name": container, "resources": resources}],
+                     "hostNetwork": True, "serviceAccountName": self.kind.daemonset},
+            "status": {"phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+                       "startTime": rfc3339(self.created), "containerStatuses": [status]},
+        }
+
+
+def _owner_uid(kind: PodKind) -> str:
+    return "5f0c3f43-0000-4000-8000-00000000000" + ("1" if kind is AGENT else "2")
+
+
+class NodeModel:
+    """The Cilium pods on the simulated node, following the runtime (polled in a thread): the cilium-agent
+    pod always, the cilium-envoy pod when the runtime has one (``envoy_state()`` not None: external Envoy).
+
+    Watch events of all pods share one resourceVersion sequence, as the API server's do.
+    """
 
     def __init__(self, runtime: Any, node: str, namespace: str = NAMESPACE, poll: float = 0.1,
                  clock: Callable[[], float] = time.time) -> None:
@@ -83,24 +193,29 @@ class AgentPodModel:
         self._stop = threading.Event()
         self._events: deque[tuple[int, str, dict[str, Any]]] = deque(maxlen=HISTORY)
         self.resource_version = 1000
-        self.sample = sample_of(runtime.agent_state())
-        self.deleted = False
-        self._new_pod(announce=False)
-        self._thread = threading.Thread(target=self._run, name="sim-agent-pod", daemon=True)
-
-    # --- identity -------------------------------------------------------------------------------
-    def _new_pod(self, announce: bool = True) -> None:
-        now = self._clock()
-        self.uid = str(uuid.uuid4())
-        self.name = "cilium-" + self.uid[:5]
+        version = str(getattr(getattr(runtime, "scenario", None), "version", "1.19.4")).lstrip("v")
+        now = clock()
+        self.pods: dict[str, PodModel] = {}
+        for kind, state in self._states():
+            self.pods[kind.component] = PodModel(kind, sample_of(state), node, namespace, version, now)
         self.created = now
-        self.restart_base = self.sample.restart_count
-        self.container_started = now
-        self.terminated_at: float | None = None
-        self.terminated_reason: str | None = None
-        self._down = not self.sample.running
-        if announce:
-            self._emit("ADDED")
+        self._thread = threading.Thread(target=self._run, name="sim-node-pods", daemon=True)
+
+    def _states(self) -> list[tuple[PodKind, Any]]:
+        out = [(AGENT, self.runtime.agent_state())]
+        envoy_state = getattr(self.runtime, "envoy_state", None)
+        envoy = envoy_state() if callable(envoy_state) else None
+        if envoy is not None:
+            out.append((ENVOY, envoy))
+        return out
+
+    @property
+    def agent(self) -> PodModel:
+        return self.pods[AGENT.component]
+
+    @property
+    def envoy(self) -> PodModel | None:
+        return self.pods.get(ENVOY.component)
 
     def start(self) -> None:
         self._thread.start()
@@ -116,82 +231,40 @@ class AgentPodModel:
             try:
                 self.update()
             except Exception:
-                log.exception("agent pod model update failed")
+                log.exception("node pod model update failed")
 
     def update(self) -> None:
-        """Poll the runtime once; emit MODIFIED when the pod status changed."""
-        new = sample_of(self.runtime.agent_state())
+        """Poll the runtime once; emit MODIFIED for each pod whose status changed."""
+        states = self._states()
         with self._cond:
-            old = self.sample
-            self.sample = new
             now = self._clock()
-            changed = new.last_terminated_reason != old.last_terminated_reason
-            if old.running and not new.running:
-                self.terminated_at, self._down, changed = now, True, True
-            if new.restart_count > old.restart_count:
-                if not self._down:  # restarted between two polls: it terminated just now
-                    self.terminated_at = now
-                self._down, self.container_started, changed = False, now, True
-            elif new.running and not old.running:
-                self._down, self.container_started, changed = False, now, True
-            if new.last_terminated_reason and self.terminated_at is None:
-                self.terminated_at = now
-            self.terminated_reason = new.last_terminated_reason
-            if changed and not self.deleted:
-                self._emit("MODIFIED")
+            for kind, state in states:
+                pod = self.pods.get(kind.component)
+                if pod is not None and pod.update(sample_of(state), now) and not pod.deleted:
+                    self._emit("MODIFIED", pod)
 
-    def recreate(self) -> None:
-        """Delete the pod and create a new one (new uid, restart count from zero)."""
+    def recreate(self, component: str = "agent") -> None:
+        """Delete a pod and create a new one (new uid, restart count from zero)."""
         with self._cond:
-            self._emit("DELETED")
-            self._new_pod()
+            pod = self.pods[component]
+            self._emit("DELETED", pod)
+            pod.new_pod(self._clock())
+            self._emit("ADDED", pod)
 
-    def touch(self) -> None:
+    def touch(self, component: str = "agent") -> None:
         """A MODIFIED event without a status change (e.g. to move resourceVersions on)."""
         with self._cond:
-            self._emit("MODIFIED")
+            self._emit("MODIFIED", self.pods[component])
 
-    def _emit(self, kind: str) -> None:
+    def _emit(self, kind: str, pod: PodModel) -> None:
         self.resource_version += 1
-        self._events.append((self.resource_version, kind, self.pod()))
+        self._events.append((self.resource_version, kind, pod.pod(self.resource_version)))
         self._cond.notify_all()
 
     # --- views ----------------------------------------------------------------------------------
-    @property
-    def restart_count(self) -> int:
-        return max(0, self.sample.restart_count - self.restart_base)
-
-    def pod(self) -> dict[str, Any]:
-        """The pod as the API server returns it (the fields a client reads, real shapes)."""
-        s = self.sample
-        status: dict[str, Any] = {"name": CONTAINER, "restartCount": self.restart_count, "ready": s.running,
-                                  "image": "quay.io/cilium/cilium:v1.19.4", "started": s.running,
-                                  "lastState": {}, "state": {}}
-        if s.running:
-            status["state"] = {"running": {"startedAt": rfc3339(self.container_started)}}
-        else:
-            status["state"] = {"waiting": {"reason": "CrashLoopBackOff",
-                                           "message": f"back-off restarting failed container {CONTAINER}"}}
-        if self.terminated_reason and self.terminated_at is not None and (self.restart_count or not s.running):
-            status["lastState"] = {"terminated": {
-                "exitCode": 137 if self.terminated_reason == "OOMKilled" else 1, "reason": self.terminated_reason,
-                "startedAt": rfc3339(self.created), "finishedAt": rfc3339(self.terminated_at),
-                "containerID": "containerd://" + self.uid.replace("-", "")}}
-        resources: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "10Mi"}}
-        if s.limit:
-            resources["limits"] = {"memory": str(s.limit)}
-        return {
-            "kind": "Pod", "apiVersion": "v1",
-            "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid,
-                         "resourceVersion": str(self.resource_version),
-                         "creationTimestamp": rfc3339(self.created), "labels": dict(POD_LABELS),
-                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "cilium",
-                                              "uid": "5f0c3f43-0000-4000-8000-000000000001", "controller": True}]},
-            "spec": {"nodeName": self.node, "containers": [{"name": CONTAINER, "resources": resources}],
-                     "hostNetwork": True, "serviceAccountName": "cilium"},
-            "status": {"phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
-                       "startTime": rfc3339(self.created), "containerStatuses": [status]},
-        }
+    def current(self) -> list[dict[str, Any]]:
+        """Every pod as the API server lists it (call with ``_cond`` held for a consistent version)."""
+        return [p.pod(self.resource_version) for p in self.pods.values() if not p.deleted]
 
     def events_after(self, version: int) -> list[tuple[int, str, dict[str, Any]]] | None:
         """Events newer than ``version``; None when ``version`` is older than the kept history (410)."""
@@ -224,7 +297,7 @@ class TlsFiles:
     key: Path
 
 
-def make_tls(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> TlsFiles:
+def make_tls(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "::1", "localhost")) -> TlsFiles:
     """A throw-away CA (trustme) and a serving certificate for ``hosts`` (IP and DNS SANs), written as PEM."""
     import trustme
 
@@ -265,14 +338,17 @@ class Tokens:
 
 
 class FakeServer(ThreadingHTTPServer):
-    """A threaded HTTP(S) server on 127.0.0.1 with a fault knob; TLS handshakes happen per thread."""
+    """A threaded HTTP(S) server on ``host`` (127.0.0.1, or ::1 for IPv6 runs) with a fault knob; TLS
+    handshakes happen per thread."""
 
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None,
-                 fault: str = "none") -> None:
-        super().__init__(("127.0.0.1", port), handler)
+                 fault: str = "none", host: str = "127.0.0.1") -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.host = host
+        super().__init__((host, port), handler)
         if tls is not None:
             self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
         self.scheme = "https" if tls is not None else "http"
@@ -287,7 +363,8 @@ class FakeServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
 
     def start(self) -> FakeServer:
         self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), name=type(self).__name__,
@@ -384,16 +461,23 @@ class FakeHandler(BaseHTTPRequestHandler):
         return True
 
 
-# --- the simulate command's hook ---------------------------------------------------------------
+# --- the simulate command's flags ---------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the kubelet / API server / agent-metrics flags to the ``simulate`` parser."""
     g = parser.add_argument_group("kubelet, Kubernetes API and agent metrics endpoints")
     g.add_argument("--kubelet-port", type=int, default=None,
-                   help="Serve a kubelet Summary API (HTTPS, bearer token) on 127.0.0.1:PORT (0 = any free port).")
+                   help="Serve a kubelet Summary API (HTTPS, bearer token) on BIND:PORT (0 = any free port).")
+    g.add_argument("--bind-address", default="127.0.0.1", metavar="BIND",
+                   help="Loopback address of the kubelet, API and agent-metrics endpoints: 127.0.0.1, or ::1 to "
+                        "run them over IPv6 (default 127.0.0.1).")
     g.add_argument("--kubeapi-port", type=int, default=None,
-                   help="Serve a minimal Kubernetes API (pods list/watch, nodes get) on 127.0.0.1:PORT.")
+                   help="Serve a minimal Kubernetes API (pods list/watch, nodes get) on BIND:PORT.")
     g.add_argument("--agent-metrics-port", type=int, default=None,
-                   help="Serve cilium-agent-like Prometheus metrics (:9962 style) on 127.0.0.1:PORT.")
+                   help="Serve cilium-agent-like Prometheus metrics (:9962 style) on BIND:PORT (with the "
+                        "scenario's cilium: {prometheus: false}, a port nothing listens on).")
+    g.add_argument("--agent-api-socket", default="", metavar="PATH",
+                   help="Serve the cilium-agent REST API (GET /v1/config, /v1/healthz; cilium.sock) on this unix "
+                        "socket, shaped like the scenario's release.")
     g.add_argument("--kubelet-token", action="append", default=[],
                    help="Bearer token the kubelet and the Kubernetes API accept (repeatable; default: generated).")
     g.add_argument("--kubelet-token-file", default="",
@@ -405,98 +489,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--sim-cilium-namespace", default=NAMESPACE, help="Namespace of the simulated agent pod.")
     g.add_argument("--node-envelope-annotation", default="",
                    help="Value of the node annotation cilium-node-exporter.io/memory-envelope (e.g. 300Mi-800Mi).")
-    for name in ("kubelet", "kubeapi", "agent-metrics"):
+    for name in ("kubelet", "kubeapi", "agent-metrics", "agent-api"):
         g.add_argument(f"--{name}-fault", default="none",
-                       help=f"Start the {name} endpoint with a fault: 401, 403, 500, garbage, slow, huge, reset"
+                       help=f"Start the {name} endpoint with a fault: "
+                            + ("disabled, " if name == "agent-api" else "401, 403, ")
+                            + "500, garbage, slow, huge, reset"
                             + (", no-agent, missing-fields, wrong-shape" if name == "kubelet" else "")
                             + (", gone, gone-http, close-watch" if name == "kubeapi" else "")
                             + " (change at run time: POST /-/fault?kind=...).")
-
-
-def start(args: argparse.Namespace, runtime: Any) -> list[Any]:
-    """Start the endpoints selected by ``args``; return handles with ``stop()``."""
-    wanted = [getattr(args, a, None) is not None for a in ("kubelet_port", "kubeapi_port", "agent_metrics_port")]
-    node = args.sim_node_name or getattr(getattr(runtime, "scenario", None), "node", "") or "sim-1"
-    out = Path(args.write_client_config) if args.write_client_config else None
-    hubble = _hubble_address(args, runtime)
-    if not any(wanted):
-        if out is not None:
-            write_client_config(out, Tokens(), None, {}, node, args.sim_cilium_namespace, hubble)
-        return []
-    handles: list[Any] = []
-    model = AgentPodModel(runtime, node, args.sim_cilium_namespace)
-    model.start()
-    handles.append(model)
-    tokens = Tokens(tuple(args.kubelet_token) or (uuid.uuid4().hex,), args.kubelet_token_file)
-    tls_dir = out or Path(os.environ.get("TMPDIR", "/tmp")) / f"cne-sim-tls-{os.getpid()}"
-    tls = make_tls(tls_dir) if (args.kubelet_port is not None or args.kubeapi_port is not None) else None
-    urls: dict[str, str] = {}
-    if args.kubelet_port is not None:
-        from cilium_node_simulator.kubelet_fake import KubeletFake
-
-        assert tls is not None
-        kubelet = KubeletFake(args.kubelet_port, model, tokens, tls, fault=args.kubelet_fault).start()
-        handles.append(kubelet)
-        urls["kubelet"] = kubelet.url
-    if args.kubeapi_port is not None:
-        from cilium_node_simulator.kubeapi_fake import KubeApiFake
-
-        assert tls is not None
-        api = KubeApiFake(args.kubeapi_port, model, tokens, tls, fault=args.kubeapi_fault,
-                          envelope_annotation=args.node_envelope_annotation).start()
-        handles.append(api)
-        urls["kubeapi"] = api.url
-    if args.agent_metrics_port is not None:
-        from cilium_node_simulator.agent_metrics_fake import AgentMetricsFake
-
-        agent = AgentMetricsFake(args.agent_metrics_port, model, fault=args.agent_metrics_fault).start()
-        handles.append(agent)
-        urls["agent-metrics"] = agent.url + "/metrics"
-    for name, url in urls.items():
-        log.info("simulator %s endpoint at %s", name, url)
-    if out is not None:
-        write_client_config(out, tokens, tls, urls, node, args.sim_cilium_namespace, hubble)
-    return handles
-
-
-def _hubble_address(args: argparse.Namespace, runtime: Any) -> str | None:
-    """The exporter's ``--hubble-address`` for the simulator's Hubble server (unix socket first)."""
-    if getattr(args, "hubble_socket", ""):
-        return f"unix://{os.path.abspath(args.hubble_socket)}"
-    server = getattr(runtime, "server", None)
-    if getattr(args, "hubble_tcp", "") and server is not None and not getattr(server, "tls", None):
-        return f"{server.tcp[0]}:{server.tcp_port}"
-    return None
-
-
-def write_client_config(out: Path, tokens: Tokens, tls: TlsFiles | None, urls: dict[str, str], node: str,
-                        namespace: str, hubble_address: str | None = None) -> None:
-    """Files the exporter needs to talk to the fakes: token, ca.crt, kubeconfig, exporter.flags."""
-    out.mkdir(parents=True, exist_ok=True)
-    token = ""
-    if "kubelet" in urls or "kubeapi" in urls:
-        token = sorted(tokens.tokens)[0] if tokens.tokens else Path(tokens.token_file).read_text().strip()
-        (out / "token").write_text(token + "\n")
-    flags = [f"--node-name={node}", f"--cilium-namespace={namespace}"]
-    if hubble_address:
-        flags.append(f"--hubble-address={hubble_address}")
-    if tls is not None and tls.ca != out / "ca.crt":
-        (out / "ca.crt").write_bytes(tls.ca.read_bytes())
-    if "kubelet" in urls:
-        flags += [f"--kubelet-address={urls['kubelet']}", f"--kubelet-token-file={out / 'token'}",
-                  f"--kubelet-ca={out / 'ca.crt'}"]
-    if "kubeapi" in urls:
-        kubeconfig = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "sim",
-            "clusters": [{"name": "sim", "cluster": {"server": urls["kubeapi"],
-                                                     "certificate-authority": str(out / "ca.crt")}}],
-            "users": [{"name": "sim", "user": {"token": token}}],
-            "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": "sim", "namespace": namespace}}],
-        }
-        (out / "kubeconfig").write_text(json.dumps(kubeconfig, indent=2) + "\n")
-        # The exporter's in-cluster path (what runs in a pod), pointed at the fake; `kubeconfig` is for --kubeconfig.
-        flags += [f"--apiserver-address={urls['kubeapi']}", f"--apiserver-token-file={out / 'token'}",
-                  f"--apiserver-ca={out / 'ca.crt'}"]
-    if "agent-metrics" in urls:
-        flags.append(f"--agent-metrics-address={urls['agent-metrics']}")
-    (out / "exporter.flags").write_text("\n".join(flags) + "\n")
+    g.add_argument("--kubeapi-configmap-fault", default="", choices=("", "403", "404"),
+                   help="Answer GET of the cilium-config ConfigMap with 403 (no RBAC) or 404.")

@@ -2,11 +2,14 @@
 
 Faithful to what the exporter's API server source relies on: ``GET /api/v1/namespaces/NS/pods``
 with ``labelSelector`` / ``fieldSelector`` (equality forms; ``spec.nodeName``, ``metadata.name``,
-``metadata.namespace``), ``watch=true`` streams of JSON lines over chunked HTTP/1.1 from a
-``resourceVersion`` with ``timeoutSeconds``, an ``ERROR`` event with a 410 ``Status`` for a version
-older than the kept history (what a real API server sends after compaction), BOOKMARK events when
-asked for, and ``GET /api/v1/nodes/NAME`` with the envelope annotation.
-Actions (``POST /-/action?name=...``): ``recreate-pod`` (new uid), ``expire`` (forget history:
+``metadata.namespace``) over the node's Cilium pods (cilium-agent, cilium-envoy with external Envoy),
+``watch=true`` streams of JSON lines over chunked HTTP/1.1 from a ``resourceVersion`` with
+``timeoutSeconds``, an ``ERROR`` event with a 410 ``Status`` for a version older than the kept history
+(what a real API server sends after compaction), BOOKMARK events when asked for,
+``GET /api/v1/nodes/NAME`` with the envelope annotation, and
+``GET /api/v1/namespaces/NS/configmaps/cilium-config`` as the scenario's release renders it.
+Actions (``POST /-/action?name=...``): ``recreate-pod`` (new uid; ``&component=envoy`` for the
+cilium-envoy pod), ``expire`` (forget history:
 resumed watches get 410), ``close-watches`` (the server ends every open watch).
 """
 
@@ -19,9 +22,9 @@ import time
 from typing import Any
 
 from cilium_node_simulator.k8s import (
-    AgentPodModel,
     FakeHandler,
     FakeServer,
+    NodeModel,
     TlsFiles,
     Tokens,
     rfc3339,
@@ -29,6 +32,7 @@ from cilium_node_simulator.k8s import (
 )
 
 ENVELOPE_ANNOTATION = "cilium-node-exporter.io/memory-envelope"
+CILIUM_CONFIG = "cilium-config"
 BOOKMARK_EVERY = 5.0
 
 
@@ -74,6 +78,8 @@ class _Handler(FakeHandler):
             return
         if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 5 and parts[4] == "pods":
             self._pods(parts[3])
+        elif parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 6 and parts[4] == "configmaps":
+            self._configmap(parts[3], parts[5])
         elif parts[:3] == ["api", "v1", "nodes"] and len(parts) == 4:
             self._node(parts[3])
         elif parts == ["version"]:
@@ -84,7 +90,11 @@ class _Handler(FakeHandler):
     def action(self, name: str) -> None:
         model = self.server.model
         if name == "recreate-pod":
-            model.recreate()
+            component = self.query.get("component", "agent")
+            if component not in model.pods:
+                self.send_body(404, f"no {component} pod\n".encode(), "text/plain")
+                return
+            model.recreate(component)
         elif name == "expire":
             model.expire_history()
         elif name == "close-watches":
@@ -95,10 +105,9 @@ class _Handler(FakeHandler):
             return
         self.send_body(200, f"{name} done\n".encode(), "text/plain")
 
-    # --- pods -----------------------------------------------------------------------------------
-    def _selected(self, namespace: str) -> bool | None:
-        """Whether the agent pod matches the request's namespace and selectors (None: bad request)."""
-        model = self.server.model
+    # --- pods ----------------------------------------------------------------------------------
+    def _selectors(self) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]] | None:
+        """The request's label and field selectors (None after answering 400)."""
         labels = _selector(self.query.get("labelSelector", ""))
         fields = _selector(self.query.get("fieldSelector", ""))
         if labels is None or fields is None:
@@ -109,22 +118,27 @@ class _Handler(FakeHandler):
         if bad:
             self.send_status(400, "BadRequest", f'field label not supported: {bad[0]}')
             return None
-        pod = model.pod()
-        field_values = {"spec.nodeName": model.node, "metadata.name": pod["metadata"]["name"],
-                        "metadata.namespace": model.namespace}
-        return (namespace == model.namespace and _matches(labels, pod["metadata"]["labels"])
-                and _matches(fields, field_values))
+        return labels, fields
+
+    @staticmethod
+    def _selects(selectors: tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]], namespace: str,
+                 pod: dict[str, Any]) -> bool:
+        meta = pod["metadata"]
+        field_values = {"spec.nodeName": pod["spec"]["nodeName"], "metadata.name": meta["name"],
+                        "metadata.namespace": meta["namespace"]}
+        return (meta["namespace"] == namespace and _matches(selectors[0], meta["labels"])
+                and _matches(selectors[1], field_values))
 
     def _pods(self, namespace: str) -> None:
-        selected = self._selected(namespace)
-        if selected is None:
+        selectors = self._selectors()
+        if selectors is None:
             return
         if self.query.get("watch") in ("true", "1"):
-            self._watch(selected)
+            self._watch(namespace, selectors)
             return
         model = self.server.model
         with model._cond:
-            items = [model.pod()] if selected and not model.deleted else []
+            items = [p for p in model.current() if self._selects(selectors, namespace, p)]
             version = model.resource_version
         self.send_json(200, {"kind": "PodList", "apiVersion": "v1",
                              "metadata": {"resourceVersion": str(version)}, "items": items})
@@ -134,7 +148,8 @@ class _Handler(FakeHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
         self.wfile.flush()
 
-    def _watch(self, selected: bool) -> None:
+    def _watch(self, namespace: str,
+               selectors: tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]) -> None:
         server, model = self.server, self.server.model
         if server.fault == "gone-http":
             self.send_status(410, "Expired", "too old resource version")
@@ -158,8 +173,9 @@ class _Handler(FakeHandler):
             if raw in ("", "0"):
                 with model._cond:
                     version = model.resource_version
-                    if selected and not model.deleted:
-                        self._chunk({"type": "ADDED", "object": model.pod()})
+                    for pod in model.current():
+                        if self._selects(selectors, namespace, pod):
+                            self._chunk({"type": "ADDED", "object": pod})
             else:
                 version = int(raw)
             last_bookmark = time.monotonic()
@@ -172,7 +188,7 @@ class _Handler(FakeHandler):
                     return
                 for rv, kind, pod in events:
                     version = rv
-                    if selected:
+                    if self._selects(selectors, namespace, pod):
                         self._chunk({"type": kind, "object": pod})
                 if bookmarks and time.monotonic() - last_bookmark >= BOOKMARK_EVERY:
                     self._chunk({"type": "BOOKMARK", "object": {
@@ -188,6 +204,27 @@ class _Handler(FakeHandler):
                 self.wfile.flush()
             except OSError:
                 self.close_connection = True
+
+    # --- the cilium-config ConfigMap ------------------------------------------------------------
+    def _configmap(self, namespace: str, name: str) -> None:
+        model = self.server.model
+        cilium = getattr(model.runtime, "cilium", None)
+        if cilium is None or namespace != model.namespace or name != CILIUM_CONFIG or self.server.configmap_fault:
+            if self.server.configmap_fault == "403":
+                self.send_status(403, "Forbidden", f'configmaps "{name}" is forbidden: User "system:serviceaccount:'
+                                                   f'monitoring:cilium-node-exporter" cannot get resource '
+                                                   f'"configmaps" in API group "" in the namespace "{namespace}"')
+                return
+            self.send_status(404, "NotFound", f'configmaps "{name}" not found')
+            return
+        self.send_json(200, {"kind": "ConfigMap", "apiVersion": "v1",
+                             "metadata": {"name": name, "namespace": namespace,
+                                          "uid": "0b7a3c2e-0000-4000-8000-0000000000cc",
+                                          "resourceVersion": "4711", "creationTimestamp": rfc3339(model.created),
+                                          "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                                          "annotations": {"meta.helm.sh/release-name": "cilium",
+                                                          "meta.helm.sh/release-namespace": namespace}},
+                             "data": cilium.configmap_data()})
 
     # --- nodes ----------------------------------------------------------------------------------
     def _node(self, name: str) -> None:
@@ -209,13 +246,15 @@ class _Handler(FakeHandler):
 class KubeApiFake(FakeServer):
     """The simulated cluster's API server (``--kubeapi-port``)."""
 
-    def __init__(self, port: int, model: AgentPodModel, tokens: Tokens, tls: TlsFiles | ssl.SSLContext,
-                 fault: str = "none", envelope_annotation: str = "") -> None:
+    def __init__(self, port: int, model: NodeModel, tokens: Tokens, tls: TlsFiles | ssl.SSLContext,
+                 fault: str = "none", envelope_annotation: str = "", configmap_fault: str = "",
+                 host: str = "127.0.0.1") -> None:
         ctx = tls if isinstance(tls, ssl.SSLContext) else server_tls_context(tls)
-        super().__init__(port, _Handler, ctx, fault)
+        super().__init__(port, _Handler, ctx, fault, host)
         self.model = model
         self.tokens = tokens
         self.envelope_annotation = envelope_annotation
+        self.configmap_fault = configmap_fault  # "403" (no RBAC) or "404" for the ConfigMap only
         self.close_generation = 0
         self.stopping = False
         self._lock = threading.Lock()

@@ -1,9 +1,10 @@
 """A kubelet Summary API for the simulator: ``GET /stats/summary`` over HTTPS with a bearer token.
 
 The payload has the real shape (``k8s.io/kubelet/pkg/apis/stats/v1alpha1``, as in a 1.35 kubelet):
-node block, other pods with and without a memory limit, and the cilium-agent pod whose memory
-follows the scenario. ``availableBytes`` is present only under a limit; while the agent container
-is not running (between an OOM kill and its restart) the pod is absent, as a real kubelet does.
+node block, other pods with and without a memory limit, and the Cilium pods (cilium-agent, and
+cilium-envoy with external Envoy) whose memory follows the scenario. ``availableBytes`` is present
+only under a limit; while a container is not running (between an OOM kill and its restart) its pod
+is absent, as a real kubelet does.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import time
 from typing import Any
 
 from cilium_node_simulator.k8s import (
-    CONTAINER,
-    AgentPodModel,
     FakeHandler,
     FakeServer,
     MiB,
+    NodeModel,
     TlsFiles,
     Tokens,
     rfc3339,
@@ -52,7 +52,7 @@ def _pod(name: str, namespace: str, uid: str, started: float, containers: list[d
             "swap": {"time": rfc3339(now), "swapUsageBytes": 0}}
 
 
-def summary(model: AgentPodModel, fault: str = "none", now: float | None = None) -> Any:
+def summary(model: NodeModel, fault: str = "none", now: float | None = None) -> Any:
     """The Summary document at ``now`` (``only_cpu_and_memory`` shape)."""
     now = time.time() if now is None else now
     boot = now - 86_400
@@ -65,13 +65,15 @@ def summary(model: AgentPodModel, fault: str = "none", now: float | None = None)
              [{"name": "kube-proxy", "startTime": rfc3339(boot), "cpu": _cpu(now),
                "memory": _memory(now, 21_000_000, 15_000_000, 30_000_000, None)}], now, 21_000_000),
     ]
-    s = model.sample
-    if s.running and not model.deleted and fault != "no-agent":
+    for component, pod in model.pods.items():
+        s = pod.sample
+        if not s.running or pod.deleted or (fault == "no-agent" and component == "agent"):
+            continue
         omit = ("rssBytes", "usageBytes") if fault == "missing-fields" else ()
-        agent = {"name": CONTAINER, "startTime": rfc3339(model.container_started), "cpu": _cpu(now),
-                 "memory": _memory(now, s.working_set, s.rss, s.usage, s.limit, omit),
-                 "swap": {"time": rfc3339(now), "swapUsageBytes": 0}}
-        pods.append(_pod(model.name, model.namespace, model.uid, model.created, [agent], now, s.working_set))
+        container = {"name": pod.kind.container, "startTime": rfc3339(pod.container_started), "cpu": _cpu(now),
+                     "memory": _memory(now, s.working_set, s.rss, s.usage, s.limit, omit),
+                     "swap": {"time": rfc3339(now), "swapUsageBytes": 0}}
+        pods.append(_pod(pod.name, pod.namespace, pod.uid, pod.created, [container], now, s.working_set))
     if fault == "wrong-shape":
         return pods
     return {"node": {"nodeName": model.node, "startTime": rfc3339(boot), "cpu": _cpu(now),
@@ -107,9 +109,9 @@ class _Handler(FakeHandler):
 class KubeletFake(FakeServer):
     """The simulated node's kubelet (``--kubelet-port``)."""
 
-    def __init__(self, port: int, model: AgentPodModel, tokens: Tokens, tls: TlsFiles | ssl.SSLContext,
-                 fault: str = "none") -> None:
+    def __init__(self, port: int, model: NodeModel, tokens: Tokens, tls: TlsFiles | ssl.SSLContext,
+                 fault: str = "none", host: str = "127.0.0.1") -> None:
         ctx = tls if isinstance(tls, ssl.SSLContext) else server_tls_context(tls)
-        super().__init__(port, _Handler, ctx, fault)
+        super().__init__(port, _Handler, ctx, fault, host)
         self.model = model
         self.tokens = tokens

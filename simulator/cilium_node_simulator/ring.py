@@ -2,15 +2,19 @@
 
 Readers hold an absolute position (``0 .. write``). Events older than ``write - capacity`` were
 overwritten: a reader behind that point skips ahead and reports the difference as
-HUBBLE_RING_BUFFER lost events (see ``hubble_server``). Entries are tuples
-``(time_ns, template, ts_bytes, wire_bytes)``, written by :class:`~.events.Stamper`.
+HUBBLE_RING_BUFFER lost events (see :mod:`.getflows`). Entries are plain tuples (the producer's hot
+path writes millions of them) indexed with :data:`TIME`, :data:`TEMPLATE`, :data:`TS` and
+:data:`WIRE`, written by :class:`~.stamper.Stamper`; an unwritten slot holds :data:`EMPTY`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+# A ring entry: (event time ns, FlowTemplate, the time's Timestamp bytes or None, framed wire bytes).
 Entry = tuple[int, Any, bytes | None, bytes]
+TIME, TEMPLATE, TS, WIRE = 0, 1, 2, 3
+EMPTY: Entry = (0, None, None, b"")
 
 
 def check_capacity(capacity: int) -> int:
@@ -29,7 +33,7 @@ class Ring:
     def __init__(self, capacity: int = 4095) -> None:
         self.capacity = check_capacity(capacity)
         self.mask = capacity  # array size is capacity + 1: one slot is reserved for the writer
-        self.data: list[Entry | None] = [None] * (capacity + 1)
+        self.data: list[Entry] = [EMPTY] * (capacity + 1)
         self.write = 0
 
     def __len__(self) -> int:
@@ -45,18 +49,16 @@ class Ring:
         self.write += 1
 
     def get(self, pos: int) -> Entry:
-        entry = self.data[pos & self.mask]
-        assert entry is not None
-        return entry
+        return self.data[pos & self.mask]
 
     def clear(self) -> None:
-        self.data = [None] * (self.capacity + 1)
+        self.data = [EMPTY] * (self.capacity + 1)
         self.write = 0
 
     def position_since(self, since_ns: int) -> int:
         """First readable position whose event time is >= ``since_ns`` (``write`` if none)."""
         pos = self.write
         oldest = self.oldest
-        while pos > oldest and self.get(pos - 1)[0] >= since_ns:
+        while pos > oldest and self.get(pos - 1)[TIME] >= since_ns:
             pos -= 1
         return pos

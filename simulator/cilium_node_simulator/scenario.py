@@ -3,7 +3,11 @@
 A scenario is a timeline of phases. Each phase lasts ``duration`` (simulated time) and produces
 events at ``rates`` (per simulated second), LostEvents (``lost``), optionally restarts the Hubble
 server at its start, and sets the cilium-agent's memory and lifecycle (``agent``), which the
-kubelet / API-server fakes (``k8s.py``) serve from :meth:`ScenarioRuntime.agent_state`.
+kubelet / API-server fakes (``k8s.py``) serve from :meth:`ScenarioRuntime.agent_state`, and the
+cilium-envoy pod's (``envoy``, :meth:`ScenarioRuntime.envoy_state`). The agent's configuration
+(``cilium``: :mod:`.cilium_settings`) decides which of the produced events reach Hubble: switched-off
+notifications and the 1.17+ BPF events rate limiter remove them in the datapath (the agent's own
+packet counters still count the packets), ``hubble-monitor-events`` in Hubble.
 ``speed`` compresses time: at speed 10 a 5m phase takes 30 s and its rates are 10x per real second.
 The file format is documented in :data:`FORMAT_HELP` (shown by ``simulate --help``).
 """
@@ -22,10 +26,19 @@ from typing import Any
 
 import yaml
 
-from cilium_node_exporter.contract import DROP_REASON_STRING_BY_NAME
 from cilium_node_exporter.units import UnitError, parse_duration, parse_quantity
-from cilium_node_simulator.events import LOST_SOURCES, CompiledSpec, EventSpec, SpecError, parse_version
+from cilium_node_simulator.cilium_enums import drop_reason_text
+from cilium_node_simulator.cilium_settings import (
+    PERF_EVENT_TYPES,
+    AgentConfig,
+    CiliumSpec,
+    RuntimeOptions,
+    SettingsError,
+)
+from cilium_node_simulator.events import LOST_SOURCES, CompiledSpec, EventSpec, SpecError
+from cilium_node_simulator.releases import parse_version
 from cilium_node_simulator.ring import check_capacity
+from cilium_node_simulator.truth import GroundTruth, flow_truth
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +48,24 @@ scenario file format (YAML; built-in files: --list-scenarios):
   name: my-drill                 # required
   description: what it shows     # optional
   node: sim-1                    # node name in flows (default sim-1)
-  version: 1.19.4                # emulated Cilium/Hubble version (--version overrides)
+  version: 1.19.4                # emulated Cilium release 1.14..1.19 (X.Y.Z; --version overrides)
   ring_capacity: 4095            # Hubble ring buffer, 2^n-1
   seed: 1                        # flow generation is deterministic per seed
   loop: false                    # true: repeat the phases forever
   repeat: 1                      # or: play the phases this many times
   agent: {working_set: 300Mi, limit: null}   # initial cilium-agent state (optional)
+  envoy: {working_set: 60Mi, limit: 256Mi}     # initial cilium-envoy state (external Envoy only)
+  cilium:                        # the agent's startup configuration (cilium-config), all optional
+    envoy: external              # external (own DaemonSet: 1.16+ default) | embedded (1.14/1.15
+                                 # default) | none (l7-proxy off)
+    prometheus: true             # false: no agent metrics endpoint (Cilium's prometheus.enabled)
+    drop_events: true            # bpf-events-drop-enabled (1.16+); also policy_verdict_events,
+                                 # trace_events
+    monitor_aggregation: medium  # none | lowest | low | medium | max
+    hubble_monitor_events: []    # e.g. [drop, policy-verdict]; L7 passes only with "agent"
+    rate_limit: 0                # bpf-events-default-rate-limit, events/s (1.17+; with burst_limit)
+    burst_limit: 0
+    kube_proxy_replacement: "false"
   phases:
     - name: baseline
       duration: 5m               # 30s, 5m, 1h30m or seconds
@@ -65,23 +90,41 @@ scenario file format (YAML; built-in files: --list-scenarios):
       map_pressure: {cilium_ct4_global: 0.95}   # BPF map fill ratios on the agent metrics
                                  # endpoint for this phase (drop and forward counters there follow
                                  # the events above and reset when the agent restarts)
+      envoy: {working_set: {from: 60Mi, to: 256Mi}, limit: 256Mi, oom_kill: false}
+                                 # the cilium-envoy container, keys as for agent (its restarts
+                                 # leave the agent and Hubble alone)
+      cilium: {drop_notification: false}   # runtime options at phase start (cilium-dbg config):
+                                 # drop_notification, policy_verdict_notification,
+                                 # trace_notification, monitor_aggregation; an agent restart
+                                 # resets them from the startup configuration
 
   event types: trace, drop (needs reason: enum name or number), policy_denied (a type-5 verdict
   plus a type-1 drop, reason 133), policy_deny (explicit deny, 181, *_denied_by), verdict
   (action forwarded|dropped|audit|redirected, match none|l3-only|l3-l4|l4-only|all|l3-proto|
-  proto-only), http (method, path, action; request + response), dns (query, action).
+  proto-only), http (method, path, action forwarded|dropped: a REQUEST, then a RESPONSE that is
+  FORWARDED even when denied, 403), dns (query, action; always egress; a denied query is one
+  REQUEST, no response), kafka (api_key, topics: one REQUEST per topic, action; a denied request
+  has no response).
   Common keys: direction ingress|egress|unknown (or a number), source/destination ns/workload,
   source_identity/destination_identity host|world|health|<n>, policy ns/name, protocol
   tcp|udp|icmp, unknown_field true (adds an unknown protobuf field), pool (distinct flows).
 """
 
 _TOP_KEYS = {"name", "description", "node", "version", "ring_capacity", "seed", "loop", "repeat", "agent",
-             "phases"}
-_PHASE_KEYS = {"name", "duration", "rates", "lost", "server_restart", "agent", "map_pressure"}
+             "envoy", "cilium", "phases"}
+_PHASE_KEYS = {"name", "duration", "rates", "lost", "server_restart", "agent", "envoy", "cilium", "map_pressure"}
+_CILIUM_KEYS = {"envoy", "prometheus", "drop_events", "policy_verdict_events", "trace_events", "monitor_aggregation",
+                "hubble_monitor_events", "rate_limit", "burst_limit", "kube_proxy_replacement"}
+_RUNTIME_KEYS = {"drop_notification", "policy_verdict_notification", "trace_notification", "monitor_aggregation"}
+ENVOY_DEFAULT = 60 * 2**20  # working set of an idle cilium-envoy
 # BPF map fill ratios the agent metrics endpoint serves when a phase does not set `map_pressure`.
 DEFAULT_MAP_PRESSURE = {"cilium_ct4_global": 0.12, "cilium_lb4_services_v2": 0.02, "cilium_ipcache_v2": 0.01}
 _AGENT_KEYS = {"working_set", "rss", "limit", "restart", "oom_kill", "running"}
 _LOST_KEYS = {"source", "rate", "count", "cpu"}
+# The agent's metrics-map directions (pkg/maps/metricsmap/metricsmap.go: 0 UNKNOWN, 1 INGRESS, 2 EGRESS,
+# 3 SERVICE) for the Hubble TrafficDirection of a simulated drop (not 1:1 in reality: SERVICE has no
+# Hubble counterpart, and Hubble guesses a drop's direction).
+_AGENT_DIRECTIONS = {0: "UNKNOWN", 1: "INGRESS", 2: "EGRESS"}
 _SCENARIO_PACKAGE = "cilium_node_simulator.scenarios"
 
 
@@ -129,6 +172,8 @@ class Phase:
     server_restart: bool = False
     agent: AgentSpec = field(default_factory=AgentSpec)
     map_pressure: Mapping[str, float] | None = None  # None: the defaults
+    envoy: AgentSpec = field(default_factory=AgentSpec)
+    cilium: RuntimeOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +189,8 @@ class Scenario:
     repeat: int = 1
     agent: AgentSpec = field(default_factory=AgentSpec)
     source: str = "<memory>"
+    envoy: AgentSpec = field(default_factory=AgentSpec)
+    cilium: CiliumSpec = field(default_factory=CiliumSpec)
 
     @property
     def duration(self) -> float:
@@ -152,7 +199,8 @@ class Scenario:
 
 @dataclass(frozen=True)
 class AgentState:
-    """The cilium-agent container at a point of the timeline (what the kubelet / API fakes serve)."""
+    """A Cilium container (cilium-agent, cilium-envoy) at a point of the timeline (what the kubelet / API
+    fakes serve)."""
 
     working_set: int  # bytes
     rss: int
@@ -261,6 +309,50 @@ def _map_pressure(data: Any, where: str) -> dict[str, float]:
     return out
 
 
+def _cilium(data: Any, where: str, release: tuple[int, int]) -> CiliumSpec:
+    data = _check_keys(data, _CILIUM_KEYS, where)
+    kw: dict[str, Any] = {}
+    for key in ("prometheus", "drop_events", "policy_verdict_events", "trace_events"):
+        if key in data:
+            kw[key] = _bool(data, key, where)
+    for key in ("rate_limit", "burst_limit"):
+        if key in data:
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+                raise ScenarioError(f"{where}.{key}: must be a whole number of events per second (uint32)")
+            kw[key] = value
+    for key in ("envoy", "monitor_aggregation", "kube_proxy_replacement"):
+        if key in data:
+            value = data[key]
+            if isinstance(value, bool):  # YAML reads an unquoted false as a bool
+                value = "true" if value else "false"
+            kw[key] = str(value)
+    if "hubble_monitor_events" in data:
+        events = data["hubble_monitor_events"] or []
+        if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+            raise ScenarioError(f"{where}.hubble_monitor_events: expected a list of monitor event names")
+        kw["hubble_monitor_events"] = tuple(events)
+    spec = CiliumSpec(**kw)
+    try:
+        spec.check(release)
+    except SettingsError as exc:
+        raise ScenarioError(f"{where}.{exc}") from None
+    return spec
+
+
+def _runtime_options(data: Any, where: str) -> RuntimeOptions:
+    data = _check_keys(data, _RUNTIME_KEYS, where)
+    kw: dict[str, Any] = {k: _bool(data, k, where) for k in _RUNTIME_KEYS - {"monitor_aggregation"} if k in data}
+    if "monitor_aggregation" in data:
+        kw["monitor_aggregation"] = str(data["monitor_aggregation"])
+    options = RuntimeOptions(**kw)
+    try:
+        options.check()
+    except SettingsError as exc:
+        raise ScenarioError(f"{where}.{exc}") from None
+    return options
+
+
 def _list(data: Mapping[str, Any], key: str, where: str) -> list[Any]:
     value = data.get(key) or []
     if not isinstance(value, list):
@@ -289,7 +381,8 @@ def _parse(data: Any, source: str) -> Scenario:
     if not isinstance(phases_data, list) or not phases_data:
         raise ScenarioError(f"{source}: 'phases' must be a non-empty list")
     version = str(data.get("version", "1.19.4"))
-    parse_version(version)
+    release = parse_version(version).numbers[:2]
+    cilium = _cilium(data["cilium"], f"{source}: cilium", release) if "cilium" in data else CiliumSpec()
     ring = data.get("ring_capacity", 4095)
     try:
         check_capacity(ring if isinstance(ring, int) and not isinstance(ring, bool) else -1)
@@ -312,17 +405,27 @@ def _parse(data: Any, source: str) -> Scenario:
             rates=rates, lost=lost, server_restart=_bool(pdata, "server_restart", where),
             agent=_agent(pdata["agent"], f"{where}.agent") if "agent" in pdata else AgentSpec(),
             map_pressure=_map_pressure(pdata["map_pressure"], f"{where}.map_pressure") if "map_pressure" in pdata
-            else None))
+            else None,
+            envoy=_agent(pdata["envoy"], f"{where}.envoy") if "envoy" in pdata else AgentSpec(),
+            cilium=_runtime_options(pdata["cilium"], f"{where}.cilium") if "cilium" in pdata else None))
+        if "envoy" in pdata and cilium.envoy_mode(release) != "external":
+            raise ScenarioError(f"{where}.envoy: there is no cilium-envoy pod with Envoy "
+                                f"{cilium.envoy_mode(release)} (set cilium: {{envoy: external}})")
     repeat = data.get("repeat", 1)
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
         raise ScenarioError(f"{source}: repeat: must be an integer >= 1")
     node = data.get("node", "sim-1")
     if not isinstance(node, str) or not node:
         raise ScenarioError(f"{source}: node: must be a non-empty string")
+    if "envoy" in data and cilium.envoy_mode(release) != "external":
+        raise ScenarioError(f"{source}: envoy: there is no cilium-envoy pod with Envoy {cilium.envoy_mode(release)} "
+                            "(set cilium: {envoy: external})")
     return Scenario(name=name, phases=tuple(phases), description=str(data.get("description", "")).strip(),
                     node=node, version=version, ring_capacity=ring, seed=seed,
                     loop=_bool(data, "loop", source), repeat=repeat, source=source,
-                    agent=_agent(data["agent"], f"{source}: agent") if "agent" in data else AgentSpec())
+                    agent=_agent(data["agent"], f"{source}: agent") if "agent" in data else AgentSpec(),
+                    envoy=_agent(data["envoy"], f"{source}: envoy") if "envoy" in data else AgentSpec(),
+                    cilium=cilium)
 
 
 def builtin_scenarios() -> dict[str, Path]:
@@ -421,7 +524,16 @@ class ScenarioRuntime:
         self._lock = threading.Lock()
         self._agent = _AgentTrack()
         self._agent.apply(scenario.agent, time.time())
-        self._datapath_baseline: Any = None  # ground truth when the agent last (re)started: its counters reset
+        self.cilium = AgentConfig(scenario.cilium, scenario.version)
+        self._envoy: _AgentTrack | None = None
+        if self.cilium.envoy_mode == "external":
+            self._envoy = _AgentTrack(working_set=Ramp(ENVOY_DEFAULT, ENVOY_DEFAULT))
+            self._envoy.apply(scenario.envoy, time.time())
+        # What happened in the datapath (every packet, notified or not) vs what Hubble received (server.truth)
+        self.datapath_truth = GroundTruth()
+        self._datapath_baseline: Any = None  # datapath truth when the agent last (re)started: its counters reset
+        self._visible: dict[tuple[int, frozenset[int]], CompiledSpec | None] = {}
+        self._datapath_next: dict[int, int] = {}
         self._phase_index = 0
         self._cycle = 0
         self._phase_sim_start = 0.0
@@ -465,13 +577,19 @@ class ScenarioRuntime:
             return self._phase_sim_start + min(in_phase, self.phase.duration)
 
     def agent_state(self) -> AgentState:
+        return self._container_state(self._agent)
+
+    def envoy_state(self) -> AgentState | None:
+        """The cilium-envoy container; None when Envoy is not a pod of its own (embedded, or no L7 proxy)."""
+        return self._container_state(self._envoy) if self._envoy is not None else None
+
+    def _container_state(self, a: _AgentTrack) -> AgentState:
         with self._lock:
             phase = self.phase
             in_phase = min((time.monotonic() - self._phase_real_start) * self.speed, phase.duration)
             if self.finished.is_set():
                 in_phase = phase.duration
             frac = in_phase / phase.duration
-            a = self._agent
             ws = a.working_set.at(frac)
             rss = a.rss.at(frac) if a.rss is not None else int(ws * 0.85)
             return AgentState(
@@ -483,25 +601,91 @@ class ScenarioRuntime:
     def agent_datapath(self) -> dict[str, Any]:
         """The agent's own packet counters (what ``cilium_drop_count_total`` etc. would say).
 
-        Drops are the drop events the scenario produced since the agent last started (Cilium's
-        reason strings, upper-case directions); forwarded packets grow with the trace events (a
-        few packets per trace, as monitor aggregation thins them); map pressure comes from the
-        phase's ``map_pressure`` (defaults otherwise).
+        Drops are the drops the scenario produced in the datapath since the agent last started,
+        whether or not a notification reached Hubble (Cilium's reason strings, ``"<code>, 0"`` for a
+        code Cilium has no string for, upper-case directions); forwarded packets grow with the traced
+        packets (a few packets per trace, as monitor aggregation thins them); map pressure comes from
+        the phase's ``map_pressure`` (defaults otherwise); ``ratelimited`` is the BPF events rate
+        limiter's discard counter (None while the agent does not export it).
         """
-        now = self.server.truth.snapshot()
+        now = self.datapath_truth.snapshot()
         with self._lock:
             base = self._datapath_baseline
             pressure = self.phase.map_pressure
         dropped: dict[tuple[str, str], int] = {}
-        for (reason, direction), n in now.drops.items():
-            n -= base.drops.get((reason, direction), 0) if base is not None else 0
+        for (code, direction), n in now.drop_codes.items():
+            n -= base.drop_codes.get((code, direction), 0) if base is not None else 0
             if n > 0:
-                text = DROP_REASON_STRING_BY_NAME.get(reason, f"Unknown drop reason {reason}")
-                key = (text, direction.upper())
+                # pkg/monitor/api/drop.go DropReasonExt; pkg/maps/metricsmap/metricsmap.go directions
+                key = (drop_reason_text(code), _AGENT_DIRECTIONS.get(direction, "UNKNOWN"))
                 dropped[key] = dropped.get(key, 0) + n
         traces = now.flows_by_type.get(4, 0) - (base.flows_by_type.get(4, 0) if base is not None else 0)
         return {"dropped": dropped, "forwarded": {"INGRESS": 3 * traces, "EGRESS": 2 * traces},
-                "map_pressure": dict(pressure if pressure is not None else DEFAULT_MAP_PRESSURE)}
+                "map_pressure": dict(pressure if pressure is not None else DEFAULT_MAP_PRESSURE),
+                "ratelimited": self.cilium.ratelimited()}
+
+    # -- from the datapath to Hubble ------------------------------------------------------------
+    def _deliver(self, batch: list[tuple[CompiledSpec, int]]) -> None:
+        """Record ``batch`` in the datapath truth, then send Hubble what reaches it: notifications
+        switched off are never emitted, the rate limiter discards what exceeds its bucket (both in
+        BPF, before the perf ring), and Hubble's monitor filter drops the types it does not observe."""
+        silenced = self.cilium.silenced_types()
+        filtered = self.cilium.hubble_filtered_types()
+        limiter = self.cilium.limiter
+        emitted: list[tuple[CompiledSpec, CompiledSpec, int]] = []
+        for compiled, n in batch:
+            # the datapath truth keeps its own round-robin position (the server advances the spec's own)
+            start = self._datapath_next.get(id(compiled), 0)
+            for occ, truth, k in zip(compiled.occurrences, compiled.truths, compiled.counts(n, start), strict=True):
+                self.datapath_truth.add(truth, k, [t.event_type for t in occ])
+            self._datapath_next[id(compiled)] = (start + n) % len(compiled.occurrences)
+            notified = self._variant(compiled, silenced)
+            if notified is not None:
+                emitted.append((compiled, notified, n))
+        if limiter is not None:
+            emitted = self._rate_limit(limiter, emitted)
+        out = []
+        for _, notified, n in emitted:
+            seen = self._variant(notified, filtered)
+            if seen is not None and n > 0:
+                out.append((seen, n))
+        if out:
+            self.server.emit(out)
+
+    def _rate_limit(self, limiter: Any, emitted: list[tuple[CompiledSpec, CompiledSpec, int]]
+                    ) -> list[tuple[CompiledSpec, CompiledSpec, int]]:
+        """Share the bucket's tokens fairly among the specs (whole occurrences only)."""
+        per_occ = [sum(1 for t in notified.occurrences[0] if t.event_type in PERF_EVENT_TYPES)
+                   for _, notified, _ in emitted]
+        wanted = [k * n for k, (_, _, n) in zip(per_occ, emitted, strict=True)]
+        total = sum(wanted)
+        if not total:
+            return emitted
+        granted = limiter.admit(total, self.elapsed())  # simulated seconds: --speed scales the bucket too
+        out, used = [], 0
+        for (compiled, notified, n), k, want in zip(emitted, per_occ, wanted, strict=True):
+            if not k:
+                out.append((compiled, notified, n))
+                continue
+            occurrences = min(n, (granted * want // total) // k)
+            used += occurrences * k
+            out.append((compiled, notified, occurrences))
+        limiter.give_back(granted - used)
+        return out
+
+    def _variant(self, compiled: CompiledSpec, hidden: frozenset[int]) -> CompiledSpec | None:
+        """``compiled`` without the flows of the ``hidden`` event types (None when nothing is left)."""
+        if not hidden:
+            return compiled
+        key = (id(compiled), hidden)
+        if key not in self._visible:
+            occurrences = [tuple(t for t in occ if t.event_type not in hidden) for occ in compiled.occurrences]
+            # the truth of what is left, computed from its flows as flows.FlowFactory.compile does
+            truths = [[entry for t in occ if t.flow is not None for entry in flow_truth(t.flow)]
+                      for occ in occurrences]
+            self._visible[key] = (CompiledSpec(compiled.spec, occurrences, truths) if any(occurrences)
+                                  else None)
+        return self._visible[key]
 
     # -- the timeline -------------------------------------------------------------------------
     def _enter(self, index: int, sim_start: float) -> None:
@@ -516,7 +700,12 @@ class ScenarioRuntime:
             restarted, running_changed = self._agent.apply(phase.agent, now)
             running = self._agent.running
             if restarted or (running_changed and running):
-                self._datapath_baseline = self.server.truth.snapshot()
+                self._datapath_baseline = self.datapath_truth.snapshot()
+                self.cilium.restart()  # runtime options come back from the startup flags
+            if self._envoy is not None:
+                self._envoy.apply(phase.envoy, now)  # Envoy's restarts leave the agent and Hubble alone
+            if phase.cilium is not None:
+                self.cilium.apply(phase.cilium)
         log.info("simulator: phase %r (%s)", phase.name, _fmt_duration(phase.duration))
         if running_changed and not running:
             self.server.kill()
@@ -571,7 +760,7 @@ class ScenarioRuntime:
                         carry[i] -= n
                         batch.append((c, n))
                 if batch:
-                    self.server.emit(batch)
+                    self._deliver(batch)
                 for i, lost in enumerate(phase.lost):
                     lost_carry[i] += lost.rate * dt_sim
                     n = int(lost_carry[i])
@@ -588,8 +777,17 @@ def _fmt_duration(seconds: float) -> str:
 
 
 def with_version(scenario: Scenario, version: str | None) -> Scenario:
-    """The scenario with its Hubble version overridden (``--version``)."""
+    """The scenario with its Cilium/Hubble version overridden (``--version``); its ``cilium`` block must
+    suit that release."""
     if not version:
         return scenario
-    parse_version(version)
+    release = parse_version(version).numbers[:2]
+    try:
+        scenario.cilium.check(release)
+    except SettingsError as exc:
+        raise ScenarioError(f"{scenario.source}: cilium.{exc} (--version {version})") from None
+    has_envoy = scenario.envoy != AgentSpec() or any(p.envoy != AgentSpec() for p in scenario.phases)
+    if has_envoy and scenario.cilium.envoy_mode(release) != "external":
+        raise ScenarioError(f"{scenario.source}: envoy blocks need cilium: {{envoy: external}} with --version "
+                            f"{version} (its chart runs Envoy {scenario.cilium.envoy_mode(release)})")
     return replace(scenario, version=version)

@@ -1,4 +1,4 @@
-"""Conventions of the rule pack: mixtool's lint rule IDs (anchors §1.4), recording-rule names, runbooks."""
+"""Conventions of the rule pack: mixtool's lint rule IDs (``pkg/mixer/lint.go``), recording-rule names, runbooks."""
 
 from __future__ import annotations
 

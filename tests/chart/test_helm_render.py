@@ -21,7 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from cilium_node_exporter.config import FLAGS, ConfigError, parse_args
+from cilium_node_exporter.config import FLAGS, ConfigError, parse_args, resolve_value
 from cilium_node_exporter.config_doc import render_helm
 from tests.support.paths import DATA, REPO
 
@@ -105,8 +105,8 @@ def validate_object(obj: dict[str, Any]) -> None:
         kubernetes_validate.validate(obj, version, strict=True)
 
 
-def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    (c,) = one(objects, "DaemonSet")["spec"]["template"]["spec"]["containers"]
+def container(objects: list[dict[str, Any]], name: str = "exporter") -> dict[str, Any]:
+    (c,) = [c for c in one(objects, "DaemonSet")["spec"]["template"]["spec"]["containers"] if c["name"] == name]
     return c
 
 
@@ -206,9 +206,12 @@ def _value_at(values: dict, path: str) -> object:
 def test_args_parse_with_the_exporter_cli(value_set: str) -> None:
     values = chart().merge_values(ci_values(value_set))
     cfg = exporter_config(render(values))
-    expected_sources = list(values["sources"]) + (["agent"] if values["agentMetrics"]["enabled"] else [])
-    assert list(cfg.sources) == list(dict.fromkeys(expected_sources))
-    assert cfg.listen_address == f":{values['port']}"
+    listed = list(values["sources"]) + (["agent"] if values["agentMetrics"]["enabled"] else [])
+    assert cfg.sources == parse_args([f"--sources={','.join(listed)}"], environ={}).sources
+    listen = values["port"] if not values["hostNetwork"] or values["listenOnAllInterfaces"] else None
+    proxy = values["kubeRBACProxy"]["enabled"]
+    assert cfg.listen_address == (f"127.0.0.1:{values['kubeRBACProxy']['upstreamPort']}" if proxy
+                                  else f":{listen}" if listen else f"10.0.0.5:{values['port']}")
     assert cfg.node_name == "node-a"
     # every chart value mapped to a flag: set -> that value, unset -> the exporter's own default
     defaults = parse_args([], environ={"NODE_NAME": "node-a", "NODE_IP": "10.0.0.5"})
@@ -221,7 +224,7 @@ def test_args_parse_with_the_exporter_cli(value_set: str) -> None:
         else:
             text = ",".join(value) if isinstance(value, list) else str(value).lower() if isinstance(value, bool) \
                 else str(value)
-            expected = flag.parse(text.replace("$(NODE_IP)", "10.0.0.5"))  # expanded by the kubelet
+            expected = flag.parse(resolve_value(flag, text.replace("$(NODE_IP)", "10.0.0.5"), NODE_ENV))
         assert getattr(cfg, flag.attr) == expected, (value_set, flag.name)
 
 
@@ -239,14 +242,16 @@ def test_flags_template_is_current() -> None:
 
 def test_args_defaults_and_overrides() -> None:
     cfg = exporter_config(render({}))
-    assert cfg.sources == ("hubble", "kubelet", "apiserver")
+    assert cfg.sources.names == ("hubble", "kubelet", "apiserver", "agent", "settings")
+    assert cfg.sources.optional == {"agent", "settings"}  # auto: unavailable on a node, not down
     assert cfg.memory_envelope == (200 * 2**20, 500 * 2**20)
     cfg = exporter_config(render(ci_values("agent-metrics-values.yaml")))
-    assert cfg.sources == ("hubble", "kubelet", "apiserver", "agent")
+    assert cfg.sources.names == ("hubble", "kubelet", "apiserver", "agent", "settings")
+    assert cfg.sources.optional == {"settings"}  # agentMetrics.enabled: the agent source is required
     assert cfg.agent_metrics_address == "http://10.0.0.5:9962/metrics"
     assert cfg.memory_envelope == (2**30, 3 * 2**30)
     cfg = exporter_config(render({"extraArgs": ["--hubble-stall-timeout=10m"], "sources": ["hubble"]}))
-    assert cfg.hubble_stall_timeout == 600.0 and cfg.sources == ("hubble",)
+    assert cfg.hubble_stall_timeout == 600.0 and cfg.sources.names == ("hubble",)
 
 
 def test_args_check_can_fail() -> None:
@@ -275,8 +280,9 @@ def test_daemonset_defaults() -> None:
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
     assert env == {"NODE_NAME": "spec.nodeName", "NODE_IP": "status.hostIP"}
     assert c["ports"] == [{"name": "metrics", "containerPort": 9969, "protocol": "TCP"}]
-    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics", "scheme": "HTTP"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics", "scheme": "HTTP"}
+    assert pod["automountServiceAccountToken"] is True  # the kubelet and API server sources need the token
     assert c["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "192Mi"}}
     assert c["image"] == "ghcr.io/cilium-node-exporter/cilium-node-exporter:" + chart().metadata["appVersion"]
     assert "priorityClassName" not in pod and pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
@@ -321,14 +327,19 @@ READ_VERBS = {"get", "list", "watch"}
 NODE_STATS = {"apiGroups": [""], "resources": ["nodes/stats"], "verbs": ["get"]}
 NODES = {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}
 PODS = {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}
+CONFIGMAP = {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["cilium-config"], "verbs": ["get"]}
 
 RBAC_CASES = [
-    ({}, [NODE_STATS], [PODS], "kube-system"),
-    (ci_values("nonroot-socket-group-values.yaml"), [NODE_STATS, NODES], [PODS], "kube-system"),
-    (ci_values("no-hostnetwork-values.yaml"), [NODE_STATS], [PODS], "cilium"),
-    (ci_values("agent-metrics-values.yaml"), [NODE_STATS], [PODS], "kube-system"),
+    ({}, [NODE_STATS], [PODS, CONFIGMAP], "kube-system"),
+    (ci_values("nonroot-socket-group-values.yaml"), [NODE_STATS, NODES], [PODS, CONFIGMAP], "kube-system"),
+    (ci_values("no-hostnetwork-values.yaml"), [NODE_STATS], [PODS, CONFIGMAP], "cilium"),
+    (ci_values("agent-metrics-values.yaml"), [NODE_STATS], [PODS, CONFIGMAP], "kube-system"),
     ({"sources": ["hubble"]}, None, None, None),
     ({"sources": ["hubble", "apiserver"], "envelopeFromNodeAnnotation": True}, [NODES], [PODS], "kube-system"),
+    ({"sources": ["hubble", "settings"]}, None, [CONFIGMAP], "kube-system"),
+    ({"sources": ["hubble", "settings"], "settings": {"from": ["agent-api"]}}, None, None, None),
+    ({"sources": ["auto"], "settings": {"from": ["configmap"], "configMapName": "cilium-cfg"}},
+     [NODE_STATS], [PODS, {**CONFIGMAP, "resourceNames": ["cilium-cfg"]}], "kube-system"),
     ({"rbac": {"create": False}}, None, None, None),
 ]
 
@@ -336,6 +347,7 @@ RBAC_CASES = [
 @pytest.mark.parametrize(("values", "cluster_rules", "role_rules", "role_namespace"), RBAC_CASES)
 def test_rbac_rules_exactly(values, cluster_rules, role_rules, role_namespace) -> None:
     objects = render(values)
+    assert len([o for o in objects if o["kind"] == "Role"]) <= 1  # Envoy in Cilium's namespace: no second Role
     by_kind = {o["kind"]: o for o in objects}
     assert by_kind.get("ClusterRole", {}).get("rules") == cluster_rules
     assert by_kind.get("Role", {}).get("rules") == role_rules
@@ -354,13 +366,39 @@ def test_rbac_rules_exactly(values, cluster_rules, role_rules, role_namespace) -
         assert by_kind["RoleBinding"]["metadata"]["namespace"] == role_namespace
 
 
+def test_envoy_in_its_own_namespace_gets_a_second_role() -> None:
+    objects = render({"envoy": {"namespace": "cilium-envoy"}})
+    roles = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "Role"}
+    bindings = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "RoleBinding"}
+    assert set(roles) == set(bindings) == {"kube-system", "cilium-envoy"}
+    assert roles["cilium-envoy"]["rules"] == [PODS]
+    assert bindings["cilium-envoy"]["roleRef"]["name"] == roles["cilium-envoy"]["metadata"]["name"]
+    cfg = exporter_config(objects)
+    assert cfg.envoy_namespace == "cilium-envoy" and cfg.cilium_namespace == "kube-system"
+    # Envoy not reported: no Role for its namespace
+    objects = render({"envoy": {"namespace": "cilium-envoy", "enabled": False}})
+    assert [o["metadata"]["namespace"] for o in objects if o["kind"] == "Role"] == ["kube-system"]
+    assert exporter_config(objects).envoy is False
+
+
+# kube-rbac-proxy's questions to the API server: "create" on these read nothing and change nothing.
+REVIEWS = [{"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+           {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}]
+
+
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_rbac_never_proxy_wildcards_or_writes(value_set: str) -> None:
+    proxy = chart().merge_values(ci_values(value_set))["kubeRBACProxy"]["enabled"]
     for obj in render(ci_values(value_set)):
         if obj["kind"] not in ("ClusterRole", "Role"):
             continue
         for rule in obj["rules"]:
-            assert set(rule) == {"apiGroups", "resources", "verbs"}
+            if rule in REVIEWS:
+                assert proxy and obj["kind"] == "ClusterRole"
+                continue
+            # a ConfigMap may only be read by name
+            assert set(rule) == ({"apiGroups", "resources", "resourceNames", "verbs"}
+                                 if "configmaps" in rule["resources"] else {"apiGroups", "resources", "verbs"})
             assert set(rule["verbs"]) <= READ_VERBS
             assert rule["apiGroups"] == [""]
             assert "*" not in json.dumps(rule)

@@ -24,18 +24,24 @@ from tests.e2e.stack import SCENARIOS, Node, NodeSpec, Stack
 from tests.support.webhook import WebhookReceiver
 
 # name -> (scenario, speed, sources, extra exporter flags). Speed 4 turns the built-in scenarios'
-# 3-minute baselines into 45 s; the e2e-specific files are written for speed 1.
+# 3-minute baselines into 45 s; the e2e-specific files are written for speed 1. Two nodes run entirely over
+# IPv6 loopback (Hubble over TCP, kubelet/API/agent fakes, the exporter and Prometheus' scrape on ::1).
+SETTINGS_FAST = ("--settings-interval=5s",)  # the shortest allowed: a settings change shows within seconds
 NODES: tuple[NodeSpec, ...] = (
-    NodeSpec("sim-steady", "steady", 1, "hubble,kubelet,apiserver,agent"),
+    NodeSpec("sim-steady", "steady", 1, "auto", SETTINGS_FAST, ipv6=True),
     NodeSpec("sim-memory-leak", str(SCENARIOS / "memory-leak-recovery.yaml"), 1),
     NodeSpec("sim-oom-loop", "oom-loop", 4),
     NodeSpec("sim-policy-storm", "policy-storm", 4, exporter_args=("--extra-labels=endpoint_namespace,policy",
-                                                                   "--label-cap=1")),
+                                                                   "--label-cap=1"), ipv6=True),
     NodeSpec("sim-l7-denials", "l7-denials", 4),
     NodeSpec("sim-hubble-overload", "hubble-overload", 4),
     NodeSpec("sim-datapath-errors", "datapath-errors", 4, "hubble,kubelet,apiserver,agent"),
     NodeSpec("sim-exporter-down", "steady", 1, "hubble"),
     NodeSpec("sim-hubble-outage", str(SCENARIOS / "hubble-outage.yaml"), 1, "hubble"),
+    # issue 12: nodes the exporter must not take for healthy, and Envoy apart from the agent
+    NodeSpec("sim-blind-drops", "blind-drops", 4, "auto", SETTINGS_FAST),
+    NodeSpec("sim-rate-limited", "rate-limited", 4, "auto", SETTINGS_FAST),
+    NodeSpec("sim-envoy-oom", "envoy-oom", 2, "auto", SETTINGS_FAST),
 )
 SWEEP_EVERY = 20.0
 

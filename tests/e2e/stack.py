@@ -89,6 +89,7 @@ class NodeSpec:
     speed: float = 1.0
     sources: str = "hubble,kubelet,apiserver"
     exporter_args: tuple[str, ...] = ()
+    ipv6: bool = False  # everything over ::1: Hubble over TCP, the fakes, the exporter, Prometheus' scrape
 
 
 @dataclass
@@ -103,6 +104,12 @@ class Node:
         return self.spec.name
 
     @property
+    def host(self) -> str:
+        """The loopback address in URL form."""
+        return "[::1]" if self.spec.ipv6 else "127.0.0.1"
+
+
+    @property
     def sim(self) -> str:
         return f"sim-{self.name}"
 
@@ -112,7 +119,7 @@ class Node:
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/metrics"
+        return f"http://{self.host}:{self.port}/metrics"
 
 
 class Stack:
@@ -128,17 +135,25 @@ class Stack:
         self.am_url = ""
 
     # --- Prometheus and Alertmanager ---------------------------------------------------------------
-    def start_monitoring(self, webhook_url: str) -> None:
+    def start_monitoring(self, webhook_url: str, alertmanager: dict[str, Any] | None = None,
+                         dashboard_rules: bool = True, resend_delay: str = "1s") -> None:
+        """Start Alertmanager (``alertmanager``, else :func:`alertmanager_config`) and Prometheus with the pack
+        (and, with ``dashboard_rules``, the default pack's recording rules the dashboards read).
+
+        Prometheus tells Alertmanager a firing alert is valid for 4 x max(``resend_delay``, evaluation interval):
+        4 s with the defaults, so an evaluation slower than that (a loaded machine, many nodes) lets the alert
+        expire in Alertmanager until the next resend."""
         require_binaries()
         rules_dir = self.workdir / "rules"
         rules_dir.mkdir()
         accelerated = build_groups(preset="accelerated")
         (rules_dir / "accelerated.rules.yaml").write_text(render_rules(preset="accelerated"))
-        extras = {"groups": default_recording_extras(accelerated)}
-        (rules_dir / "default-recording-extras.rules.yaml").write_text(yaml.safe_dump(extras, sort_keys=False))
+        if dashboard_rules:
+            extras = {"groups": default_recording_extras(accelerated)}
+            (rules_dir / "default-recording-extras.rules.yaml").write_text(yaml.safe_dump(extras, sort_keys=False))
         am_port, prom_port = free_port(), free_port()
         am_cfg = self.workdir / "alertmanager.yml"
-        am_cfg.write_text(yaml.safe_dump(alertmanager_config(webhook_url), sort_keys=False))
+        am_cfg.write_text(yaml.safe_dump(alertmanager or alertmanager_config(webhook_url), sort_keys=False))
         self.procs.start("alertmanager", [
             ALERTMANAGER, f"--config.file={am_cfg}", f"--storage.path={self.workdir / 'am-data'}",
             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=", "--log.level=warn"])
@@ -147,7 +162,8 @@ class Stack:
                                                              sorted(rules_dir.glob("*.yaml"))), sort_keys=False))
         self.procs.start("prometheus", [
             PROMETHEUS, f"--config.file={prom_cfg}", f"--storage.tsdb.path={self.workdir / 'prom-data'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}", "--rules.alert.resend-delay=1s", "--log.level=warn"])
+            f"--web.listen-address=127.0.0.1:{prom_port}", f"--rules.alert.resend-delay={resend_delay}",
+            "--log.level=warn"])
         self.am_url = f"http://127.0.0.1:{am_port}"
         self.prom_url = f"http://127.0.0.1:{prom_port}"
         for name, url in (("alertmanager", self.am_url + "/-/ready"), ("prometheus", self.prom_url + "/-/ready")):
@@ -158,13 +174,16 @@ class Stack:
 
     # --- nodes -------------------------------------------------------------------------------------
     def start_simulator(self, spec: NodeSpec) -> Node:
-        """Start the simulator of ``spec`` (kubelet, API and agent-metrics fakes included)."""
+        """Start the simulator of ``spec`` (kubelet, API, agent-metrics and cilium.sock fakes included)."""
         cfg = self.workdir / "nodes" / spec.name
         cfg.mkdir(parents=True)
-        node = Node(spec, free_port(), cfg)
+        node = Node(spec, free_port("::1" if spec.ipv6 else "127.0.0.1"), cfg)
+        hubble = ["--hubble-socket=", "--hubble-tcp=[::1]:0", "--bind-address=::1"] if spec.ipv6 else \
+            ["--hubble-socket", str(cfg / "hubble.sock")]
         argv = [sys.executable, "-m", "cilium_node_exporter", "simulate", "--scenario", spec.scenario,
-                "--speed", str(spec.speed), "--hubble-socket", str(cfg / "hubble.sock"), "--kubelet-port", "0",
-                "--kubeapi-port", "0", "--agent-metrics-port", "0", "--sim-node-name", spec.name,
+                "--speed", str(spec.speed), *hubble, "--kubelet-port", "0",
+                "--kubeapi-port", "0", "--agent-metrics-port", "0", "--agent-api-socket", str(cfg / "cilium.sock"),
+                "--sim-node-name", spec.name,
                 "--write-client-config", str(cfg / "client")]
         self.procs.start(node.sim, argv)
         self.nodes[spec.name] = node
@@ -176,10 +195,10 @@ class Stack:
         wait_until(flags_file.exists, 30, lambda: f"{flags_file}; simulator log:\n{self.procs.log(node.sim)}")
         flags = flags_file.read_text().split()
         argv = [sys.executable, "-m", "cilium_node_exporter", *flags, f"--sources={node.spec.sources}",
-                f"--listen-address=127.0.0.1:{node.port}", "--hubble-status-interval=1s",
+                f"--listen-address={node.host}:{node.port}", "--hubble-status-interval=1s",
                 "--hubble-backoff-max=2s", *node.spec.exporter_args]
         self.procs.start(node.exporter, argv)
-        target = [{"targets": [f"127.0.0.1:{node.port}"], "labels": {"node": node.name}}]
+        target = [{"targets": [f"{node.host}:{node.port}"], "labels": {"node": node.name}}]
         tmp = self.sd_dir / f".{node.name}.tmp"
         tmp.write_text(json.dumps(target))
         tmp.rename(self.sd_dir / f"{node.name}.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -88,6 +89,17 @@ def test_demo_prints_working_urls_and_ctrl_c_stops_everything(tmp_path: Path) ->
         # what is about to happen, with the envelope crossing of the showcase
         assert re.search(r"In about \d+ seconds the agent on node sim-1 crosses its envelope \(500Mi\)", text), text
         wait_until(lambda: b'"health":"up"' in http_get(prom + "/api/v1/targets")[1], 30, "the exporter scraped")
+        # the SLO review command it prints works on the demo's data
+        hint = re.search(r"^  (\S*cilium-node-exporter report --prometheus-url \S+ .*)$", text, re.M)
+        assert hint, text
+        recorded = prom + "/api/v1/query?query=count_over_time(node:cilium_node_agent_memory_envelope_error:bool[1h])"
+        wait_until(lambda: b'"value"' in http_get(recorded)[1], 60, "recorded series")
+        command = hint.group(1).replace("demo-review.html", str(tmp_path / "review.json")).split()
+        done = subprocess.run([*command, "--format", "json", "-q"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        review = json.loads((tmp_path / "review.json").read_text())
+        assert review["clusters"][0]["nodes"] == 1
+        assert {s["key"] for s in review["clusters"][0]["slos"]} >= {"memory-envelope"}
     finally:
         stop_demo(proc, children)
     assert "nothing left running" in log.read_text()

@@ -36,8 +36,15 @@ def test_fake_cluster_uses_the_scenario_node_and_flags_name_the_hubble_socket(tm
     assert (tmp_path / "client" / "kubeconfig").exists()
 
 
+def test_agent_api_socket_is_served_and_named(tmp_path: Path) -> None:
+    flags = client_flags(tmp_path, "--agent-api-socket", str(tmp_path / "run" / "cilium.sock"))
+    assert f"--agent-api-socket={tmp_path / 'run' / 'cilium.sock'}" in flags
+
+
 def test_node_name_override_and_hubble_only_config(tmp_path: Path) -> None:
     flags = client_flags(tmp_path, "--sim-node-name", "worker-7")
+    # no agent API served: the exporter is pointed at a path where nothing is, never the host's cilium.sock
     assert flags == ["--node-name=worker-7", "--cilium-namespace=kube-system",
-                     f"--hubble-address=unix://{tmp_path / 'h.sock'}"]
+                     f"--hubble-address=unix://{tmp_path / 'h.sock'}",
+                     f"--agent-api-socket={tmp_path / 'client' / 'no-agent-api.sock'}"]
     assert not (tmp_path / "client" / "token").exists()

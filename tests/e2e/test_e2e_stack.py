@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -175,6 +176,82 @@ def test_memory_leak_forecast_then_above_envelope_then_both_resolve(run: Run) ->
         assert last.status == "resolved", f"{name} fired again after the recovery" + diagnostics(run, node)
 
 
+# --- issue 12: a zero known to be a zero, and cilium-envoy apart from the agent ----------------------------
+# ALERTS: the alert names for these nodes come with the fleet-alerts branch (not on main when this was
+# written; its work-in-progress names are in brackets). Expected once it lands, for the lead to wire in here
+# and in test_every_node_delivered_only_expected_alerts:
+#   sim-blind-drops:  the node-is-blind alert [CiliumNodeHubbleBlind, cause drop_notifications_off],
+#                     delivered within 10 minutes of the switch (45 s into the run here), and no drop-SLO good
+#                     time while it is blind;
+#   sim-rate-limited: the same alert with cause events_rate_limited (the BPF rate limiter discards events
+#                     Hubble never sees; cilium_node_datapath_ratelimited_events_total rises);
+#   sim-envoy-oom:    the Envoy OOM-killed alert [CiliumEnvoyOOMKilled; CiliumEnvoyOOMKillLoop on repeats:
+#                     the scenario OOM-kills it twice], never CiliumAgentOOMKilled;
+#   sim-steady and sim-envoy-oom: no SourceDown for the missing agent metrics endpoint (checked below).
+
+def series(run: Run, expr: str) -> list[dict[str, Any]]:
+    return run.stack.query(expr)
+
+
+def test_drop_events_switched_off_is_reported_as_blind(run: Run) -> None:
+    node = "sim-blind-drops"
+    sel = f'node="{node}", event="drop"'
+    # the switch happens 45 s in (3 simulated minutes at speed 4); settings are read every 5 s here
+    wait_until(lambda: series(run, f"cilium_node_agent_notifications_enabled{{{sel}}} == 0"),
+               max(1.0, run.t0 + 120 - time.time()), lambda: "drop notifications off" + diagnostics(run, node),
+               interval=1)
+    assert run.stack.query(f"cilium_node_agent_notifications_enabled{{{sel}}} == 1", at=run.t0 + 35), \
+        "drop notifications were not reported on during the baseline" + diagnostics(run, node)
+    assert not run.stack.query(f"cilium_node_agent_notifications_enabled{{{sel}}} == 0", at=run.t0 + 40), \
+        "reported off before the scenario switched it off"
+    # ...while the datapath keeps dropping: the agent counts packets that Hubble no longer reports
+    blind = (f'sum(increase(cilium_node_datapath_dropped_packets_total{{node="{node}"}}[20s])) > 0 '
+             f'and sum(increase(cilium_node_drops_total{{node="{node}"}}[20s])) == 0')
+    wait_until(lambda: series(run, blind), 60, lambda: "datapath drops without Hubble drops" + diagnostics(run, node),
+               interval=1)
+    info = series(run, f'cilium_node_cilium_info{{node="{node}"}}')
+    assert [s["metric"]["version"] for s in info] == ["1.18.6"]
+
+
+def test_rate_limited_events_are_counted(run: Run) -> None:
+    node = "sim-rate-limited"
+    wait_until(lambda: series(run, f'cilium_node_agent_events_rate_limit{{node="{node}", kind="rate"}} == 200'), 60,
+               lambda: "the rate limit setting" + diagnostics(run, node), interval=1)
+    wait_until(lambda: series(run, f'rate(cilium_node_datapath_ratelimited_events_total{{node="{node}"}}[20s]) > 100'),
+               90, lambda: "rate-limited events counted" + diagnostics(run, node), interval=1)
+    # Hubble reports no loss for them: the agent's counter is the only witness
+    lost = series(run, f'sum(cilium_node_hubble_lost_events_total{{node="{node}"}})')
+    assert not lost or float(lost[0]["value"][1]) == 0
+
+
+def test_envoy_oom_killed_is_envoys_and_the_agent_endpoint_is_unavailable(run: Run) -> None:
+    node = "sim-envoy-oom"
+    wait_until(lambda: series(run, f'cilium_node_envoy_last_terminated_reason{{node="{node}", reason="OOMKilled"}}'),
+               max(1.0, run.t0 + 90 - time.time()), lambda: "Envoy OOMKilled" + diagnostics(run, node), interval=1)
+    assert series(run, f'cilium_node_envoy_restarts_total{{node="{node}"}} >= 1')
+    assert series(run, f'cilium_node_envoy_memory_limit_bytes{{node="{node}"}} == {256 * 2**20}')
+    assert series(run, f'cilium_node_agent_restarts_total{{node="{node}"}} == 0')
+    assert not series(run, f'cilium_node_agent_last_terminated_reason{{node="{node}"}}')
+    assert [s["metric"]["envoy_mode"] for s in series(run, f'cilium_node_cilium_info{{node="{node}"}}')] == [
+        "external"]
+    # no agent metrics endpoint on this node: unavailable, never down, and the Hubble counters still flow
+    assert series(run, f'cilium_node_exporter_source_unavailable{{node="{node}", source="agent"}} == 1')
+    assert not series(run, f'cilium_node_exporter_source_up{{node="{node}", source="agent"}}')
+    assert series(run, f'cilium_node_exporter_source_up{{node="{node}", source="settings"}} == 1')
+    assert not run.webhook.deliveries("CiliumAgentOOMKilled", node=node), diagnostics(run, node)
+    assert not run.webhook.deliveries("CiliumNodeExporterSourceDown", node=node), diagnostics(run, node)
+
+
+def test_healthy_node_measures_a_zero_it_can_trust(run: Run) -> None:
+    node = "sim-steady"
+    wait_until(lambda: len(series(run, f'cilium_node_agent_notifications_enabled{{node="{node}"}} == 1')) == 3, 60,
+               lambda: "all notifications on" + diagnostics(run, node), interval=1)
+    assert len(series(run, f'cilium_node_hubble_monitor_events{{node="{node}"}} == 1')) == 4  # no filter
+    # 1.19 has the limiter, switched off: the exporter knows the count is zero, not unknown
+    assert series(run, f'cilium_node_datapath_ratelimited_events_total{{node="{node}"}} == 0')
+    assert series(run, f'cilium_node_exporter_source_unavailable{{node="{node}", source="agent"}} == 0')
+
+
 # Panels whose data no scenario of this run produces, and why. Everything else must return data for some node.
 NO_DATA_HERE = {
     "Hubble blind": "no scenario switches Hubble's events off",
@@ -223,6 +300,10 @@ def test_every_node_delivered_only_expected_alerts(run: Run) -> None:
         "sim-exporter-down": {"CiliumNodeExporterDown"},
         "sim-hubble-outage": {"CiliumNodeExporterSourceDown"},
         "sim-steady": set(),
+        # issue 12 nodes: nothing from the pack on main yet (see the ALERTS note above for what will come)
+        "sim-blind-drops": set(),
+        "sim-rate-limited": set(),
+        "sim-envoy-oom": set(),
     }
     assert set(expected) == {n.name for n in NODES}
     for node in expected:
@@ -232,3 +313,15 @@ def test_every_node_delivered_only_expected_alerts(run: Run) -> None:
                   for node, names in expected.items()}
     assert not any(unexpected.values()), unexpected
     assert not run.webhook.bad, run.webhook.bad
+
+
+def test_ipv6_nodes_run_entirely_over_ipv6_loopback(run: Run) -> None:
+    for name in ("sim-steady", "sim-policy-storm"):
+        node = run.node(name)
+        flags = (node.config_dir / "client" / "exporter.flags").read_text()
+        assert "--hubble-address=[::1]:" in flags and "--kubelet-address=https://[::1]:" in flags, flags
+        (up,) = run.stack.query(f'up{{node="{name}"}}')
+        assert up["metric"]["instance"] == f"[::1]:{node.port}" and up["value"][1] == "1"
+        sources = {s["metric"]["source"]: s["value"][1]
+                   for s in run.stack.query(f'cilium_node_exporter_source_up{{node="{name}"}}')}
+        assert sources and set(sources.values()) == {"1"}, sources

@@ -29,6 +29,8 @@ cilium_drop_count_total{direction="INGRESS",reason="Policy denied by denylist"} 
 cilium_drop_count_total{direction="EGRESS",reason="A reason from Cilium 2.0"} 5
 cilium_drop_count_total{direction="EGRESS",reason="Another new reason"} 6
 cilium_drop_count_total{direction="INGRESS",reason="Success"} 1
+cilium_drop_count_total{direction="SERVICE",reason="Service backend not found"} 4
+cilium_drop_count_total{direction="EGRESS",reason="206, 0"} 9
 # HELP cilium_drop_bytes_total Total dropped bytes
 # TYPE cilium_drop_bytes_total counter
 cilium_drop_bytes_total{direction="INGRESS",reason="Policy denied"} 9999
@@ -36,6 +38,7 @@ cilium_drop_bytes_total{direction="INGRESS",reason="Policy denied"} 9999
 # TYPE cilium_forward_count_total counter
 cilium_forward_count_total{direction="INGRESS"} 1e+06
 cilium_forward_count_total{direction="EGRESS"} 2000
+cilium_forward_count_total{direction="SERVICE"} 30
 # HELP cilium_bpf_map_pressure Fill percentage of map, tagged by map name
 # TYPE cilium_bpf_map_pressure gauge
 cilium_bpf_map_pressure{map_name="cilium_ct4_global"} 0.93
@@ -58,9 +61,26 @@ def test_unknown_strings_are_other_and_enum_names_pass_through() -> None:
     assert reason_name("POLICY_DENIED") == "POLICY_DENIED"
 
 
-def test_direction_is_lower_cased_and_bounded() -> None:
+def test_drop_reason_ext_codes_become_reason_n_like_hubble() -> None:
+    """pkg/monitor/api/drop.go DropReasonExt: "<code>, <ext>" for a code without a string (main has
+    206 "No device", which flow.proto and this exporter do not name yet)."""
+    assert reason_name("206, 0") == "REASON_206"  # Hubble's drop_reason_desc 206 is REASON_206 too
+    assert reason_name("250, -3") == "REASON_250"
+    assert reason_name("133, 0") == "POLICY_DENIED"  # a code the exporter knows keeps its name
+    assert reason_name("Policy denied, 5") == "POLICY_DENIED"  # a known string with an extended error
+    assert reason_name("Unknown thing, 5") == "other"
+    assert reason_name("999, 0") == "other"  # not a uint8 code: bounded
+    assert reason_name("LB, sock cgroup: Reverse entry stale") == "other"
+    values = {reason_name(f"{code}, {ext}") for code in range(1000) for ext in (0, 1, -1)}
+    assert len(values) <= 257  # REASON_0..REASON_255 (or their names) and other
+
+
+def test_direction_is_the_metrics_map_direction() -> None:
+    """pkg/maps/metricsmap/metricsmap.go: INGRESS, EGRESS, SERVICE, UNKNOWN."""
     assert direction_label("INGRESS") == "ingress"
     assert direction_label("Egress") == "egress"
+    assert direction_label("SERVICE") == "service"
+    assert direction_label("UNKNOWN") == "unknown"
     assert direction_label("sideways") == "unknown"
 
 
@@ -68,8 +88,9 @@ def test_parse_maps_and_sums() -> None:
     snap = parse_metrics(filter_lines([AGENT_TEXT.encode()]))
     assert snap.dropped == {("POLICY_DENIED", "ingress"): 120, ("POLICY_DENIED", "egress"): 3,
                             ("CT_MAP_INSERTION_FAILED", "ingress"): 7, ("POLICY_DENY", "ingress"): 2,
-                            ("other", "egress"): 11, ("DROP_REASON_UNKNOWN", "ingress"): 1}
-    assert snap.forwarded == {"ingress": 1e6, "egress": 2000}
+                            ("other", "egress"): 11, ("DROP_REASON_UNKNOWN", "ingress"): 1,
+                            ("SERVICE_BACKEND_NOT_FOUND", "service"): 4, ("REASON_206", "egress"): 9}
+    assert snap.forwarded == {"ingress": 1e6, "egress": 2000, "service": 30}
     assert snap.map_pressure == {"cilium_ct4_global": 0.93}
 
 
@@ -104,8 +125,10 @@ def test_source_against_the_simulator(cluster: Cluster) -> None:
     m = scrape_state(state)
     assert m['cilium_node_exporter_source_up{source="agent"}'] == 1
     assert 'cilium_node_datapath_dropped_packets_total{direction="ingress",reason="POLICY_DENIED"}' in m
-    assert 'cilium_node_datapath_dropped_packets_total{direction="egress",reason="other"}' in m
+    assert 'cilium_node_datapath_dropped_packets_total{direction="egress",reason="REASON_206"}' in m  # "206, 0"
+    assert 'cilium_node_datapath_dropped_packets_total{direction="service",reason="SERVICE_BACKEND_NOT_FOUND"}' in m
     assert 'cilium_node_datapath_forwarded_packets_total{direction="egress"}' in m
+    assert 'cilium_node_datapath_forwarded_packets_total{direction="service"}' in m
     assert m['cilium_node_bpf_map_pressure{map_name="cilium_ct4_global"}'] == 0.12
     scrape_state(state)
     assert cluster.agent.requests == 1  # cached within a second

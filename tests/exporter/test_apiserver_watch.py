@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cilium_node_exporter.aggregation.containers import ContainerPod
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.config import parse_args
 from cilium_node_exporter.sources.apiserver import ApiServerSource, config_endpoint, parse_pod
@@ -32,6 +33,10 @@ def running(cluster: Cluster) -> Iterator[tuple[ApiServerSource, ExporterState]]
     source.stop()
 
 
+def agent(state: ExporterState) -> ContainerPod | None:
+    return state.pods.get("agent")
+
+
 def start(cluster: Cluster, *extra: str, **overrides: object) -> tuple[ApiServerSource, ExporterState]:
     cfg = cluster.config(*extra, **overrides)
     state = cluster.state(cfg)
@@ -44,18 +49,18 @@ def start(cluster: Cluster, *extra: str, **overrides: object) -> tuple[ApiServer
 
 def test_list_finds_the_agent_pod(cluster: Cluster, running: tuple[ApiServerSource, ExporterState]) -> None:
     _, state = running
-    pod = wait_for(lambda: state.agent_pod, what="agent pod")
-    assert (pod.namespace, pod.name, pod.uid) == ("kube-system", cluster.model.name, cluster.model.uid)
+    pod = wait_for(lambda: agent(state), what="agent pod")
+    assert (pod.namespace, pod.name, pod.uid) == ("kube-system", cluster.model.agent.name, cluster.model.agent.uid)
     assert pod.restart_count == 0 and pod.last_terminated_reason is None
-    assert state.health["apiserver"].up
+    wait_for(lambda: state.health["apiserver"].up, what="up once the agent and envoy watches both listed")
 
 
 def test_kubeconfig_reaches_the_same_api_server(cluster: Cluster) -> None:
     source, state = start(cluster, f"--kubeconfig={cluster.dir / 'client' / 'kubeconfig'}",
                           "--apiserver-address=https://127.0.0.1:1")  # --kubeconfig wins over the in-cluster flags
     try:
-        pod = wait_for(lambda: state.agent_pod, what="agent pod")
-        assert pod.uid == cluster.model.uid
+        pod = wait_for(lambda: agent(state), what="agent pod")
+        assert pod.uid == cluster.model.agent.uid
     finally:
         source.stop()
 
@@ -63,73 +68,73 @@ def test_kubeconfig_reaches_the_same_api_server(cluster: Cluster) -> None:
 def test_restart_count_increases_and_oomkilled_appears(cluster: Cluster,
                                                        running: tuple[ApiServerSource, ExporterState]) -> None:
     source, state = running
-    wait_for(lambda: state.agent_pod, what="agent pod")
-    lists = source.lists
+    wait_for(lambda: agent(state), what="agent pod")
+    lists = source.watches["agent"].lists
     cluster.runtime.set(running=False, last_terminated_reason="OOMKilled")
     cluster.runtime.set(restart_count=1, running=True)
-    pod = wait_for(lambda: state.agent_pod if state.agent_pod.restart_count == 1 else None, what="restart")
+    pod = wait_for(lambda: agent(state) if agent(state).restart_count == 1 else None, what="restart")
     assert pod.last_terminated_reason == "OOMKilled" and pod.last_terminated_at is not None
     cluster.runtime.set(restart_count=2, last_terminated_reason="Error")
-    wait_for(lambda: state.agent_pod.restart_count == 2 and state.agent_pod.last_terminated_reason == "Error",
+    wait_for(lambda: agent(state).restart_count == 2 and agent(state).last_terminated_reason == "Error",
              what="second restart")
-    assert source.lists == lists  # seen through the watch, not by re-listing
+    assert source.watches["agent"].lists == lists  # seen through the watch, not by re-listing
 
 
 def test_410_gone_relists(cluster: Cluster, running: tuple[ApiServerSource, ExporterState]) -> None:
     source, state = running
-    wait_for(lambda: state.agent_pod, what="agent pod")
-    lists = source.lists
+    wait_for(lambda: agent(state), what="agent pod")
+    lists = source.watches["agent"].lists
     cluster.kubeapi.fault = "gone"
-    wait_for(lambda: source.lists >= lists + 2, what="re-lists after ERROR 410 events")
+    wait_for(lambda: source.watches["agent"].lists >= lists + 2, what="re-lists after ERROR 410 events")
     cluster.kubeapi.fault = "none"
     cluster.runtime.set(restart_count=3)
-    wait_for(lambda: state.agent_pod.restart_count == 3, what="restart after 410")
+    wait_for(lambda: agent(state).restart_count == 3, what="restart after 410")
     assert state.health["apiserver"].up and not state.health["apiserver"].errors
 
 
 def test_410_on_compacted_history(cluster: Cluster, running: tuple[ApiServerSource, ExporterState]) -> None:
     source, state = running
-    wait_for(lambda: state.agent_pod, what="agent pod")
-    lists = source.lists
+    wait_for(lambda: agent(state), what="agent pod")
+    lists = source.watches["agent"].lists
     # The watch resumes from an old version after the server closes it; history is gone: 410 Gone.
     with cluster.model._cond:
         cluster.model._events.clear()
     cluster.model.expire_history()
     cluster.kubeapi.close_generation += 1
-    wait_for(lambda: source.lists > lists, what="re-list after compaction")
+    wait_for(lambda: source.watches["agent"].lists > lists, what="re-list after compaction")
 
 
 def test_410_as_http_status_relists(cluster: Cluster, running: tuple[ApiServerSource, ExporterState]) -> None:
     source, state = running
-    wait_for(lambda: state.agent_pod, what="agent pod")
-    lists = source.lists
+    wait_for(lambda: agent(state), what="agent pod")
+    lists = source.watches["agent"].lists
     cluster.kubeapi.fault = "gone-http"
-    wait_for(lambda: source.lists >= lists + 2, what="re-lists after HTTP 410")
+    wait_for(lambda: source.watches["agent"].lists >= lists + 2, what="re-lists after HTTP 410")
     assert not state.health["apiserver"].errors
 
 
 def test_watch_closed_by_server_resumes_without_list(cluster: Cluster,
                                                      running: tuple[ApiServerSource, ExporterState]) -> None:
     source, state = running
-    wait_for(lambda: state.agent_pod, what="agent pod")
-    lists, requests = source.lists, cluster.kubeapi.requests
+    wait_for(lambda: agent(state), what="agent pod")
+    lists, requests = source.watches["agent"].lists, cluster.kubeapi.requests
     cluster.kubeapi.close_generation += 1
     cluster.model.touch()
     wait_for(lambda: cluster.kubeapi.requests > requests, what="a new watch")
     cluster.runtime.set(restart_count=5)
-    wait_for(lambda: state.agent_pod.restart_count == 5, what="restart after re-watch")
-    assert source.lists == lists
+    wait_for(lambda: agent(state).restart_count == 5, what="restart after re-watch")
+    assert source.watches["agent"].lists == lists
 
 
 def test_pod_deleted_and_recreated_with_new_uid(cluster: Cluster,
                                                 running: tuple[ApiServerSource, ExporterState]) -> None:
     _, state = running
-    old = wait_for(lambda: state.agent_pod, what="agent pod")
+    old = wait_for(lambda: agent(state), what="agent pod")
     cluster.runtime.set(restart_count=4)
-    wait_for(lambda: state.agent_pod.restart_count == 4, what="restarts")
+    wait_for(lambda: agent(state).restart_count == 4, what="restarts")
     cluster.model.recreate()
-    new = wait_for(lambda: state.agent_pod if state.agent_pod.uid != old.uid else None, what="new uid")
-    assert new.uid == cluster.model.uid and new.name != old.name
+    new = wait_for(lambda: agent(state) if agent(state).uid != old.uid else None, what="new uid")
+    assert new.uid == cluster.model.agent.uid and new.name != old.name
     assert new.restart_count == 0
 
 
@@ -148,7 +153,7 @@ def test_invalid_envelope_annotation_logs_and_keeps_default(cluster: Cluster,
     with caplog.at_level(logging.ERROR):
         source, state = start(cluster, "--envelope-from-node-annotation")
         try:
-            wait_for(lambda: state.agent_pod, what="agent pod")
+            wait_for(lambda: agent(state), what="agent pod")
             wait_for(lambda: any("invalid node annotation" in r.getMessage() for r in caplog.records),
                      what="log line")
             assert state.envelope_override is None
@@ -162,10 +167,10 @@ def test_errors_drop_the_pod_and_count(cluster: Cluster, fault: str, reason: str
     source, state = start(cluster)
     try:
         wait_for(lambda: state.health["apiserver"].errors.get(reason), what=f"{reason} error")
-        assert state.agent_pod is None and not state.health["apiserver"].up
+        assert agent(state) is None and not state.health["apiserver"].up
         cluster.kubeapi.fault = "none"
-        wait_for(lambda: state.agent_pod, what="recovery")
-        assert state.health["apiserver"].up
+        wait_for(lambda: agent(state), what="recovery")
+        wait_for(lambda: state.health["apiserver"].up, what="up once every component's watch listed again")
     finally:
         source.stop()
 
@@ -173,8 +178,8 @@ def test_errors_drop_the_pod_and_count(cluster: Cluster, fault: str, reason: str
 def test_no_agent_pod_on_this_node_keeps_the_source_up(cluster: Cluster) -> None:
     source, state = start(cluster, node_name="another-node")
     try:
-        wait_for(lambda: source.lists, what="list")
-        assert state.agent_pod is None and state.health["apiserver"].up
+        wait_for(lambda: all(w.lists for w in source.watches.values()), what="lists")
+        assert agent(state) is None and state.health["apiserver"].up
     finally:
         source.stop()
 
@@ -183,11 +188,11 @@ def test_stop_is_prompt(cluster: Cluster) -> None:
     import time
 
     source, state = start(cluster)
-    wait_for(lambda: state.agent_pod, what="agent pod")
+    wait_for(lambda: agent(state), what="agent pod")
     began = time.monotonic()
     source.stop()
     assert time.monotonic() - began < 1.5
-    assert source._thread is not None and not source._thread.is_alive()
+    assert all(w._thread is not None and not w._thread.is_alive() for w in source.watches.values())
 
 
 def test_in_cluster_endpoint_from_the_pod_environment(tmp_path: Path) -> None:

@@ -16,7 +16,12 @@ from cilium_node_exporter.units import UnitError, parse_duration, parse_envelope
 def test_defaults() -> None:
     cfg = parse_args([], environ={"NODE_NAME": "node-a", "NODE_IP": "10.0.0.7"})
     assert cfg.listen_address == ":9969"
-    assert cfg.sources == ("hubble", "kubelet", "apiserver")
+    assert cfg.sources.names == ("hubble", "kubelet", "apiserver", "agent", "settings")
+    assert cfg.sources.optional == {"agent", "settings"}  # auto: used where this node has them
+    assert cfg.envoy and cfg.envoy_namespace == "" and cfg.envoy_pod_selector == "k8s-app=cilium-envoy"
+    assert cfg.envoy_container == "cilium-envoy"
+    assert cfg.settings_from == ("agent-api", "configmap") and cfg.settings_interval == 60
+    assert cfg.agent_api_socket == "/var/run/cilium/cilium.sock" and cfg.settings_configmap == "cilium-config"
     assert cfg.hubble_address == "unix:///var/run/cilium/hubble.sock"
     assert cfg.node_name == "node-a"
     assert cfg.kubelet_address == "https://10.0.0.7:10250"
@@ -36,11 +41,53 @@ def test_defaults_in_a_pod_bracket_ipv6_hosts() -> None:
                       ).apiserver_address == "https://10.96.0.1:443"
 
 
+@pytest.mark.parametrize(("text", "names", "optional"), [
+    ("auto", ("hubble", "kubelet", "apiserver", "agent", "settings"), {"agent", "settings"}),
+    ("auto,agent", ("hubble", "kubelet", "apiserver", "agent", "settings"), {"settings"}),
+    ("agent,auto,settings", ("hubble", "kubelet", "apiserver", "agent", "settings"), set()),
+    ("hubble,kubelet,apiserver", ("hubble", "kubelet", "apiserver"), set()),
+    ("settings,hubble,settings", ("settings", "hubble"), set()),
+])
+def test_sources_auto_and_explicit(text: str, names: tuple[str, ...], optional: set[str]) -> None:
+    """auto makes agent and settings optional; a source named explicitly is always required."""
+    sources = parse_args(["--sources", text], environ={}).sources
+    assert sources.names == names and sources.optional == optional
+    assert all(n in sources for n in names) and list(sources) == list(names)
+
+
 @pytest.mark.parametrize(("text", "parsed"), [(":9969", ("", 9969)), ("0.0.0.0:1", ("0.0.0.0", 1)),
                                               ("[::]:9969", ("::", 9969)), ("[fd00::1]:80", ("fd00::1", 80)),
                                               ("localhost:9969", ("localhost", 9969))])
 def test_listen_addresses(text: str, parsed: tuple[str, int]) -> None:
     assert parse_listen(text) == parsed
+
+
+@pytest.mark.parametrize(("node_ip", "listen"), [("10.0.0.5", "10.0.0.5:9969"), ("fd00:10::5", "[fd00:10::5]:9969")])
+def test_address_flags_expand_node_ip_bracketing_ipv6(node_ip: str, listen: str) -> None:
+    """The chart passes --listen-address=$NODE_IP:9969: the kubelet leaves it alone, the exporter brackets."""
+    env = {"NODE_IP": node_ip}
+    cfg = parse_args(["--listen-address=$NODE_IP:9969", "--kubelet-address=https://$NODE_IP:10250",
+                      "--hubble-address=$NODE_IP:4244", "--node-name=$NODE_IP"], environ=env)
+    host = listen.rsplit(":", 1)[0]
+    assert cfg.listen_address == listen and parse_listen(cfg.listen_address)[0] == node_ip
+    assert cfg.kubelet_address == f"https://{host}:10250" and cfg.hubble_address == f"{host}:4244"
+    assert cfg.node_name == "$NODE_IP"  # only address flags are expanded
+    assert parse_args([], environ={**env, "CNE_LISTEN_ADDRESS": "$NODE_IP:1"}).listen_address == \
+        listen.replace("9969", "1")
+
+
+def test_an_address_naming_an_unset_variable_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"--apiserver-address: .*KUBERNETES_SERVICE_HOST, which is not set"):
+        parse_args(["--apiserver-address=https://$KUBERNETES_SERVICE_HOST:443"], environ={})
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--web-tls-cert-file=/c"], "--web-tls-key-file"),
+    (["--web-tls-client-ca-file=/ca"], "needs --web-tls-cert-file"),
+])
+def test_web_flags_go_together(argv: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        parse_args(argv, environ={})
 
 
 @pytest.mark.parametrize("text", ["::1:9969", "[::1:9969", "[nothost]:1", ":99999", "9969"])
@@ -61,12 +108,12 @@ def test_environment_sets_every_flag_and_flags_win() -> None:
            "CNE_EXTRA_LABELS": "protocol,policy", "CNE_HUBBLE_STALL_TIMEOUT": "90s"}
     cfg = parse_args([], environ=env)
     assert cfg.listen_address == "127.0.0.1:19969"
-    assert cfg.sources == ("hubble", "agent")
+    assert cfg.sources.names == ("hubble", "agent") and not cfg.sources.optional
     assert cfg.kubelet_insecure_skip_verify is True
     assert cfg.memory_envelope == (2**30, 2 * 2**30)
     assert cfg.extra_labels == ("protocol", "policy")
     assert cfg.hubble_stall_timeout == 90
-    assert parse_args(["--sources", "kubelet"], environ=env).sources == ("kubelet",)
+    assert parse_args(["--sources", "kubelet"], environ=env).sources.names == ("kubelet",)
 
 
 def test_every_flag_has_an_env_var_in_help() -> None:
@@ -80,6 +127,10 @@ def test_every_flag_has_an_env_var_in_help() -> None:
 
 @pytest.mark.parametrize(("argv", "needle"), [
     (["--sources", "hubble,bogus"], "--sources"),
+    (["--settings-from", "agent-api,etcd"], "--settings-from"),
+    (["--settings-from", ""], "--settings-from"),
+    (["--settings-interval", "1s"], "--settings-interval"),
+    (["--envoy", "perhaps"], "--envoy"),
     (["--memory-envelope", "500Mi-200Mi"], "--memory-envelope"),
     (["--memory-envelope", "lots"], "--memory-envelope"),
     (["--listen-address", "nohost"], "--listen-address"),

@@ -8,7 +8,7 @@ import sys
 import pytest
 from prometheus_client import generate_latest
 
-from cilium_node_exporter.aggregation.agent import AgentMemory, AgentPod
+from cilium_node_exporter.aggregation.containers import ContainerMemory, ContainerPod
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.app import build_registry
 from cilium_node_exporter.config import ConfigError, parse_args
@@ -84,10 +84,10 @@ def test_agent_families_follow_the_snapshots() -> None:
     state = ExporterState(sources=("kubelet", "apiserver"), envelope=(1, 2))
     assert not any(k.startswith(("cilium_node_agent_memory_working", "cilium_node_agent_info",
                                  "cilium_node_agent_restarts")) for k in families(state))
-    state.agent_memory = AgentMemory("kube-system", "cilium-a", "u1", working_set=5, rss=None, usage=7, limit=None,
-                                     start_time=None)
-    state.agent_pod = AgentPod("kube-system", "cilium-a", "u1", restart_count=3, last_terminated_reason="OOMKilled",
-                               last_terminated_at=1782468780.0)
+    state.memory["agent"] = ContainerMemory("kube-system", "cilium-a", "u1", working_set=5, rss=None, usage=7,
+                                            limit=None, start_time=None)
+    state.pods["agent"] = ContainerPod("kube-system", "cilium-a", "u1", restart_count=3,
+                                       last_terminated_reason="OOMKilled", last_terminated_at=1782468780.0)
     m = families(state)
     assert m["cilium_node_agent_memory_working_set_bytes"] == 5
     assert m["cilium_node_agent_memory_usage_bytes"] == 7

@@ -57,7 +57,7 @@ def fault(cluster: Cluster, kind: str) -> None:
 
 
 def ready(exp: Exporter, cluster: Cluster) -> Metrics:
-    return exp.wait_metrics(lambda m: uids(m) == {cluster.model.uid} and up(m) == 1, what="agent pod listed")
+    return exp.wait_metrics(lambda m: uids(m) == {cluster.model.agent.uid} and up(m) == 1, what="agent pod listed")
 
 
 def restarted(exp: Exporter, cluster: Cluster, count: int) -> Metrics:
@@ -90,19 +90,19 @@ def test_410_gone_relists(tmp_path: Path, cluster: Cluster, how: str) -> None:
         fault(cluster, "none")
         m = restarted(exp, cluster, 4)
         assert up(m) == 1 and errors(m) == 0  # expiry is routine: re-list, no error
-        assert uids(m) == {cluster.model.uid}
+        assert uids(m) == {cluster.model.agent.uid}
 
 
 def test_pod_deleted_and_recreated(tmp_path: Path, cluster: Cluster) -> None:
     with exporter(tmp_path, cluster) as exp:
         ready(exp, cluster)
         m = restarted(exp, cluster, 2)
-        old = cluster.model.uid
+        old = cluster.model.agent.uid
         action(cluster, "recreate-pod")
-        m = exp.wait_metrics(lambda m: uids(m) == {cluster.model.uid}, what="the new pod")
-        assert cluster.model.uid != old and len(m.series(INFO)) == 1  # the old pod's series is gone
+        m = exp.wait_metrics(lambda m: uids(m) == {cluster.model.agent.uid}, what="the new pod")
+        assert cluster.model.agent.uid != old and len(m.series(INFO)) == 1  # the old pod's series is gone
         assert m.value(RESTARTS) == 0  # a new pod counts from zero
-        assert dict(next(iter(m.series(INFO))))["agent_pod"] == cluster.model.name
+        assert dict(next(iter(m.series(INFO))))["agent_pod"] == cluster.model.agent.name
 
 
 def test_connection_refused_then_the_api_server_comes_back(tmp_path: Path, cluster: Cluster) -> None:
@@ -122,7 +122,7 @@ def test_connection_refused_then_the_api_server_comes_back(tmp_path: Path, clust
         back = KubeApiFake(port, cluster.model, cluster.tokens, cluster.tls).start()
         cluster.servers.append(back)
         cluster.kubeapi = back
-        m = exp.wait_metrics(lambda m: up(m) == 1 and uids(m) == {cluster.model.uid}, timeout=20,
+        m = exp.wait_metrics(lambda m: up(m) == 1 and uids(m) == {cluster.model.agent.uid}, timeout=20,
                              what="recovered")
         restarted(exp, cluster, 1)
         assert exp.log_count("source apiserver recovered") == 1

@@ -251,7 +251,7 @@ def test_old_version_servers(tmp_path: Path, version: str) -> None:
             exp.wait_metrics(lambda m: m.value(RECONNECTS) >= 1, what="reconnect")
             node.server.faults.close_after = None
             m = exact(exp, node)
-            assert m.value("cilium_node_hubble_info", version=version) == 1
+            assert m.value("cilium_node_hubble_info", version=node.server.version.text) == 1  # cilium v1.x.y+g<sha>
             policies = {dict(k).get("policy", "") for k in m.series("cilium_node_policy_verdicts_total")}
             if version.startswith("1.14"):
                 assert policies == {""}  # no policy names before 1.15

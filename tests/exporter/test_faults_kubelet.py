@@ -149,15 +149,15 @@ def test_agent_pod_disappears_and_reappears_with_a_new_uid(tmp_path: Path) -> No
         with exporter(tmp_path, cluster, sources="kubelet,apiserver") as exp:
             m = exp.wait_metrics(lambda m: m.has("cilium_node_agent_info") and m.has(WORKING_SET), what="agent")
             old_uid = dict(next(iter(m.series("cilium_node_agent_info")))).get("agent_uid")
-            assert old_uid == cluster.model.uid
+            assert old_uid == cluster.model.agent.uid
             cluster.runtime.set(running=False)  # the agent container is gone (between an OOM kill and restart)
             m = exp.wait_metrics(lambda m: not m.has(WORKING_SET), what="memory series gone")
             assert up(m) == 1  # no agent pod is not a kubelet failure
             cluster.runtime.set(running=True)
             post(cluster.kubeapi.url + "/-/action?name=recreate-pod", cluster.tls.ca)  # deleted, recreated
             m = exp.wait_metrics(lambda m: {dict(k)["agent_uid"] for k in m.series("cilium_node_agent_info")}
-                                 == {cluster.model.uid}, what="the new pod")
-            assert cluster.model.uid != old_uid
+                                 == {cluster.model.agent.uid}, what="the new pod")
+            assert cluster.model.agent.uid != old_uid
             m = exp.wait_metrics(lambda m: m.has(WORKING_SET), what="memory of the new pod")
             assert m.value(WORKING_SET) == 310 * MiB and up(m) == 1
             assert m.value(UP, source="apiserver") == 1

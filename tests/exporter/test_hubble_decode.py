@@ -1,4 +1,5 @@
-"""Counting rules of the contract, on messages built with our protos and on real Hubble samples."""
+"""Counting rules of the contract: on messages built with our protos, on Hubble JSON lines in tests/data, and on
+real captured samples where they are present (an extra cross-check)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from google.protobuf import json_format
 from cilium_node_exporter.aggregation.datapath import DatapathCounters
 from cilium_node_exporter.api.flow import flow_pb2
 from cilium_node_exporter.api.observer import observer_pb2
+from cilium_node_exporter.contract import drop_reason_name
 from cilium_node_exporter.sources.hubble.decode import (
     MAX_UNKNOWN_REASONS,
     REASON_OVERFLOW,
     FlowCounter,
     MalformedMessage,
 )
+from tests.support.paths import DATA
 
 
 def flow(**kw) -> bytes:
@@ -165,19 +168,30 @@ def test_optional_labels_are_capped_and_overflow_counted() -> None:
     assert counter.counters.label_overflow["policy"] == 7
 
 
-# --- real samples (hubble observe -o jsonpb lines) --------------------------------------------
-SAMPLES = ["hubble-otel__basic-sample-10-flows.json", "hubble-otel__basic-sample-400-tcp-flows.json",
-           "hubble-otel__basic-sample-400-l7-redirected-flows.json", "hubble-otel__basic-sample-5-dns-flows.json",
-           "cilium-docs-export-rst__2-dropped-flows.json"]
+# --- Hubble JSON lines (hubble observe -o jsonpb): our fixtures, and real samples when present ---------
+FIXTURES = sorted((DATA / "hubble").glob("flows-*.json"))
+REAL_SAMPLES = ["hubble-otel__basic-sample-10-flows.json", "hubble-otel__basic-sample-400-tcp-flows.json",
+                "hubble-otel__basic-sample-400-l7-redirected-flows.json", "hubble-otel__basic-sample-5-dns-flows.json",
+                "cilium-docs-export-rst__2-dropped-flows.json"]
 
 DIRS = {"INGRESS": "ingress", "EGRESS": "egress"}
 MATCH = {0: "none", 1: "l3-only", 2: "l3-l4", 3: "l4-only", 4: "all", 5: "l3-proto", 6: "proto-only"}
+LOST = {"PERF_EVENT_RING_BUFFER": "perf_event_ring_buffer", "OBSERVER_EVENTS_QUEUE": "observer_events_queue",
+        "HUBBLE_RING_BUFFER": "hubble_ring_buffer"}
 
 
-def reference_model(lines: list[dict]) -> tuple[Counter, Counter, Counter]:
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def reference_model(lines: list[dict]) -> tuple[Counter, Counter, Counter, Counter]:
     """An independent reading of the contract's counting rules on the JSON form."""
-    drops, verdicts, l7 = Counter(), Counter(), Counter()
+    drops, verdicts, l7, lost = Counter(), Counter(), Counter(), Counter()
     for line in lines:
+        if "lost_events" in line:
+            le = line["lost_events"]
+            lost[LOST.get(le.get("source", ""), "unknown")] += int(le.get("num_events_lost", "0"))
+            continue
         f = line.get("flow")
         if f is None:
             continue
@@ -195,28 +209,99 @@ def reference_model(lines: list[dict]) -> tuple[Counter, Counter, Counter]:
             method = f["l7"]["http"].get("method", "").upper() if rec == "http" else ""
             l7[(rec, method, direction, action)] += 1
             verdicts[(direction, "l7/" + rec, action)] += 1
-    return drops, verdicts, l7
+    return drops, verdicts, l7, lost
 
 
-@pytest.mark.parametrize("name", SAMPLES)
-def test_real_samples_decode_and_count_like_the_reference_model(shared_dir: Path, name: str) -> None:
-    lines = [json.loads(x) for x in (shared_dir / "samples" / "hubble" / name).read_text().splitlines() if x.strip()]
-    counter = FlowCounter(DatapathCounters())
+def count(lines: list[dict], **kw) -> FlowCounter:
+    """The exporter's counts of ``lines``, fed as the bytes a Hubble server sends."""
+    counter = FlowCounter(DatapathCounters(), **kw)
     for raw in lines:
         msg = json_format.ParseDict(raw, observer_pb2.GetFlowsResponse())  # no unknown field may be dropped
         counter.handle(msg.SerializeToString())
-    drops, verdicts, l7 = reference_model(lines)
-    from cilium_node_exporter.contract import drop_reason_name
+    return counter
 
+
+def assert_counts_like_the_reference_model(lines: list[dict]) -> None:
+    counter = count(lines)
+    drops, verdicts, l7, lost = reference_model(lines)
     got_drops = Counter({(drop_reason_name(k[0]), k[1]): v for k, v in counter.counters.drops.items()})
     assert got_drops == drops
     assert Counter({k[:3]: v for k, v in counter.counters.verdicts.items()}) == verdicts
     assert Counter({k[:4]: v for k, v in counter.counters.l7.items()}) == l7
+    assert Counter(counter.counters.lost) == lost
     assert sum(counter.counters.events.values()) == len(lines)
 
 
-def test_samples_cover_the_interesting_types(shared_dir: Path) -> None:
-    lines = [json.loads(x) for x in (shared_dir / "samples/hubble/hubble-otel__basic-sample-400-tcp-flows.json")
-             .read_text().splitlines() if x.strip()]
-    _, verdicts, l7 = reference_model(lines)
-    assert sum(verdicts.values()) > 0 and sum(l7.values()) > 0
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.name)
+def test_fixture_flows_count_like_the_reference_model(path: Path) -> None:
+    assert_counts_like_the_reference_model(read_lines(path))
+
+
+@pytest.mark.parametrize("name", REAL_SAMPLES)
+def test_real_samples_count_like_the_reference_model(real_samples: Path, name: str) -> None:
+    assert_counts_like_the_reference_model(read_lines(real_samples / "hubble" / name))
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.name)
+def test_fixture_lines_are_in_hubbles_json_form(path: Path) -> None:
+    # What Hubble's protojson writes (proto names, enum names, 64-bit integers as strings, zeros left out)
+    # is exactly what parsing and re-serialising each line gives back.
+    for line in read_lines(path):
+        msg = json_format.ParseDict(line, observer_pb2.GetFlowsResponse())
+        assert json_format.MessageToDict(msg, preserving_proto_field_name=True) == line
+
+
+def test_fixtures_hold_every_case_the_counting_rules_tell_apart() -> None:
+    assert [p.name for p in FIXTURES] == ["flows-1.16.json", "flows-1.19.json"]
+    for path in FIXTURES:
+        lines = read_lines(path)
+        flows = [x["flow"] for x in lines if "flow" in x]
+        drops, verdicts, l7, lost = reference_model(lines)
+        assert {d for _, d in drops} >= {"ingress", "egress"}, path.name
+        assert {a for *_, a in verdicts} >= {"forwarded", "dropped", "redirected"}, path.name
+        assert {(r, a) for r, _, _, a in l7} >= {("http", "forwarded"), ("http", "dropped"), ("dns", "dropped")}
+        assert set(lost) == set(LOST.values()), path.name
+        http_403 = [f for f in flows if f.get("l7", {}).get("http", {}).get("code") == 403]
+        assert [(f["l7"]["type"], f["verdict"]) for f in http_403] == [("RESPONSE", "FORWARDED")]
+        assert any(f["source"].get("identity") == 1 and f["event_type"]["type"] == 5 for f in flows)  # host
+        assert all(f.get("uuid") and f.get("node_name") and f.get("time") for f in flows)
+        assert all(line.get("node_name") and line.get("time") for line in lines)
+    modern = read_lines(DATA / "hubble" / "flows-1.19.json")
+    flows = [x["flow"] for x in modern if "flow" in x]
+    _, verdicts, l7, _ = reference_model(modern)
+    assert {a for *_, a in verdicts} >= {"audit"} and {m for _, m, _ in verdicts} >= {
+        "none", "l3-only", "l3-l4", "l4-only", "all"}
+    assert {r for r, *_ in l7} == {"http", "dns", "kafka"}
+    assert any(4 in (f["source"].get("identity"), f["destination"].get("identity")) for f in flows)  # health
+    assert any(f["event_type"]["type"] == 4 for f in flows) and any("traffic_direction" not in f for f in flows)
+    for field in ("emitter", "egress_allowed_by", "ingress_allowed_by", "egress_denied_by", "ingress_denied_by",
+                  "policy_log", "Summary"):
+        assert any(field in f for f in flows), field
+    assert all("first" in x["lost_events"] for x in modern if "lost_events" in x
+               and x["lost_events"]["source"] != "PERF_EVENT_RING_BUFFER")
+
+
+def test_fixture_1_19_counts() -> None:
+    """The counting rules on the 1.19 fixture, as read off the file by hand."""
+    counter = count(read_lines(DATA / "hubble" / "flows-1.19.json"))
+    dp = counter.counters
+    assert dict(dp.drops) == {(133, "ingress", None, None): 1, (181, "egress", None, None): 1,
+                              (181, "ingress", None, None): 1, (155, "egress", None, None): 1,
+                              (158, "egress", None, None): 1, (151, "ingress", None, None): 1,
+                              (132, "unknown", None, None): 1}
+    # denied HTTP: one dropped request; Envoy's 403 response is neither a request nor a verdict
+    assert dict(dp.l7) == {("http", "GET", "ingress", "forwarded", None): 1,
+                           ("http", "POST", "ingress", "dropped", None): 1,
+                           ("http", "PUT", "egress", "forwarded", None): 1,
+                           ("dns", "", "egress", "forwarded", None): 2, ("dns", "", "egress", "dropped", None): 1,
+                           ("kafka", "", "egress", "forwarded", None): 1, ("kafka", "", "egress", "dropped", None): 1}
+    l3l4 = {k[:3]: v for k, v in dp.verdicts.items() if not k[1].startswith("l7/")}
+    assert l3l4 == {("ingress", "l3-l4", "forwarded"): 1, ("ingress", "l3-l4", "redirected"): 1,
+                    ("egress", "l3-l4", "redirected"): 1, ("ingress", "none", "dropped"): 1,
+                    ("egress", "l3-only", "dropped"): 1, ("ingress", "l3-l4", "dropped"): 1,
+                    ("ingress", "none", "audit"): 1, ("ingress", "l4-only", "forwarded"): 1,
+                    ("egress", "all", "forwarded"): 1}  # the host's and the two health verdicts left out
+    assert dict(dp.lost) == {"hubble_ring_buffer": 37, "perf_event_ring_buffer": 212, "observer_events_queue": 1530}
+    assert dict(dp.events) == {"drop": 7, "policy_verdict": 12, "l7": 14, "lost": 3, "other": 6}
+    with_health = count(read_lines(DATA / "hubble" / "flows-1.19.json"), count_health_verdicts=True).counters
+    assert sum(with_health.verdicts.values()) - sum(dp.verdicts.values()) == 2

@@ -1,23 +1,26 @@
-"""Parsing the kubelet Summary API: the real 1.35 payload with a cilium-agent pod added."""
+"""Parsing the kubelet Summary API: our 1.35-shaped payload (tests/data/kubelet) with cilium-agent pods added,
+and the same checks on a real 1.35 payload where it is present (an extra cross-check)."""
 
 from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cilium_node_exporter.sources.k8s_http import SourceError
 from cilium_node_exporter.sources.kubelet import parse_summary
+from tests.support.paths import DATA
 
-SAMPLE = "samples/kubelet/stats_summary_k8s-1.35_minikube.json"
+REAL_SAMPLE = "kubelet/stats_summary_k8s-1.35_minikube.json"
 
 
-@pytest.fixture(scope="module")
-def summary(shared_dir: Path) -> dict[str, Any]:
-    return json.loads((shared_dir / SAMPLE).read_text())
+@pytest.fixture(scope="module", params=["fixture", "real"], ids=["tests-data", "real-sample"])
+def summary(request: pytest.FixtureRequest) -> dict[str, Any]:
+    if request.param == "fixture":
+        return json.loads((DATA / "kubelet" / "stats_summary.json").read_text())
+    return json.loads((request.getfixturevalue("real_samples") / REAL_SAMPLE).read_text())
 
 
 def agent_pod(uid: str = "0b0e0a52-8c7e-4bd6-b5f4-3b62a2a5fa01", started: str = "2026-06-26T10:13:00Z",
@@ -44,11 +47,11 @@ def with_pods(summary: dict[str, Any], *pods: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def test_real_payload_without_agent_has_no_agent(summary: dict[str, Any]) -> None:
+def test_payload_without_agent_has_no_agent(summary: dict[str, Any]) -> None:
     assert parse_summary(summary, "kube-system", "cilium-agent") is None
 
 
-def test_real_payload_with_agent(summary: dict[str, Any]) -> None:
+def test_payload_with_agent(summary: dict[str, Any]) -> None:
     memory = parse_summary(with_pods(summary, agent_pod()), "kube-system", "cilium-agent")
     assert memory is not None
     assert (memory.working_set, memory.rss, memory.usage) == (350_000_000, 300_000_000, 380_000_000)
@@ -57,10 +60,18 @@ def test_real_payload_with_agent(summary: dict[str, Any]) -> None:
     assert (memory.pod_namespace, memory.pod_name) == ("kube-system", "cilium-0b0e0")
 
 
-def test_limit_matches_the_real_coredns_limit(summary: dict[str, Any]) -> None:
-    # coredns has a 170Mi limit in the sample: availableBytes + workingSetBytes must give it back.
+def test_limit_matches_the_coredns_limit(summary: dict[str, Any]) -> None:
+    # coredns has a 170Mi limit in both payloads: availableBytes + workingSetBytes must give it back.
     memory = parse_summary(summary, "kube-system", "coredns")
     assert memory is not None and memory.limit == 170 * 2**20
+
+
+def test_a_container_of_a_multi_container_pod_reads_its_own_figures() -> None:
+    doc = json.loads((DATA / "kubelet" / "stats_summary.json").read_text())
+    memory = parse_summary(doc, "shop", "otel-collector")
+    assert memory is not None and memory.pod_name.startswith("cart-")
+    assert memory.limit == 128 * 2**20 and memory.working_set == 73_728_000  # the container's, not the pod's
+    assert parse_summary(doc, "kube-system", "cilium-agent") is None  # cilium-envoy, cilium-operator: not the agent
 
 
 def test_no_limit_means_no_limit_not_zero(summary: dict[str, Any]) -> None:

@@ -2,9 +2,9 @@
 classes) count exactly as an independent reference model of the metric contract counts them; random
 and mutated bytes never make ``FlowCounter.handle`` raise anything but ``MalformedMessage``.
 
-The reference model below is written from ``../shared/spec/metrics.md`` (and the enum numbers of
-``../shared/reference/hubble-api.md``), not from the exporter's code: it only shares the generated
-protobuf classes (for enum *names*) with it.
+The reference model below is written from the contract's counting rules (README, *Metrics*) and the
+enum numbers of Hubble's ``flow.proto`` (``proto/flow/flow.proto``), not from the exporter's code: it
+only shares the generated protobuf classes (for enum *names*) with it.
 """
 
 from __future__ import annotations

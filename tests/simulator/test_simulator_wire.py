@@ -105,7 +105,9 @@ def test_request_split_across_frames_and_trailers_only_response(tmp_path: Path) 
         assert len(msgs) == 2 and used == len(client.data)
         assert all(observer_pb2.GetFlowsResponse.FromString(m).flow.drop_reason_desc == 155 for m in msgs)
         head, trailers = client.headers()
-        assert head == {":status": "200", "content-type": "application/grpc", "hubble-server-version": "1.19.4"}
+        assert head == {":status": "200", "content-type": "application/grpc",
+                        "hubble-server-version": server.version.semver}  # 1.18+: SemVer(), 1.19.4+g<sha>
+        assert server.version.semver.startswith("1.19.4+g")
         assert trailers == {"grpc-status": "0"}
         # an error before any message: one HEADERS frame carrying status and trailers (trailers-only)
         client.request("/observer.Observer/GetNodes", frame(b""))
@@ -130,12 +132,12 @@ def test_sender_respects_the_client_window(tmp_path: Path) -> None:
         client = RawClient(server)  # default 65535-byte windows, never acknowledged below
         client.request("/observer.Observer/GetFlows", frame(observer_pb2.GetFlowsRequest(follow=True)
                                                             .SerializeToString()))
-        wait_until(lambda: server._followers, what="follow stream")
+        wait_until(lambda: server.followers, what="follow stream")
         server.emit([(server.compile(EventSpec("drop", reason=155)), 5000)])
         client.pump(0.5)
         assert 60_000 < len(client.data) <= 65535  # exactly the window, not the 5000 events
-        stream = next(iter(server._followers))
-        assert stream.pos < 200  # the reader cursor waits with the sender
+        call = next(iter(server.followers))
+        assert call.pos < 200  # the reader cursor waits with the sender
         client.ack()
         client.pump(1.0, ack=True)  # window updates let the rest through
         msgs, _ = iter_messages(client.data)

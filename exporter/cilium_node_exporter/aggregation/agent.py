@@ -1,40 +1,12 @@
-"""Snapshots of the cilium-agent that the kubelet, API server and agent-metrics sources publish.
+"""What the agent-metrics source publishes: datapath packet counters re-exported from the agent.
 
-Each source replaces its snapshot as a whole (one attribute assignment, atomic under the GIL) and
-sets it to ``None`` when it has nothing current to say: no agent pod, or the source failed (values
-are dropped rather than served stale). ``None`` inside a snapshot means "the source omitted this
-field": the exposition leaves the series out, it never invents a zero.
+The source replaces the snapshot as a whole and sets it to ``None`` when it has nothing current
+to say (the endpoint failed or is unavailable); nothing stale is served.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-
-@dataclass(frozen=True)
-class AgentMemory:
-    """The agent container's memory, from the kubelet Summary API (``containers[].memory``)."""
-
-    pod_namespace: str
-    pod_name: str
-    pod_uid: str
-    working_set: int | None = None
-    rss: int | None = None
-    usage: int | None = None
-    limit: int | None = None  # availableBytes + workingSetBytes; None without a limit
-    start_time: float | None = None  # containers[].startTime, Unix seconds
-
-
-@dataclass(frozen=True)
-class AgentPod:
-    """The agent pod's identity and container status, from the API server."""
-
-    namespace: str
-    name: str
-    uid: str
-    restart_count: int | None = None
-    last_terminated_reason: str | None = None
-    last_terminated_at: float | None = None  # lastState.terminated.finishedAt, Unix seconds
 
 
 @dataclass(frozen=True)
@@ -44,3 +16,6 @@ class AgentDatapath:
     dropped: dict[tuple[str, str], float] = field(default_factory=dict)  # (reason enum name, direction)
     forwarded: dict[str, float] = field(default_factory=dict)  # direction
     map_pressure: dict[str, float] = field(default_factory=dict)  # map_name
+    # cilium_bpf_ratelimit_dropped_total{usage="events"}; None when the endpoint has no such sample
+    # (before 1.17, with the limiter off, or before the limiter saw its first event).
+    ratelimited_events: float | None = None

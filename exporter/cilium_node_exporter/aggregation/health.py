@@ -21,10 +21,17 @@ log = logging.getLogger("cilium_node_exporter.health")
 
 @dataclass
 class SourceHealth:
-    """Health of one enabled source."""
+    """Health of one enabled source.
+
+    An ``optional`` source (``--sources=auto``: agent, settings) may find that its endpoint does not
+    exist on this node (:meth:`absent`): it is then *unavailable*, which is reported instead of
+    ``source_up`` and is not an error. A required source never is: for it the same finding is a failure.
+    """
 
     name: str
+    optional: bool = False
     up: bool = False
+    unavailable: bool = False
     attempted: bool = False  # a first attempt has completed (until then source_up is not reported)
     errors: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     last_problem: tuple[str, str] | None = None
@@ -32,24 +39,44 @@ class SourceHealth:
     def ok(self) -> None:
         """The source delivered data."""
         if self.last_problem is not None:
-            log.info("source %s recovered", self.name, extra={"source": self.name})
+            log.info("source %s %s", self.name, "is available" if self.unavailable else "recovered",
+                     extra={"source": self.name})
             self.last_problem = None
         self.up = True
+        self.unavailable = False
         self.attempted = True
+
+    def absent(self, reason: str, message: str) -> None:
+        """Nothing answers where the source's endpoint would be (refused, no socket).
+
+        Optional source: unavailable, logged once (info), no error counted. Required: a failure.
+        """
+        if not self.optional:
+            self.fail(reason, message)
+            return
+        self.up = False
+        self.unavailable = True
+        self.attempted = True
+        problem = ("unavailable", message)
+        if problem != self.last_problem:
+            log.info("source %s is not available on this node, skipped (not an error): %s", self.name, message,
+                     extra={"source": self.name})
+            self.last_problem = problem
 
     def fail(self, reason: str, message: str, *, count: bool = True) -> None:
         """The source failed with a bounded ``reason`` (see contract.ERROR_REASONS)."""
         if reason not in ERROR_REASONS:
             raise ValueError(f"unknown error reason {reason!r}")
-        if count:
-            self.errors[reason] += 1
         self.up = False
+        self.unavailable = False
         self.attempted = True
         problem = (reason, message)
         if problem != self.last_problem:
             log.warning("source %s: %s (%s)", self.name, message, reason,
                         extra={"source": self.name, "reason": reason})
             self.last_problem = problem
+        if count:  # last: whoever sees the count sees the state and the problem too
+            self.errors[reason] += 1
 
 
 @dataclass

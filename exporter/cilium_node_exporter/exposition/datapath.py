@@ -81,14 +81,20 @@ def health_families(state: ExporterState) -> Iterator[Metric]:
     yield build
 
     up = _gauge(c.SOURCE_UP)
+    unavailable = _gauge(c.SOURCE_UNAVAILABLE)
     errors = _counter(c.SOURCE_ERRORS)
     for name in state.sources:
         h = state.health[name]
-        if h.attempted:  # no series while a source's first attempt (connect, list) is still under way
+        # no series while a source's first attempt (connect, list) is still under way; an optional
+        # source without an endpoint on this node is unavailable instead of down
+        if h.attempted and not h.unavailable:
             up.add_metric([name], 1 if h.up else 0)
+        if h.attempted and h.optional:
+            unavailable.add_metric([name], 1 if h.unavailable else 0)
         for reason in c.ERROR_REASONS:
             errors.add_metric([name, reason], h.errors.get(reason, 0))
     yield up
+    yield unavailable
     yield errors
 
     if "hubble" in state.sources:

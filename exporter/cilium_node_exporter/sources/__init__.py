@@ -1,4 +1,5 @@
-"""Sources: the Hubble stream, the kubelet, the API server and the agent's metrics endpoint.
+"""Sources: the Hubble stream, the kubelet, the API server, the agent's metrics endpoint and the node's
+Cilium settings.
 
 Each source writes into :class:`~cilium_node_exporter.aggregation.state.ExporterState` and
 never imports the exposition. Heavy dependencies are imported only for enabled sources.
@@ -41,4 +42,8 @@ def build_sources(config: Config, state: ExporterState) -> list[Source]:
         from cilium_node_exporter.sources.agent import AgentMetricsSource
 
         sources.append(AgentMetricsSource(config, state))
+    if "settings" in config.sources:
+        from cilium_node_exporter.sources.settings import SettingsSource
+
+        sources.append(SettingsSource(config, state))
     return sources

@@ -1,15 +1,26 @@
-"""Packet-exact datapath counters from the cilium-agent's own Prometheus endpoint (opt-in source).
+"""Packet-exact datapath counters from the cilium-agent's own Prometheus endpoint.
 
 Read at scrape time (``--agent-metrics-address``, Cilium's ``prometheus.enabled=true``, port 9962)
-with prometheus-client's text parser. Only the three families the contract re-exports are kept;
-other lines are dropped while the body streams in, so a large endpoint costs no memory here.
+with prometheus-client's text parser. Only the four families the contract re-exports are kept;
+other lines are dropped while the body streams in (in linear time: one ``bytearray`` and ``find``),
+lines longer than :data:`MAX_LINE` are skipped unread, and the kept lines may total at most
+:data:`MAX_KEPT`, so whatever the endpoint serves costs at most a few MiB here.
 Drop reasons are mapped from Cilium's monitor strings ("Policy denied") to DropReason enum names
-(``POLICY_DENIED``) so that they join with the Hubble-derived drops.
+(``POLICY_DENIED``) so that they join with the Hubble-derived drops; directions are the metrics
+map's own (``service`` included), which are not Hubble's. With ``--sources=auto`` the source is
+optional: an endpoint that refuses connections (Cilium's ``prometheus.enabled`` off, the chart
+default) makes it unavailable rather than down.
+
+``cilium_bpf_ratelimit_dropped_total{usage="events"}`` (Cilium 1.17+,
+``pkg/maps/ratelimitmap/ratelimitmap.go``) counts the monitor notifications the BPF events rate
+limiter discarded; its sample exists once the limiter has checked a first event (the metrics map
+entry is created then, with 0: ``bpf/lib/ratelimit.h`` ``ratelimit_check_and_take``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -27,48 +38,88 @@ from cilium_node_exporter.sources.scrape_time import ScrapeTimeSource
 log = logging.getLogger(__name__)
 
 NAME = "agent"
-MAX_BYTES = 64 * 2**20
+# A cilium-agent's /metrics is 1-5 MiB; the four kept families are a few hundred lines (~20-50 KB).
+MAX_BYTES = 32 * 2**20
+MAX_LINE = 64 * 1024
+MAX_KEPT = 2**20
 DROP_COUNT = "cilium_drop_count_total"
 FORWARD_COUNT = "cilium_forward_count_total"
 MAP_PRESSURE = "cilium_bpf_map_pressure"
-_WANTED = (b"cilium_drop_count", b"cilium_forward_count", MAP_PRESSURE.encode())
+RATELIMIT_DROPPED = "cilium_bpf_ratelimit_dropped_total"
+_WANTED = (b"cilium_drop_count", b"cilium_forward_count", MAP_PRESSURE.encode(), b"cilium_bpf_ratelimit_dropped")
 _ENUM_NAMES = frozenset(DROP_REASON_NAME_BY_CODE.values())
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 # Cilium has a few dozen BPF maps; a cap keeps a broken or hostile endpoint from growing our series.
 MAX_MAPS = 256
+# The agent's datapath directions; not Hubble's (which has no SERVICE and guesses a drop's direction).
+AGENT_DIRECTIONS = ("ingress", "egress", "service", "unknown")
+_WITH_EXT = re.compile(r"^(?:(\d{1,3})|(.+?)), -?\d{1,3}$")
 
 
 def reason_name(text: str) -> str:
-    """Cilium's human drop-reason string to the DropReason enum name; ``other`` when unknown."""
+    """Cilium's human drop-reason string to the DropReason enum name (bounded).
+
+    ``pkg/monitor/api/drop.go`` ``DropReasonExt`` writes ``"<code>, <ext>"`` for a code the agent has no
+    string for (and ``"<string>, <ext>"`` for a known one with an extended error): the code becomes
+    its enum name, or ``REASON_<code>`` like on the Hubble side (a ``uint8``: at most 256 values); any
+    other unknown string is ``other``.
+    """
     name = DROP_REASON_NAME_BY_STRING.get(text)
     if name is not None:
         return name
-    return text if text in _ENUM_NAMES else OVERFLOW_VALUE
+    if text in _ENUM_NAMES:
+        return text
+    match = _WITH_EXT.match(text)
+    if match is None:
+        return OVERFLOW_VALUE
+    if match.group(1) is not None:
+        code = int(match.group(1))
+        return DROP_REASON_NAME_BY_CODE.get(code, f"REASON_{code}") if code <= 255 else OVERFLOW_VALUE
+    return DROP_REASON_NAME_BY_STRING.get(match.group(2), OVERFLOW_VALUE)
 
 
 def direction_label(text: str) -> str:
-    """``INGRESS``/``EGRESS`` lower-cased; anything else is ``unknown`` (bounded)."""
+    """The metrics map's direction lower-cased (``pkg/maps/metricsmap/metricsmap.go``, 1.14-1.19: INGRESS,
+    EGRESS, SERVICE for NodePort/ClusterIP service traffic, UNKNOWN); anything else is ``unknown``."""
     lowered = text.lower()
-    return lowered if lowered in ("ingress", "egress") else "unknown"
+    return lowered if lowered in AGENT_DIRECTIONS else "unknown"
 
 
 def filter_lines(chunks: Iterable[bytes]) -> str:
     """Keep only the lines (samples and their HELP/TYPE comments) of the families we re-export."""
-    kept: list[bytes] = []
-    rest = b""
+    kept = bytearray()
+    buf = bytearray()
     typed = False  # a Prometheus text body has TYPE comments; an HTML page or garbage has none
+    skipping = False  # inside a line longer than MAX_LINE: dropped up to its newline
+
+    def keep(line: bytes) -> None:
+        nonlocal typed
+        typed = typed or line.startswith(b"# TYPE ")
+        if _wanted(line):
+            kept.extend(line)
+            kept.extend(b"\n")
+            if len(kept) > MAX_KEPT:
+                raise SourceError("protocol", f"agent metrics: the kept families (drops, forwards, map "
+                                              f"pressure, rate limit) exceed {MAX_KEPT} bytes")
+
     for chunk in chunks:
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop()
-        typed = typed or any(line.startswith(b"# TYPE ") for line in lines)
-        kept.extend(line for line in lines if _wanted(line))
-    typed = typed or rest.startswith(b"# TYPE ")
-    if _wanted(rest):
-        kept.append(rest)
+        buf.extend(chunk)
+        start = 0
+        while (end := buf.find(b"\n", start)) >= 0:
+            if not skipping:
+                keep(bytes(buf[start:end]))
+            skipping = False
+            start = end + 1
+        del buf[:start]
+        if len(buf) > MAX_LINE:
+            skipping = True
+            buf.clear()
+    if buf and not skipping:
+        keep(bytes(buf))
     if not typed:
         raise SourceError("decode", "agent metrics: response is not Prometheus text format (no TYPE lines)")
     try:
-        return b"\n".join(kept).decode("utf-8") + "\n"
+        return kept.decode("utf-8")
     except UnicodeDecodeError:
         raise SourceError("decode", "agent metrics: response is not UTF-8") from None
 
@@ -85,6 +136,7 @@ def parse_metrics(text: str) -> AgentDatapath:
     dropped: defaultdict[tuple[str, str], float] = defaultdict(float)
     forwarded: defaultdict[str, float] = defaultdict(float)
     pressure: dict[str, float] = {}
+    ratelimited: float | None = None
     try:
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -97,9 +149,11 @@ def parse_metrics(text: str) -> AgentDatapath:
                 elif (sample.name == MAP_PRESSURE and "map_name" in labels
                       and (len(pressure) < MAX_MAPS or labels["map_name"] in pressure)):
                     pressure[labels["map_name"]] = sample.value
+                elif sample.name == RATELIMIT_DROPPED and labels.get("usage") == "events":
+                    ratelimited = sample.value
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise SourceError("decode", f"agent metrics: not Prometheus text format ({exc})") from None
-    return AgentDatapath(dict(dropped), dict(forwarded), pressure)
+    return AgentDatapath(dict(dropped), dict(forwarded), pressure, ratelimited)
 
 
 class AgentMetricsSource(ScrapeTimeSource):
@@ -118,3 +172,9 @@ class AgentMetricsSource(ScrapeTimeSource):
 
     def clear(self) -> None:
         self.state.agent_datapath = None
+
+    def describe(self, exc: SourceError) -> str:
+        if exc.absent:
+            return (f"{exc.message}: the agent serves its metrics only with Cilium's prometheus.enabled=true "
+                    "(the datapath packet counters then replace the Hubble approximation)")
+        return exc.message

@@ -1,9 +1,11 @@
-"""The cilium-agent pod's restarts and last termination from the API server: list, then watch.
+"""Restarts and last termination of the Cilium containers (cilium-agent, cilium-envoy) from the API server:
+list, then watch, one watch per component (:mod:`.components`) in its own thread.
 
-Only the Cilium namespace is read (a namespaced ``pods list/watch`` permission), with
-``labelSelector=<--cilium-pod-selector>`` and ``fieldSelector=spec.nodeName=<node>``. A watch that
-expires (410 Gone, as an HTTP status or an ERROR event) is answered by a fresh list; a watch the
-server ends normally is resumed from the last resourceVersion.
+Only the components' namespaces are read (a namespaced ``pods list/watch`` permission), with
+``labelSelector=<--cilium-pod-selector>`` (``--envoy-pod-selector``) and
+``fieldSelector=spec.nodeName=<node>``. A watch that expires (410 Gone, as an HTTP status or an ERROR
+event) is answered by a fresh list; a watch the server ends normally is resumed from the last
+resourceVersion. The source is up when every component's watch delivered its list.
 
 Memory: the generated ``kubernetes`` client costs 25-45 MiB of RSS on import (every ``kubernetes.*``
 import runs ``kubernetes/__init__``, which loads the client, config, dynamic, watch and stream
@@ -16,7 +18,6 @@ certificates), via ``kubernetes.config.load_kube_config`` into a ``Configuration
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -25,11 +26,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cilium_node_exporter.aggregation.agent import AgentPod
+from cilium_node_exporter.aggregation.containers import AGENT, ContainerPod
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.config import Config
 from cilium_node_exporter.contract import ENVELOPE_ANNOTATION
 from cilium_node_exporter.sources import k8s_http
+from cilium_node_exporter.sources.components import Component, components
 from cilium_node_exporter.sources.k8s_http import Endpoint, SourceError, parse_time
 from cilium_node_exporter.units import UnitError, parse_envelope
 
@@ -38,7 +40,10 @@ log = logging.getLogger(__name__)
 NAME = "apiserver"
 REQUEST_TIMEOUT = 10.0
 WATCH_TIMEOUT = 300  # server-side timeoutSeconds of one watch
-MAX_BYTES = 8 * 2**20
+# One or two pods per list (field and label selectors) and one node object: ~10-200 KB and a few
+# thousand JSON values each. The caps bound a decoded document to a few MiB whatever is sent.
+MAX_BYTES = 2 * 2**20
+MAX_VALUES = 50_000
 BACKOFF_MAX = 30.0
 
 
@@ -54,7 +59,9 @@ def config_endpoint(config: Config) -> Endpoint:
                                      "--apiserver-address (KUBERNETES_SERVICE_HOST/PORT are unset)")
     ctx = k8s_http.tls_context(config.apiserver_ca) if config.apiserver_address.startswith("https://") else None
     auth = k8s_http.bearer_from_file(config.apiserver_token_file) if config.apiserver_token_file else None
-    return Endpoint(config.apiserver_address, ctx, authorization=auth)
+    endpoint = Endpoint(config.apiserver_address, ctx, authorization=auth)
+    k8s_http.refuse_cleartext_token(endpoint, "--apiserver-address", "--apiserver-token-file")
+    return endpoint
 
 
 def kubeconfig_endpoint(path: str) -> Endpoint:
@@ -84,13 +91,13 @@ def kubeconfig_endpoint(path: str) -> Endpoint:
 
 @dataclass(frozen=True)
 class _Candidate:
-    pod: AgentPod
+    pod: ContainerPod
     deleting: bool
     created: float
 
 
 def parse_pod(obj: Any, container: str) -> _Candidate | None:
-    """The agent container's status from a pod object; None when the pod has no such container."""
+    """A container's status from a pod object; None when the pod has no such container."""
     if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
         raise SourceError("protocol", "apiserver: pod object without metadata")
     meta = obj["metadata"]
@@ -109,14 +116,14 @@ def parse_pod(obj: Any, container: str) -> _Candidate | None:
         if isinstance(terminated, dict):
             reason = terminated.get("reason") if isinstance(terminated.get("reason"), str) else None
             finished = parse_time(terminated.get("finishedAt"))
-    pod = AgentPod(namespace=str(meta.get("namespace", "")), name=str(meta.get("name", "")),
+    pod = ContainerPod(namespace=str(meta.get("namespace", "")), name=str(meta.get("name", "")),
                    uid=str(meta.get("uid", "")), restart_count=restart_count,
                    last_terminated_reason=reason or None, last_terminated_at=finished)
     return _Candidate(pod, bool(meta.get("deletionTimestamp")), parse_time(meta.get("creationTimestamp")) or 0.0)
 
 
-def choose(candidates: Mapping[str, _Candidate]) -> AgentPod | None:
-    """The agent pod to report: not being deleted first, then the newest."""
+def choose(candidates: Mapping[str, _Candidate]) -> ContainerPod | None:
+    """The pod to report: not being deleted first, then the newest."""
     if not candidates:
         return None
     return max(candidates.values(), key=lambda c: (not c.deleting, c.created)).pod
@@ -132,7 +139,7 @@ def envelope_from_annotation(node: Any) -> tuple[int, int] | None:
 
 
 class ApiServerSource:
-    """List+watch of the agent pod on this node in a background thread."""
+    """One :class:`PodWatch` per component, sharing the endpoint and the source's health."""
 
     name = NAME
 
@@ -144,168 +151,53 @@ class ApiServerSource:
         self.backoff_max = BACKOFF_MAX
         self.min_interval = 1.0  # between two lists, and two watches (a server that 410s or closes at once)
         self.endpoint: Endpoint | None = None
-        self._pods: dict[str, _Candidate] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._stream: k8s_http.Stream | None = None
+        self.watches = {c.name: PodWatch(self, c) for c in components(config)}
+        self._endpoint_lock = threading.Lock()
+        self._listed: dict[str, bool] = {}
         self._annotation_problem: str | None = None
-        self._last: dict[str, float] = {}
-        self.lists = 0  # number of successful lists (re-lists after 410 included)
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="apiserver-watch", daemon=True)
-        self._thread.start()
+        for watch in self.watches.values():
+            watch.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        stream = self._stream
-        if stream is not None:
-            stream.close()
-        if self._thread is not None:
-            self._thread.join(timeout=1.0)
+        for watch in self.watches.values():
+            watch.stop_event.set()
+        for watch in self.watches.values():
+            watch.stop()
 
-    # --- the loop -------------------------------------------------------------------------------
-    def _run(self) -> None:
-        backoff = min(1.0, self.backoff_max)
-        if not self.config.node_name:
-            self.health.fail("protocol", "no node name: set --node-name (NODE_NAME from the downward API); "
-                                         "without it the agent pod of this node cannot be selected")
-            return
-        while not self._stop.is_set():
-            try:
-                if self.endpoint is None:
-                    self.endpoint = (kubeconfig_endpoint(self.config.kubeconfig) if self.config.kubeconfig
-                                     else config_endpoint(self.config))
-                self._pace("list")
-                version = self._list()
-                backoff = min(1.0, self.backoff_max)
-                while not self._stop.is_set():
-                    self._pace("watch")
-                    version = self._watch(version)
-                    self._read_node_envelope()
-            except WatchExpired:
-                log.info("apiserver: watch expired (410 Gone), re-listing")
-            except SourceError as exc:
-                if self._stop.is_set():
-                    return
-                self._pods.clear()
-                self.state.agent_pod = None
-                message = exc.message
-                if exc.status == 403:
-                    message += (f" (the service account needs pods list/watch in namespace "
-                                f"{self.config.cilium_namespace})")
-                self.health.fail(exc.reason, message)
-                self._stop.wait(backoff * random.uniform(0.8, 1.2))
-                backoff = min(backoff * 2, self.backoff_max)
-            except Exception:  # a bug must not end the loop silently
-                log.exception("apiserver: unexpected error")
-                self.state.agent_pod = None
-                self.health.fail("protocol", "unexpected error (see log)")
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.backoff_max)
+    # --- shared by the watches ------------------------------------------------------------------
+    def get_endpoint(self) -> Endpoint:
+        with self._endpoint_lock:
+            if self.endpoint is None:
+                self.endpoint = (kubeconfig_endpoint(self.config.kubeconfig) if self.config.kubeconfig
+                                 else config_endpoint(self.config))
+            return self.endpoint
 
-    def _pace(self, what: str) -> None:
-        """Wait so that two lists (or two watches) are at least ``min_interval`` apart."""
-        last = self._last.get(what)
-        now = time.monotonic()
-        if last is not None and now - last < self.min_interval:
-            self._stop.wait(self.min_interval - (now - last))
-        self._last[what] = time.monotonic()
+    def listed(self, component: str) -> None:
+        """A component's list succeeded; the source is up once every component's has."""
+        self._listed[component] = True
+        if all(self._listed.get(name) for name in self.watches):
+            self.health.ok()
 
-    def _query(self) -> dict[str, str]:
-        query = {"fieldSelector": f"spec.nodeName={self.config.node_name}"}
-        if self.config.cilium_pod_selector:
-            query["labelSelector"] = self.config.cilium_pod_selector
-        return query
+    def failed(self, component: str, reason: str, message: str) -> None:
+        self._listed[component] = False
+        self.health.fail(reason, message)
 
-    def _pods_path(self) -> str:
-        return f"/api/v1/namespaces/{self.config.cilium_namespace}/pods"
-
-    def _list(self) -> str:
-        assert self.endpoint is not None
-        doc = k8s_http.get_json(self.endpoint, self._pods_path(), query=self._query(), timeout=REQUEST_TIMEOUT,
-                                max_bytes=MAX_BYTES, what="apiserver pods list")
-        if not isinstance(doc, dict) or not isinstance(doc.get("items", []), list | type(None)):
-            raise SourceError("protocol", "apiserver pods list: not a PodList")
-        pods: dict[str, _Candidate] = {}
-        for item in doc.get("items") or []:
-            candidate = parse_pod(item, self.config.cilium_container)
-            if candidate is not None:
-                pods[candidate.pod.uid] = candidate
-        self._pods = pods
-        self._publish()
-        self.lists += 1
-        self.health.ok()
-        self._read_node_envelope()
-        return str((doc.get("metadata") or {}).get("resourceVersion", ""))
-
-    def _watch(self, version: str) -> str:
-        """One watch request; returns the last resourceVersion when the server ends it normally."""
-        assert self.endpoint is not None
-        query = {**self._query(), "watch": "true", "allowWatchBookmarks": "true",
-                 "timeoutSeconds": str(self.watch_timeout)}
-        if version:
-            query["resourceVersion"] = version
-        try:
-            stream = k8s_http.Stream(self.endpoint, self._pods_path(), query=query, connect_timeout=REQUEST_TIMEOUT,
-                                     read_timeout=self.watch_timeout + 30, what="apiserver pods watch")
-        except SourceError as exc:
-            if exc.status == 410:
-                raise WatchExpired() from None
-            raise
-        self._stream = stream
-        try:
-            if self._stop.is_set():
-                return version
-            for line in stream.lines():
-                version = self._event(line, version)
-        finally:
-            self._stream = None
-            stream.close()
-        return version
-
-    def _event(self, line: bytes, version: str) -> str:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            raise SourceError("decode", "apiserver pods watch: event is not JSON") from None
-        if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
-            raise SourceError("protocol", "apiserver pods watch: event without object")
-        kind, obj = event.get("type"), event["object"]
-        if kind == "ERROR":
-            code = obj.get("code")
-            if code == 410:
-                raise WatchExpired()
-            raise SourceError("http", f"apiserver pods watch: error event {code}: {str(obj.get('message'))[:200]}",
-                              code if isinstance(code, int) else None)
-        new_version = str((obj.get("metadata") or {}).get("resourceVersion", "")) or version
-        if kind == "BOOKMARK":
-            return new_version
-        if kind in ("ADDED", "MODIFIED"):
-            candidate = parse_pod(obj, self.config.cilium_container)
-            uid = str((obj.get("metadata") or {}).get("uid", ""))
-            if candidate is None:
-                self._pods.pop(uid, None)
-            else:
-                self._pods[uid] = candidate
-        elif kind == "DELETED":
-            self._pods.pop(str((obj.get("metadata") or {}).get("uid", "")), None)
+    def publish(self, component: str, pod: ContainerPod | None) -> None:
+        if pod is None:
+            self.state.pods.pop(component, None)
         else:
-            raise SourceError("protocol", f"apiserver pods watch: unknown event type {kind!r}")
-        self._publish()
-        return new_version
-
-    def _publish(self) -> None:
-        self.state.agent_pod = choose(self._pods)
+            self.state.pods[component] = pod
 
     # --- the per-node envelope ------------------------------------------------------------------
-    def _read_node_envelope(self) -> None:
+    def read_node_envelope(self) -> None:
         if not self.config.envelope_from_node_annotation or self.endpoint is None:
             return
         try:
             node = k8s_http.get_json(self.endpoint, f"/api/v1/nodes/{self.config.node_name}", timeout=REQUEST_TIMEOUT,
-                                     max_bytes=MAX_BYTES, what="apiserver node get")
+                                     max_bytes=MAX_BYTES, max_values=MAX_VALUES, what="apiserver node get")
             override = envelope_from_annotation(node)
         except SourceError as exc:
             self.health.errors[exc.reason] += 1
@@ -327,3 +219,175 @@ class ApiServerSource:
         if problem != self._annotation_problem:
             log.error("%s", problem)
             self._annotation_problem = problem
+
+
+class PodWatch:
+    """List+watch of one component's pods on this node in a background thread."""
+
+    def __init__(self, source: ApiServerSource, component: Component) -> None:
+        self.source = source
+        self.component = component
+        self.config = source.config
+        self._pods: dict[str, _Candidate] = {}
+        self.stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stream: k8s_http.Stream | None = None
+        self._last: dict[str, float] = {}
+        self.lists = 0  # number of successful lists (re-lists after 410 included)
+
+    @property
+    def what(self) -> str:
+        # The same words for every component: a problem of the API server itself logs one line, not one per
+        # watch (a component's own problem names its namespace: the 403 hint).
+        return "apiserver pods"
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"apiserver-watch-{self.component.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        stream = self._stream
+        if stream is not None:
+            stream.close()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+    # --- the loop -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        source = self.source
+        backoff = min(1.0, source.backoff_max)
+        if not self.config.node_name:
+            source.failed(self.component.name, "protocol",
+                          "no node name: set --node-name (NODE_NAME from the downward API); without it the pods "
+                          "of this node cannot be selected")
+            return
+        while not self.stop_event.is_set():
+            try:
+                endpoint = source.get_endpoint()
+                self._pace("list")
+                version = self._list(endpoint)
+                backoff = min(1.0, source.backoff_max)
+                while not self.stop_event.is_set():
+                    self._pace("watch")
+                    version = self._watch(endpoint, version)
+                    self._after_watch()
+            except WatchExpired:
+                log.info("%s: %s watch expired (410 Gone), re-listing", self.what, self.component.name)
+            except SourceError as exc:
+                if self.stop_event.is_set():
+                    return
+                self._pods.clear()
+                source.publish(self.component.name, None)
+                message = exc.message
+                if exc.status == 403:
+                    message += (f" (the service account needs pods list/watch in namespace "
+                                f"{self.component.namespace})")
+                source.failed(self.component.name, exc.reason, message)
+                self.stop_event.wait(backoff * random.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, source.backoff_max)
+            except Exception as exc:  # a document of an unexpected shape, or a bug: never end the loop
+                log.debug("%s: unexpected error (%s)", self.what, self.component.name, exc_info=True)
+                self._pods.clear()
+                source.publish(self.component.name, None)
+                source.failed(self.component.name, "protocol", f"unexpected {type(exc).__name__} reading the API "
+                                                              f"server: {k8s_http.redact(str(exc))[:200]!r}")
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, source.backoff_max)
+
+    def _after_watch(self) -> None:
+        if self.component.name == AGENT:
+            self.source.read_node_envelope()
+
+    def _pace(self, what: str) -> None:
+        """Wait so that two lists (or two watches) are at least ``min_interval`` apart."""
+        last = self._last.get(what)
+        now = time.monotonic()
+        interval = self.source.min_interval
+        if last is not None and now - last < interval:
+            self.stop_event.wait(interval - (now - last))
+        self._last[what] = time.monotonic()
+
+    def _query(self) -> dict[str, str]:
+        query = {"fieldSelector": f"spec.nodeName={self.config.node_name}"}
+        if self.component.pod_selector:
+            query["labelSelector"] = self.component.pod_selector
+        return query
+
+    def _pods_path(self) -> str:
+        return f"/api/v1/namespaces/{self.component.namespace}/pods"
+
+    def _list(self, endpoint: Endpoint) -> str:
+        doc = k8s_http.get_json(endpoint, self._pods_path(), query=self._query(), timeout=REQUEST_TIMEOUT,
+                                max_bytes=MAX_BYTES, max_values=MAX_VALUES, what=f"{self.what} list")
+        if not isinstance(doc, dict) or not isinstance(doc.get("items", []), list | type(None)):
+            raise SourceError("protocol", f"{self.what} list: not a PodList")
+        pods: dict[str, _Candidate] = {}
+        for item in doc.get("items") or []:
+            candidate = parse_pod(item, self.component.container)
+            if candidate is not None:
+                pods[candidate.pod.uid] = candidate
+        self._pods = pods
+        self._publish()
+        self.lists += 1
+        self.source.listed(self.component.name)
+        self._after_watch()
+        return str((doc.get("metadata") or {}).get("resourceVersion", ""))
+
+    def _watch(self, endpoint: Endpoint, version: str) -> str:
+        """One watch request; returns the last resourceVersion when the server ends it normally."""
+        query = {**self._query(), "watch": "true", "allowWatchBookmarks": "true",
+                 "timeoutSeconds": str(self.source.watch_timeout)}
+        if version:
+            query["resourceVersion"] = version
+        try:
+            stream = k8s_http.Stream(endpoint, self._pods_path(), query=query, connect_timeout=REQUEST_TIMEOUT,
+                                     read_timeout=self.source.watch_timeout + 30, what=f"{self.what} watch",
+                                     max_line=MAX_BYTES)
+        except SourceError as exc:
+            if exc.status == 410:
+                raise WatchExpired() from None
+            raise
+        self._stream = stream
+        try:
+            if self.stop_event.is_set():
+                return version
+            for line in stream.lines():
+                version = self._event(line, version)
+        finally:
+            self._stream = None
+            stream.close()
+        return version
+
+    def _event(self, line: bytes, version: str) -> str:
+        event = k8s_http.loads_bounded(line, MAX_VALUES, f"{self.what} watch event")
+        if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
+            raise SourceError("protocol", f"{self.what} watch: event without object")
+        kind, obj = event.get("type"), event["object"]
+        if kind == "ERROR":
+            code = obj.get("code")
+            if code == 410:
+                raise WatchExpired()
+            raise SourceError("http", f"{self.what} watch: error event {code}: {str(obj.get('message'))[:200]!r}",
+                              code if isinstance(code, int) else None)
+        new_version = str((obj.get("metadata") or {}).get("resourceVersion", "")) or version
+        if kind == "BOOKMARK":
+            return new_version
+        if kind in ("ADDED", "MODIFIED"):
+            candidate = parse_pod(obj, self.component.container)
+            uid = str((obj.get("metadata") or {}).get("uid", ""))
+            if candidate is None:
+                self._pods.pop(uid, None)
+            else:
+                self._pods[uid] = candidate
+        elif kind == "DELETED":
+            self._pods.pop(str((obj.get("metadata") or {}).get("uid", "")), None)
+        else:
+            raise SourceError("protocol", f"{self.what} watch: unknown event type {kind!r}")
+        self._publish()
+        return new_version
+
+    def _publish(self) -> None:
+        self.source.publish(self.component.name, choose(self._pods))

@@ -1,8 +1,10 @@
-"""The cilium-agent container's memory from the node's kubelet Summary API, read at scrape time.
+"""The memory of the Cilium containers (cilium-agent, cilium-envoy) from the node's kubelet Summary API,
+read at scrape time.
 
 ``GET /stats/summary?only_cpu_and_memory=true`` (RBAC ``nodes/stats`` ``get``) with the pod's
-service-account token, re-read from its file on every request so that rotation works. Results are
-cached for one second (:mod:`.scrape_time`) so that two scrapes within a second cost one call.
+service-account token, re-read from its file on every request so that rotation works. One request
+serves every component (:mod:`.components`). Results are cached for one second (:mod:`.scrape_time`)
+so that two scrapes within a second cost one call.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cilium_node_exporter.aggregation.agent import AgentMemory
+from cilium_node_exporter.aggregation.containers import ContainerMemory
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.config import Config
 from cilium_node_exporter.sources import k8s_http
+from cilium_node_exporter.sources.components import components
 from cilium_node_exporter.sources.k8s_http import Endpoint, SourceError, parse_time
 from cilium_node_exporter.sources.scrape_time import ScrapeTimeSource
 
@@ -23,7 +26,11 @@ log = logging.getLogger(__name__)
 
 NAME = "kubelet"
 SUMMARY_PATH = "/stats/summary"
-MAX_BYTES = 16 * 2**20
+# A Summary with only_cpu_and_memory is ~1-2 KB and ~30-80 JSON values per pod: 250 pods (the most a
+# kubelet runs) stay under 1 MiB and 20,000 values. The caps leave 4-10x headroom and bound the decoded
+# document to a few tens of MiB whatever the kubelet (or a host answering in its place) sends.
+MAX_BYTES = 4 * 2**20
+MAX_VALUES = 200_000
 TLS_HINT = ("set --kubelet-ca to the CA that signs the kubelet serving certificate, or, for self-signed "
             "kubelet certificates (kubeadm, kind, minikube), --kubelet-insecure-skip-verify "
             "(chart value kubelet.insecureSkipVerify)")
@@ -38,8 +45,21 @@ def _uint(memory: dict[str, Any], key: str) -> int | None:
     return int(value)
 
 
-def parse_summary(doc: Any, namespace: str, container: str, prefer_uid: str | None = None) -> AgentMemory | None:
-    """The agent container's memory from a Summary document; None when no agent pod is on the node.
+def check_node(doc: Any, node_name: str) -> None:
+    """Raise :class:`SourceError` (``protocol``) unless the Summary is this node's: a kubelet address that
+    reaches another node must not export that node's containers as ours."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("pods", []), list | type(None)):
+        raise SourceError("protocol", "kubelet summary: not a Summary object (no pods list)")
+    node = doc.get("node")
+    reported = node.get("nodeName") if isinstance(node, dict) else None
+    if reported != node_name:
+        raise SourceError("protocol", f"kubelet summary: node.nodeName is {str(reported)[:100]!r}, not this "
+                                      f"node {node_name!r} (check --kubelet-address / kubelet.address)")
+
+
+def parse_summary(doc: Any, namespace: str, container: str,
+                  prefer_uid: str | None = None) -> ContainerMemory | None:
+    """A container's memory from a Summary document; None when no pod on the node has that container.
 
     Raises :class:`SourceError` (``protocol``) when the document does not have the Summary shape.
     Among several candidate pods (a rollout), ``prefer_uid`` (the pod the API server reports) wins,
@@ -56,7 +76,10 @@ def parse_summary(doc: Any, namespace: str, container: str, prefer_uid: str | No
             raise SourceError("protocol", "kubelet summary: a pods[] entry has no podRef")
         if ref.get("namespace") != namespace:
             continue
-        for ctr in pod.get("containers") or []:
+        containers = pod.get("containers") or []
+        if not isinstance(containers, list):
+            raise SourceError("protocol", "kubelet summary: a pod's containers is not a list")
+        for ctr in containers:
             if isinstance(ctr, dict) and ctr.get("name") == container:
                 candidates.append((ref, pod, ctr))
     if not candidates:
@@ -72,7 +95,7 @@ def parse_summary(doc: Any, namespace: str, container: str, prefer_uid: str | No
         raise SourceError("protocol", "kubelet summary: container memory is not an object")
     working_set = _uint(memory, "workingSetBytes")
     available = _uint(memory, "availableBytes")
-    return AgentMemory(
+    return ContainerMemory(
         pod_namespace=str(ref.get("namespace", "")),
         pod_name=str(ref.get("name", "")),
         pod_uid=str(ref.get("uid", "")),
@@ -106,20 +129,29 @@ class KubeletSource(ScrapeTimeSource):
             if cfg.kubelet_address.startswith("https://"):
                 ctx = k8s_http.tls_context(cfg.kubelet_ca, insecure=cfg.kubelet_insecure_skip_verify)
             token_file = cfg.kubelet_token_file
-            self.endpoint = Endpoint(cfg.kubelet_address, ctx,
-                                     authorization=k8s_http.bearer_from_file(token_file) if token_file else None)
+            endpoint = Endpoint(cfg.kubelet_address, ctx,
+                                authorization=k8s_http.bearer_from_file(token_file) if token_file else None)
+            k8s_http.refuse_cleartext_token(endpoint, "--kubelet-address", "--kubelet-token-file")
+            self.endpoint = endpoint
         return self.endpoint
 
     def read(self) -> None:
         doc = k8s_http.get_json(self._endpoint(), SUMMARY_PATH, query={"only_cpu_and_memory": "true"},
-                                timeout=self.config.kubelet_timeout, max_bytes=MAX_BYTES,
+                                timeout=self.config.kubelet_timeout, max_bytes=MAX_BYTES, max_values=MAX_VALUES,
                                 what=f"kubelet {self.config.kubelet_address}")
-        pod = self.state.agent_pod
-        self.state.agent_memory = parse_summary(doc, self.config.cilium_namespace, self.config.cilium_container,
-                                                prefer_uid=pod.uid if pod is not None else None)
+        if self.config.node_name:
+            check_node(doc, self.config.node_name)
+        memory: dict[str, ContainerMemory] = {}
+        for component in components(self.config):
+            pod = self.state.pods.get(component.name)
+            found = parse_summary(doc, component.namespace, component.container,
+                                  prefer_uid=pod.uid if pod is not None else None)
+            if found is not None:
+                memory[component.name] = found
+        self.state.memory = memory
 
     def clear(self) -> None:
-        self.state.agent_memory = None
+        self.state.memory = {}
 
     def describe(self, exc: SourceError) -> str:
         if exc.reason == "tls":

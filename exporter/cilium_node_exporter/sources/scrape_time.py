@@ -2,12 +2,15 @@
 
 The collector calls ``state.refresh()`` before building families; each such source registers
 its :meth:`ScrapeTimeSource.refresh` there. A read happens at most once per
-:data:`CACHE_SECONDS` (two scrapes within a second cost one call); a failure drops the
-source's snapshot (nothing stale is served), marks it down and counts the error.
+:data:`CACHE_SECONDS` (two scrapes within a second cost one call); a failure — any exception,
+expected or not — drops the source's snapshot (nothing stale is served), marks it down and
+counts the error; an endpoint nobody listens on makes an optional source unavailable instead
+(:meth:`SourceHealth.absent`).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +18,8 @@ from collections.abc import Callable
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.config import Config
 from cilium_node_exporter.sources.k8s_http import SourceError
+
+log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 1.0
 
@@ -61,7 +66,16 @@ class ScrapeTimeSource:
                 self.read()
             except SourceError as exc:
                 self.clear()
-                self.health.fail(exc.reason, self.describe(exc))
+                if exc.absent:  # nothing listens: unavailable when optional, a failure when required
+                    self.health.absent(exc.reason, self.describe(exc))
+                else:
+                    self.health.fail(exc.reason, self.describe(exc))
+                return
+            except Exception as exc:  # a document of an unexpected shape: down and counted, never frozen
+                log.debug("source %s: unexpected error", self.name, exc_info=True)
+                self.clear()
+                self.health.fail("protocol", f"unexpected {type(exc).__name__} reading the source: "
+                                             f"{str(exc)[:200]!r}")
                 return
             finally:
                 # The cache runs from the end of the read: scrapes that queued behind a slow read

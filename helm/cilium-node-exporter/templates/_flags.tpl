@@ -38,6 +38,24 @@
 {{- with $.Values.agentMetrics.address }}
 - --agent-metrics-address={{ . }}
 {{- end }}
+{{- if not (kindIs "invalid" $.Values.envoy.enabled) }}
+- --envoy={{ $.Values.envoy.enabled }}
+{{- end }}
+{{- with $.Values.envoy.namespace }}
+- --envoy-namespace={{ . }}
+{{- end }}
+{{- with $.Values.envoy.podSelector }}
+- --envoy-pod-selector={{ . }}
+{{- end }}
+{{- with $.Values.envoy.container }}
+- --envoy-container={{ . }}
+{{- end }}
+{{- with $.Values.settings.from }}
+- --settings-from={{ join "," . }}
+{{- end }}
+{{- with $.Values.settings.configMapName }}
+- --settings-configmap={{ . }}
+{{- end }}
 {{- with $.Values.memoryEnvelope }}
 - --memory-envelope={{ . }}
 {{- end }}
@@ -57,5 +75,11 @@
 {{- define "cne.flagDefault.cilium-pod-selector" -}}k8s-app=cilium{{- end }}
 {{- define "cne.flagDefault.cilium-container" -}}cilium-agent{{- end }}
 {{- define "cne.flagDefault.agent-metrics-address" -}}http://$NODE_IP:9962/metrics{{- end }}
+{{- define "cne.flagDefault.envoy" -}}true{{- end }}
+{{- define "cne.flagDefault.envoy-namespace" -}}{{- end }}
+{{- define "cne.flagDefault.envoy-pod-selector" -}}k8s-app=cilium-envoy{{- end }}
+{{- define "cne.flagDefault.envoy-container" -}}cilium-envoy{{- end }}
+{{- define "cne.flagDefault.settings-from" -}}agent-api,configmap{{- end }}
+{{- define "cne.flagDefault.settings-configmap" -}}cilium-config{{- end }}
 {{- define "cne.flagDefault.memory-envelope" -}}200Mi-500Mi{{- end }}
 {{- define "cne.flagDefault.envelope-from-node-annotation" -}}false{{- end }}

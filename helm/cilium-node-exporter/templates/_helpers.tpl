@@ -57,7 +57,7 @@ app.kubernetes.io/part-of: cilium-node-exporter
 {{- end }}
 {{- end }}
 
-{{/* Enabled sources as a comma list: .Values.sources, plus "agent" when agentMetrics.enabled. */}}
+{{/* The --sources argument: .Values.sources, plus "agent" (required) when agentMetrics.enabled. */}}
 {{- define "cne.sources" -}}
 {{- $sources := .Values.sources }}
 {{- if .Values.agentMetrics.enabled }}
@@ -66,9 +66,23 @@ app.kubernetes.io/part-of: cilium-node-exporter
 {{- $sources | uniq | join "," }}
 {{- end }}
 
+{{/* The sources that may run, for RBAC and mounts: "auto" stands for all five (--sources=auto). */}}
+{{- define "cne.effectiveSources" -}}
+{{- $sources := splitList "," (include "cne.sources" .) }}
+{{- if has "auto" $sources }}
+{{- $sources = concat (without $sources "auto") (list "hubble" "kubelet" "apiserver" "agent" "settings") }}
+{{- end }}
+{{- $sources | uniq | join "," }}
+{{- end }}
+
+{{/* "true" when the settings source may read Cilium's ConfigMap (--settings-from includes configmap). */}}
+{{- define "cne.settingsConfigMap" -}}
+{{- if and (has "settings" (splitList "," (include "cne.effectiveSources" .))) (or (not .Values.settings.from) (has "configmap" .Values.settings.from)) }}true{{ end }}
+{{- end }}
+
 {{/* "true" when the Hubble socket is a unix socket from the host. */}}
 {{- define "cne.hubbleHostSocket" -}}
-{{- if and (has "hubble" .Values.sources) (hasPrefix "unix://" (include "cne.hubbleAddress" .)) }}true{{ end }}
+{{- if and (has "hubble" (splitList "," (include "cne.effectiveSources" .))) (hasPrefix "unix://" (include "cne.hubbleAddress" .)) }}true{{ end }}
 {{- end }}
 
 {{/* Relabelings shared by the ServiceMonitor and the PodMonitor: node, job, optional cluster, then the user's. */}}
@@ -98,4 +112,32 @@ app.kubernetes.io/part-of: cilium-node-exporter
 {{- end }}
 {{- define "cne.hubbleAddress" -}}
 {{- .Values.hubble.address | default (include "cne.flagDefault.hubble-address" .) -}}
+{{- end }}
+{{- define "cne.envoyNamespace" -}}
+{{- .Values.envoy.namespace | default (include "cne.ciliumNamespace" .) -}}
+{{- end }}
+{{- define "cne.settingsConfigMapName" -}}
+{{- .Values.settings.configMapName | default (include "cne.flagDefault.settings-configmap" .) -}}
+{{- end }}
+
+{{/* The host path mounted for a unix:// Hubble address: the socket directory, or only the socket file. */}}
+{{- define "cne.hubbleHostPath" -}}
+{{- if eq .Values.hubble.mount "socket" -}}
+{{- trimPrefix "unix://" (include "cne.hubbleAddress" .) -}}
+{{- else -}}
+{{- .Values.hubble.hostSocketDir -}}
+{{- end -}}
+{{- end }}
+
+{{/* "true" when the pod needs its service-account token: the kubelet or API server source, the settings source
+     reading the cilium-config ConfigMap, or kube-rbac-proxy
+     (TokenReview, SubjectAccessReview); serviceAccount.automountServiceAccountToken overrides. */}}
+{{- define "cne.automountToken" -}}
+{{- $sources := splitList "," (include "cne.effectiveSources" .) }}
+{{- $set := .Values.serviceAccount.automountServiceAccountToken }}
+{{- if kindIs "invalid" $set -}}
+{{- or (has "kubelet" $sources) (has "apiserver" $sources) (eq (include "cne.settingsConfigMap" .) "true") .Values.kubeRBACProxy.enabled -}}
+{{- else -}}
+{{- $set -}}
+{{- end -}}
 {{- end }}

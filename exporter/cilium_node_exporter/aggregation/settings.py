@@ -1,0 +1,30 @@
+"""The node's Cilium settings that change what the exporter can measure (published by source ``settings``).
+
+Every field is "unknown" when absent (``None``, or a key missing from a mapping): the exposition then
+leaves the series out rather than guessing. Values are already normalised to the contract's bounded
+label sets (``contract.ENVOY_MODES`` etc.) by the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class CiliumSettings:
+    """One reading of the settings; ``origin`` says where they came from (agent-api, configmap or both)."""
+
+    origin: str
+    version: str | None = None
+    envoy_mode: str | None = None
+    kube_proxy_replacement: str | None = None
+    monitor_aggregation: str | None = None
+    notifications: Mapping[str, bool] = field(default_factory=dict)  # contract.NOTIFICATION_EVENTS
+    hubble_monitor_events: Mapping[str, bool] = field(default_factory=dict)  # contract.MONITOR_EVENTS
+    rate_limit: Mapping[str, int] = field(default_factory=dict)  # contract.RATE_LIMIT_KINDS; 0 = no limit
+
+    @property
+    def has_rate_limiter(self) -> bool:
+        """The agent has the BPF events rate limiter (Cilium 1.17+: its settings were reported)."""
+        return bool(self.rate_limit)

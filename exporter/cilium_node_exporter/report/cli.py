@@ -1,0 +1,229 @@
+"""``cilium-node-exporter report``: the monthly SLO review as one document (HTML, Markdown or JSON).
+
+Exit codes: 0 written; 2 bad flags or configuration; 3 Prometheus unreachable, refused the credentials or
+failed a query; 4 no cilium-node-exporter data in the period.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import model
+from .collect import Collector
+from .compute import Builder, Settings, day_labels
+from .period import Period, PeriodError, resolve
+from .prom import Client, PrometheusError
+from .series import Series
+from .settings import RulesConfig, SettingsError, apply_recorded, load
+
+FORMATS = ("html", "markdown", "json")
+EXTENSIONS = {"html": "html", "markdown": "md", "json": "json"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cilium-node-exporter report",
+        description="Write the monthly SLO review of a Cilium fleet from Prometheus (or Thanos/Mimir): SLOs and "
+                    "error budgets, worst nodes, memory against the envelope, drops, denials, Hubble coverage, "
+                    "alerts, Cilium versions and data coverage.",
+        epilog="Examples:\n  cilium-node-exporter report --prometheus-url http://127.0.0.1:9090\n"
+               "  cilium-node-exporter report --prometheus-url https://thanos.example --month 2026-10 "
+               "--cluster prod-eu1 --output oct.html\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--prometheus-url", required=True, metavar="URL",
+                   help="Prometheus query URL (the prefix of /api/v1: http://prometheus:9090, a Thanos Query URL, "
+                        "or Mimir's https://mimir/prometheus)")
+    period = p.add_argument_group("period (UTC, whole hours; default: the last sloPeriod, 28d)")
+    period.add_argument("--month", metavar="YYYY-MM",
+                        help="a calendar month, e.g. 2026-10 ('last': the previous month)")
+    period.add_argument("--from", dest="from_", metavar="TIME", help="start: 2026-10-01, RFC 3339 or Unix seconds")
+    period.add_argument("--to", metavar="TIME", help="end (default: now)")
+    p.add_argument("--cluster", help="only this cluster (value of the cluster label)")
+    p.add_argument("--format", choices=FORMATS, default="html", help="html (default, one self-contained file), "
+                   "markdown (for a wiki page) or json (docs/report.schema.json)")
+    p.add_argument("--output", "-o", metavar="FILE",
+                   help="where to write ('-' = standard output; default: cilium-slo-review-<period>.<ext>)")
+    p.add_argument("--rules-config", metavar="FILE",
+                   help="the rule generator's --config file (selector, labels, objectives, sloPeriod): the same "
+                        "SLO definitions as your rules and dashboards")
+    p.add_argument("--min-node-hours", type=float, default=24.0, metavar="H",
+                   help="rank a node among the worst only when measured this many hours (default 24)")
+    p.add_argument("--top", type=int, default=10, metavar="N", help="rows in each ranking (default 10)")
+    auth = p.add_argument_group("access")
+    auth.add_argument("--bearer-token-file", default="", metavar="FILE", help="bearer token, re-read per request")
+    auth.add_argument("--prometheus-ca", default="", metavar="FILE", help="CA bundle that signs the server certificate")
+    auth.add_argument("--prometheus-tls-cert", default="", metavar="FILE", help="client certificate (mTLS)")
+    auth.add_argument("--prometheus-tls-key", default="", metavar="FILE", help="client key (mTLS)")
+    auth.add_argument("--prometheus-insecure-skip-verify", action="store_true",
+                      help="do not verify the server certificate")
+    auth.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                      help="extra HTTP header, e.g. 'X-Scope-OrgID: tenant1' for Mimir (repeatable)")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS", help="per query (default 120)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+    return p
+
+
+class Progress:
+    """One progress line on stderr (rewritten in place on a terminal)."""
+
+    def __init__(self, stream: TextIO, quiet: bool) -> None:
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        if self.quiet:
+            return
+        line = f"report: {message} ({time.monotonic() - self.started:.0f} s)"
+        if self.tty:
+            self.stream.write("\r\033[K" + line[:200])
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty and not self.quiet:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _headers(values: list[str]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise SettingsError(f"--header {item!r}: use 'Name: value'")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _default_output(period: Period, fmt: str) -> str:
+    start, end = day_labels(period.start, 1)[0], day_labels(period.end - 1, 1)[0]
+    return f"cilium-slo-review-{start}_{end}.{EXTENSIONS[fmt]}"
+
+
+def clean(value: Any) -> Any:
+    """NaN and infinities become None (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    return value
+
+
+def build_report(client: Client, config: RulesConfig, period: Period, cluster: str | None, min_node_hours: float,
+                 top: int, progress: Progress) -> model.Report:
+    """Query, compute, and return the report model (raises PrometheusError, LookupError for no data)."""
+    series = Series(config.values, cluster)
+    progress(f"checking {client.url} for exporter data {period.iso('start')} .. {period.iso('end')}")
+    any_data = client.query(series.any_data(period.range).expr, period.end)
+    if not any_data:
+        oldest = client.query(series.oldest_sample().expr, period.end)
+        where = f" in cluster {cluster!r}" if cluster else ""
+        hint = ""
+        if oldest and math.isfinite(float(oldest[0][1])):
+            hint = f"; the oldest sample this Prometheus holds is from {model_time(float(oldest[0][1]))}"
+        raise LookupError(f"no cilium-node-exporter data{where} between {period.iso('start')} and "
+                          f"{period.iso('end')} (selector {config.values['selector']}){hint}")
+    data = Collector(client, series, period, progress).collect()
+    apply_recorded(config, data.objectives)
+    v = config.values
+    settings = Settings(float(v["dropSloObjective"]), float(v["memorySloObjective"]), float(v["dropSloMinTrafficRate"]),
+                        float(v["memoryNearLimitRatio"]), float(v["hubbleLostEventsRatio"]), min_node_hours, top)
+    builder = Builder(data, settings, config.values["clusterLabel"], config.values["nodeLabel"])
+    clusters = builder.clusters()
+    notes = [f"Recorded series {u.recorded} not found: {u.what} computed from raw exporter series (is the rule pack "
+             "loaded in this Prometheus?)." for u in data.used if u.recorded and u.used == "raw"]
+    n_days = max(1, math.ceil(period.hours / 24))
+    stats = client.stats
+    return model.Report(
+        model.SCHEMA, time.time(),
+        {"url": client.url, "version": data.buildinfo.get("version", ""), "retention": clusters[0].coverage.retention
+         if clusters else ""},
+        {"start": period.start, "end": period.end, "label": period.label, "hours": period.hours,
+         "start_iso": period.iso("start"), "end_iso": period.iso("end")},
+        {"objectives_from": {k: config.origin[k] for k in ("dropSloObjective", "memorySloObjective")},
+         "dropSloObjective": settings.drop_objective, "memorySloObjective": settings.memory_objective,
+         "dropSloMinTrafficRate": settings.min_traffic_rate, "memoryNearLimitRatio": settings.memory_near_limit_ratio,
+         "hubbleLostEventsRatio": settings.lost_events_ratio, "sloPeriod": v["sloPeriod"],
+         "minNodeHours": min_node_hours, "selector": v["selector"], "clusterLabel": v["clusterLabel"],
+         "nodeLabel": v["nodeLabel"], "cluster": cluster},
+        day_labels(period.start, n_days), clusters,
+        [model.SeriesUsed(u.key, u.what, u.used, u.recorded, u.expr) for u in data.used], notes,
+        {"queries": stats.queries, "series": stats.series, "points": stats.points,
+         "seconds_waiting": round(stats.seconds, 2)})
+
+
+def model_time(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def render(report: model.Report, fmt: str) -> str:
+    data = clean(report.to_dict())
+    if fmt == "json":
+        return json.dumps(data, indent=1, allow_nan=False) + "\n"
+    if fmt == "markdown":
+        from .render_markdown import render_markdown
+
+        return render_markdown(data)
+    from .render_html import render_html
+
+    return render_html(data)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    progress = Progress(sys.stderr, args.quiet)
+    try:
+        config = load(args.rules_config)
+        period = resolve(args.month, args.from_, args.to, config.values["sloPeriod"])
+        if args.top < 1 or args.min_node_hours < 0:
+            raise SettingsError("--top must be at least 1 and --min-node-hours not negative")
+        client = Client(args.prometheus_url, args.bearer_token_file, args.prometheus_ca, args.prometheus_tls_cert,
+                        args.prometheus_tls_key, args.prometheus_insecure_skip_verify, _headers(args.header),
+                        args.timeout)
+    except (SettingsError, PeriodError, ValueError) as exc:
+        print(f"cilium-node-exporter report: error: {exc}", file=sys.stderr)
+        return 2
+    except PrometheusError as exc:
+        print(f"cilium-node-exporter report: error: {exc}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    try:
+        report = build_report(client, config, period, args.cluster, args.min_node_hours, args.top, progress)
+        progress("rendering")
+        text = render(report, args.format)
+    except PrometheusError as exc:
+        progress.done()
+        print(f"cilium-node-exporter report: error: {exc}", file=sys.stderr)
+        return 3
+    except LookupError as exc:
+        progress.done()
+        print(f"cilium-node-exporter report: error: {exc}", file=sys.stderr)
+        return 4
+    finally:
+        client.close()
+    progress.done()
+    output = args.output or _default_output(period, args.format)
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+    nodes = sum(c.nodes for c in report.clusters)
+    if not args.quiet:
+        print(f"report: {period.label}: {nodes} node(s) in {len(report.clusters)} cluster(s), "
+              f"{report.query_stats['queries']} queries, {time.monotonic() - started:.1f} s"
+              + ("" if output == "-" else f"; wrote {output}"), file=sys.stderr)
+    return 0

@@ -1,0 +1,91 @@
+"""Number formats and the sentences both the HTML and the Markdown report use (same figures, same words)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+NOT_MEASURED = "not measured"
+
+
+def pct(value: float | None, digits: int = 3) -> str:
+    """A ratio as a percentage (``99.978 %``); None is "not measured"."""
+    return NOT_MEASURED if value is None else f"{value * 100:.{digits}f} %"
+
+
+def budget(value: float | None) -> str:
+    return NOT_MEASURED if value is None else f"{value * 100:.1f} %"
+
+
+def mib(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**20:,.0f} MiB"
+
+
+def mib_per_day(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**20:+,.1f} MiB/day"
+
+
+def hours(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 48:
+        return f"{value / 24:.1f} d"
+    return f"{value:.1f} h" if value != int(value) else f"{value:.0f} h"
+
+
+def count(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= div:
+            return f"{value / div:.2f}{unit}"
+    return f"{value:.0f}"
+
+
+def when(t: float | None) -> str:
+    return "-" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def number(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def state(slo: dict[str, Any]) -> str:
+    """met, missed or not measured (the colour class)."""
+    if slo["achieved"] is None:
+        return "not-measured"
+    return "good" if slo["achieved"] >= slo["objective"] else "bad"
+
+
+FILTERS = {"pct": pct, "budget": budget, "mib": mib, "mib_per_day": mib_per_day, "hours": hours, "count": count,
+           "when": when, "number": number, "state": state}
+
+
+def summary(report: dict[str, Any], cluster: dict[str, Any]) -> list[str]:
+    """The first page's sentences for one cluster: what a reader must know before the details."""
+    out = []
+    for slo in cluster["slos"]:
+        verdict = {"good": "met", "bad": "missed", "not-measured": "not measured"}[state(slo)]
+        approx = " (approximation)" if slo["approximation"] else ""
+        line = (f"{slo['title']}{approx}: {verdict}, {pct(slo['achieved'])} against {pct(slo['objective'], 2)}; "
+                f"error budget spent {budget(slo['budget_spent'])}")
+        if slo["worst"]:
+            w = slo["worst"][0]
+            line += f"; worst node {w['node']} spent {budget(w['budget_spent'])}"
+        out.append(line + ".")
+    agent = next((m for m in cluster["memory"] if m["component"] == "agent"), None)
+    if agent and agent["present"]:
+        out.append(f"cilium-agent: {len(agent['nodes_above'])} node(s) spent time above the envelope, "
+                   f"{agent['oom_kills']} OOM kill(s), {agent['restarts']} restart(s).")
+    alerts = cluster["alerts"]
+    out.append(f"Alerts: {alerts['pages']} page(s) and {alerts['tickets']} ticket(s).")
+    ups = cluster["versions"]["upgrades"]
+    if ups:
+        pairs = sorted({f"{u['from']} -> {u['to']}" for u in ups})
+        out.append(f"Upgrades: {len(ups)} node(s) changed version ({', '.join(pairs)}), "
+                   f"{when(ups[0]['at'])} to {when(ups[-1]['at'])}.")
+    blind = cluster["hubble"]["blind_nodes"]
+    if blind:
+        out.append(f"{len(blind)} node(s) had time the drop SLI could not measure "
+                   f"({hours(sum(b['not_measured_hours'] for b in blind))} in all): shown as not measured.")
+    return out

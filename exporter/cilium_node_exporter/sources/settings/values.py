@@ -1,0 +1,132 @@
+"""Cilium's setting values as the agent reads them, normalised to the contract's bounded label values.
+
+Each function returns ``None`` for "unknown" (absent or not understood): the exposition then leaves the
+series out. Nothing here guesses a value Cilium's source does not define.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from cilium_node_exporter.contract import (
+    KUBE_PROXY_REPLACEMENT_MODES,
+    MONITOR_AGGREGATION_LEVELS,
+    MONITOR_EVENTS,
+    OVERFLOW_VALUE,
+)
+
+Version = tuple[int, int, int]
+MAX_VERSION_LEN = 64
+_VERSION = re.compile(r"v?(\d{1,4})\.(\d{1,4})\.(\d{1,4})([-+][0-9A-Za-z.+-]*)?")
+
+# Monitor message type names (pkg/monitor/api/types.go MessageTypeNames, 1.14-1.19); "recorder" is
+# gone in 1.19 (the 1.19.4 vendored types.go has no MessageTypeNameRecCapture).
+_MONITOR_TYPE_NAMES = frozenset({"drop", "debug", "capture", "trace", "l7", "agent", "policy-verdict",
+                                 "recorder", "trace-sock"})
+
+
+def version_of(text: Any) -> tuple[str, Version | None] | None:
+    """The Cilium version from ``GET /v1/healthz`` ``cilium.msg`` (``"1.16.6 (v1.16.6-8d4ce1f6)"``, followed
+    by a reason when the state is not Ok: 1.16b ``daemon/cmd/status.go`` line 710, 1.18b
+    ``pkg/status/status_collector.go`` line 598). ``("other", None)`` for a message that does not start with
+    a version; None when absent."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    match = _VERSION.match(text.split()[0])
+    if match is None:
+        return OVERFLOW_VALUE, None
+    label = match.group(0).lstrip("v")
+    if len(label) > MAX_VERSION_LEN:
+        return OVERFLOW_VALUE, None
+    return label, (int(match.group(1)), int(match.group(2)), int(match.group(3)))
+
+
+def monitor_aggregation(text: Any) -> str | None:
+    """A monitor aggregation level: the runtime option's ``None``/``Lowest``/``Low``/``Medium``/``Max``
+    (``FormatMonitorAggregationLevel``) or the flag's text, parsed like ``ParseMonitorAggregationLevel``
+    (``pkg/option/monitor.go``, every release: case-insensitive; ``""``/``none``/``disabled`` = none,
+    ``max``/``maximum``, or the digits 0-4). None when not understood (the agent would refuse it)."""
+    if not isinstance(text, str):
+        return None
+    value = text.strip().lower()
+    if value in ("", "none", "disabled"):
+        return "none"
+    if value == "maximum":
+        return "max"
+    if value in MONITOR_AGGREGATION_LEVELS:
+        return value
+    if value.isdigit() and int(value) < len(MONITOR_AGGREGATION_LEVELS):
+        return MONITOR_AGGREGATION_LEVELS[int(value)]
+    return None
+
+
+def kube_proxy_replacement(value: Any) -> str | None:
+    """``kube-proxy-replacement`` lower-cased into the contract's set: the flag (``true``/``false``/``strict``/
+    ``partial``/``probe``/``disabled`` up to 1.15, ``true``/``false`` from 1.16; a bool in 1.19) or the
+    ``GET /v1/healthz`` mode (``True``, ``Strict``...). ``other`` for anything else, None when absent."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if not isinstance(value, str) or not value.strip():
+        return None
+    lowered = value.strip().lower()
+    return lowered if lowered in KUBE_PROXY_REPLACEMENT_MODES else OVERFLOW_VALUE
+
+
+def go_bool(text: Any) -> bool | None:
+    """A ConfigMap boolean as Go's ``strconv.ParseBool`` reads it; None when it is not one."""
+    if isinstance(text, bool):
+        return text
+    if not isinstance(text, str):
+        return None
+    value = text.strip()
+    if value in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if value in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    return None
+
+
+def string_slice(text: str) -> list[str]:
+    """A ``[]string`` ConfigMap value as Cilium 1.17+ decodes it (``cilium/hive`` ``cell/config.go``: split by
+    comma, then a single element by whitespace); for the values a running agent accepts this also equals
+    1.14-1.16's ``vp.GetStringSlice`` (whitespace split)."""
+    parts = [p.strip() for p in text.split(",")] if "," in text else text.split()
+    return [p for p in parts if p]
+
+
+def hubble_monitor_events(names: Iterable[Any] | None, version: Version | None) -> dict[str, bool] | None:
+    """Which monitor events Hubble observes for ``hubble-monitor-events`` = ``names``.
+
+    Cilium (``pkg/hubble/monitor/filter.go``, 1.14b-main): an empty list installs no filter (everything
+    is observed); an unknown name makes ``NewMonitorFilter`` fail, which the agent only logs ("Failed to
+    initialize Hubble monitor event filter", 1.16 ``daemon/cmd/hubble.go``, 1.17+
+    ``pkg/hubble/cell/hubbleintegration.go``) and runs without a filter. L7 records reach Hubble as
+    *agent* events (``pkg/monitor/agent/agent.go`` ``SendEvent`` -> ``notifyAgentEvent``), which the filter
+    passes only when ``agent`` is listed: the ``l7`` entry never matches them. None for a value that is
+    not a list.
+    """
+    if names is None:
+        names = []
+    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+        return None
+    listed = [n for n in names]
+    if not all(isinstance(n, str) for n in listed):
+        return None
+    known = _MONITOR_TYPE_NAMES - ({"recorder"} if version is not None and version >= (1, 19, 0) else set())
+    if not listed or any(n not in known for n in listed):
+        return dict.fromkeys(MONITOR_EVENTS, True)
+    return {"drop": "drop" in listed, "policy_verdict": "policy-verdict" in listed, "trace": "trace" in listed,
+            "l7": "agent" in listed}
+
+
+def uint(value: Any) -> int | None:
+    """A non-negative JSON integer (uint32 DaemonConfig fields); None otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def mapping(value: Any) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None

@@ -1,0 +1,256 @@
+"""Abuse by the peers the exporter reads (issue 17, rows 1 and 6-11): a kubelet, API server or agent
+endpoint (or whatever answers at their address) sending what no real one would, against the real
+exporter process. The bound: a counted error, nothing stale served, peak RSS under the chart's 192Mi,
+every scrape within its source timeout (plus scheduling slack), no secret in the logs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cilium_node_exporter.sources.k8s_http import Endpoint, bearer_from_file
+from tests.support.cluster import Cluster
+from tests.support.evil import EvilServer, answer, dripping
+from tests.support.procs import Exporter, Metrics
+
+LIMIT = 192 * 2**20
+MiB = 2**20
+UP, ERRORS = "cilium_node_exporter_source_up", "cilium_node_exporter_source_errors_total"
+WORKING_SET = "cilium_node_agent_memory_working_set_bytes"
+CACHE = 1.05
+
+
+def summary(node: str = "node-a", working_set: int = 300 * MiB) -> bytes:
+    return json.dumps({"node": {"nodeName": node}, "pods": [{
+        "podRef": {"name": "cilium-x", "namespace": "kube-system", "uid": "u1"},
+        "containers": [{"name": "cilium-agent", "startTime": "2026-06-26T10:14:32Z",
+                        "memory": {"workingSetBytes": working_set, "availableBytes": MiB}}]}]}).encode()
+
+
+class Switchable:
+    """A responder the test changes between scrapes."""
+
+    def __init__(self, respond) -> None:  # type: ignore[no-untyped-def]
+        self.respond = respond
+
+    def __call__(self, sock) -> None:  # type: ignore[no-untyped-def]
+        self.respond(sock)
+
+
+@pytest.fixture
+def kubelet() -> Iterator[tuple[EvilServer, Switchable]]:
+    switch = Switchable(answer(summary()))
+    server = EvilServer(switch)
+    yield server, switch
+    server.close()
+
+
+def kubelet_exporter(tmp: Path, server: EvilServer, *flags: str) -> Exporter:
+    return Exporter(tmp, "--sources=kubelet", f"--kubelet-address={server.url()}", "--kubelet-token-file=",
+                    "--kubelet-timeout=1s", *flags)
+
+
+def report(row: str, **figures: object) -> None:
+    print(f"\nABUSE {row}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+def errors(m: Metrics, source: str) -> dict[str, float]:
+    return {dict(k)["reason"]: v for k, v in m.series(ERRORS, source=source).items() if v}
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0
+
+
+# --- row 1: IPv6 node addresses -----------------------------------------------------------------------
+
+def test_row1_ipv6_node_ip_reaches_kubelet_and_agent_over_ipv6(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path / "c", agent=True, host="::1")
+    try:
+        port_k, port_a = cluster.kubelet.port, cluster.agent.port
+        flags = [f for f in cluster.flags if not f.startswith(("--kubelet-address", "--agent-metrics-address"))]
+        with Exporter(tmp_path, *flags, "--sources=kubelet,agent", f"--kubelet-address=https://$NODE_IP:{port_k}",
+                      f"--agent-metrics-address=http://$NODE_IP:{port_a}/metrics", env={"NODE_IP": "::1"},
+                      host="::1") as exp:
+            m = exp.wait_metrics(lambda m: m.value(UP, source="kubelet") == 1 and m.value(UP, source="agent") == 1,
+                                 what="kubelet and agent up over IPv6")
+            assert m.value(WORKING_SET) > 0
+            assert "https://[::1]:" in exp.log() or cluster.kubelet.requests > 0
+    finally:
+        cluster.close()
+
+
+def test_row1_an_unusable_url_is_a_counted_connect_error(tmp_path: Path) -> None:
+    with Exporter(tmp_path, "--sources=kubelet,agent", "--kubelet-address=https://fd00::5:10250",
+                  "--kubelet-insecure-skip-verify", "--kubelet-token-file=",
+                  "--agent-metrics-address=http://fd00::5:9962/metrics") as exp:
+        m = exp.wait_metrics(lambda m: m.value(UP, source="kubelet") == 0 and m.value(UP, source="agent") == 0)
+        time.sleep(CACHE)
+        m = exp.scrape()
+        assert errors(m, "kubelet") == {"connect": 2} and errors(m, "agent") == {"connect": 2}
+        assert "Traceback" not in exp.log() and exp.log_count("invalid URL") == 2  # one line per problem
+
+
+# --- rows 6, 7, 11: kubelet documents ----------------------------------------------------------------
+
+NESTED = b"[" * 200_000 + b"]" * 200_000
+WRONG_SHAPE = json.dumps({"node": {"nodeName": "node-a"}, "pods": [{"podRef": {"namespace": "kube-system"},
+                                                                     "containers": 5}]}).encode()
+
+
+@pytest.mark.parametrize(("body", "reason"), [(NESTED, "decode"), (WRONG_SHAPE, "protocol"),
+                                              (summary(node="some-other-node", working_set=999 * MiB), "protocol")],
+                         ids=["row6-nested", "row6-containers-5", "row11-other-node"])
+def test_rows_6_11_a_bad_summary_drops_the_value_and_counts(tmp_path: Path, kubelet, body: bytes,
+                                                            reason: str) -> None:
+    server, switch = kubelet
+    with kubelet_exporter(tmp_path, server) as exp:
+        m = exp.wait_metrics(lambda m: m.value(UP, source="kubelet") == 1, what="a good summary first")
+        assert m.value(WORKING_SET) == 300 * MiB
+        switch.respond = answer(body)
+        time.sleep(CACHE)
+        m = exp.scrape()
+        assert m.value(UP, source="kubelet") == 0
+        assert errors(m, "kubelet") == {reason: 1}
+        assert not m.has(WORKING_SET), "a stale or foreign value is served"
+        assert "Traceback" not in exp.log()
+        if b"some-other-node" in body:
+            assert exp.log_count("'some-other-node', not this node 'node-a'") == 1
+
+
+@pytest.mark.parametrize(("size", "what"), [(16 * MiB, "larger than"), (4 * MiB - 4096, "JSON values")],
+                         ids=["16MiB", "under-the-byte-cap"])
+def test_row7_amplifying_kubelet_body_is_refused_within_memory(tmp_path: Path, kubelet, size: int,
+                                                               what: str) -> None:
+    server, switch = kubelet
+    body = b"[" + b"{}," * (size // 3 - 1) + b"{}]"
+    switch.respond = answer(body, chunked=True)
+    with kubelet_exporter(tmp_path, server) as exp:
+        m = exp.wait_metrics(lambda m: m.value(UP, source="kubelet") == 0)
+        assert sum(errors(m, "kubelet").values()) >= 1 and exp.log_count(what) == 1
+        peak = exp.peak_rss_bytes()
+    report(f"row 7 (kubelet: {size / MiB:.0f} MiB of {{}})", peak_rss_mib=round(peak / MiB, 1))
+    assert peak < LIMIT
+
+
+def test_row7_amplifying_api_server_list_is_refused_within_memory(tmp_path: Path) -> None:
+    body = b'{"kind":"PodList","items":[' + b"{}," * (8 * MiB // 3) + b'{}]}'
+    server = EvilServer(answer(body, chunked=True))
+    try:
+        with Exporter(tmp_path, "--sources=apiserver", f"--apiserver-address={server.url()}",
+                      "--apiserver-token-file=", "--envoy=false") as exp:  # one list to watch
+            m = exp.wait_metrics(lambda m: m.value(UP, source="apiserver") == 0)
+            assert errors(m, "apiserver") == {"protocol": 1} and exp.log_count("larger than") == 1
+            time.sleep(2.5)  # a retry or two (backoff 1 s, 2 s): memory does not grow per retry
+            peak = exp.peak_rss_bytes()
+            retries = sum(errors(exp.scrape(), "apiserver").values())
+    finally:
+        server.close()
+    report("row 7 (API server: 8 MiB list of {})", peak_rss_mib=round(peak / MiB, 1), failed_lists=retries)
+    assert peak < LIMIT
+
+
+# --- row 8: the agent endpoint ----------------------------------------------------------------------
+
+def _wanted_lines(total: int) -> Iterator[bytes]:
+    yield b"# TYPE cilium_drop_count_total counter\n"
+    line = b'cilium_drop_count_total{direction="INGRESS",reason="Policy denied"} 1\n'
+    block = line * (65536 // len(line))
+    for _ in range(total // len(block)):
+        yield block
+
+
+def _one_long_line(total: int) -> Iterator[bytes]:
+    yield b"# TYPE cilium_drop_count_total counter\ncilium_drop_count_total{reason=\""
+    block = b"a" * 65536
+    for _ in range(total // len(block)):
+        yield block
+
+
+@pytest.mark.parametrize(("body", "label"), [(_wanted_lines, "60 MiB of wanted lines"),
+                                             (_one_long_line, "one 30 MiB line")], ids=["wanted", "long-line"])
+def test_row8_agent_endpoint_cannot_exhaust_memory_or_cpu(tmp_path: Path, body, label: str) -> None:
+    size = 60 * MiB if body is _wanted_lines else 30 * MiB
+    server = EvilServer(answer(body(size), content_type="text/plain", close=True))
+    try:
+        with Exporter(tmp_path, "--sources=agent", f"--agent-metrics-address={server.url(path='/metrics')}",
+                      "--agent-timeout=5s") as exp:
+            cpu0 = cpu_seconds(exp.pid)
+            start = time.monotonic()
+            m = exp.scrape(timeout=20)
+            took = time.monotonic() - start
+            cpu = cpu_seconds(exp.pid) - cpu0
+            peak = exp.peak_rss_bytes()
+    finally:
+        server.close()
+    report(f"row 8 (agent: {label})", peak_rss_mib=round(peak / MiB, 1), scrape_s=round(took, 2),
+           cpu_s=round(cpu, 2), up=m.value(UP, source="agent"), errors=errors(m, "agent"))
+    assert peak < LIMIT and took < 5 + 2
+    if body is _wanted_lines:
+        assert m.value(UP, source="agent") == 0 and errors(m, "agent") == {"protocol": 1}
+    else:  # the long line is skipped unread; the body has nothing else: no samples, but valid text
+        assert m.value(UP, source="agent") == 1
+
+
+# --- row 9: dripping peers ---------------------------------------------------------------------------
+
+DRIPS = {
+    "headers": dripping(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: " + b"a" * 100, 0.3),
+    "chunk-size": lambda s: (s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                             dripping(b"1" * 100, 0.3)(s)),
+    "close-body": lambda s: (s.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"),
+                             dripping(summary()[:100] + b" " * 100, 0.3)(s)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DRIPS))
+@pytest.mark.parametrize("source", ["kubelet", "agent"])
+def test_row9_a_dripping_peer_cannot_stretch_the_deadline(tmp_path: Path, kind: str, source: str) -> None:
+    server = EvilServer(DRIPS[kind])
+    flags = (["--sources=kubelet", f"--kubelet-address={server.url()}", "--kubelet-token-file=", "--kubelet-timeout=1s"]
+             if source == "kubelet" else
+             ["--sources=agent", f"--agent-metrics-address={server.url(path='/metrics')}", "--agent-timeout=1s"])
+    try:
+        with Exporter(tmp_path, *flags) as exp:
+            start = time.monotonic()
+            m = exp.scrape(timeout=30)
+            took = time.monotonic() - start
+    finally:
+        server.close()
+    report(f"row 9 ({source}, {kind} dripped 1 byte / 0.3 s, 1 s timeout)", scrape_s=round(took, 2))
+    assert m.value(UP, source=source) == 0 and errors(m, source) == {"timeout": 1}
+    assert took < 3.0, f"a 1 s timeout held the scrape {took:.1f} s"
+
+
+# --- row 10: tokens -------------------------------------------------------------------------------------
+
+def test_row10_a_token_with_an_inner_newline_is_refused_without_logging_it(tmp_path: Path, kubelet) -> None:
+    server, _ = kubelet
+    token = tmp_path / "token"
+    token.write_text("first-half-SECRET\nsecond-half-SECRET\n")
+    with Exporter(tmp_path, "--sources=kubelet", f"--kubelet-address={server.url()}", f"--kubelet-token-file={token}",
+                  "--log-format=json", "--log-level=debug") as exp:
+        m = exp.wait_metrics(lambda m: m.value(UP, source="kubelet") == 0)
+        assert errors(m, "kubelet") == {"auth": 1}
+        assert exp.log_count(f"token file {token} holds whitespace") == 1
+        assert "SECRET" not in exp.log()
+    assert server.connections == 0  # refused before connecting
+
+
+def test_row10_a_bearer_token_never_goes_over_plain_http_to_another_host(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("abc")
+    auth = bearer_from_file(str(token))
+    assert Endpoint("http://10.1.2.3:10255", authorization=auth).cleartext_token_risk()
+    assert Endpoint("http://[fd00::5]:10255", authorization=auth).cleartext_token_risk()
+    assert Endpoint("http://kubelet.example:10255", authorization=auth).cleartext_token_risk()
+    assert not Endpoint("http://127.0.0.1:10255", authorization=auth).cleartext_token_risk()
+    assert not Endpoint("http://[::1]:10255", authorization=auth).cleartext_token_risk()
+    assert not Endpoint("https://10.1.2.3:10250", authorization=auth).cleartext_token_risk()
+    assert not Endpoint("http://10.1.2.3:10255").cleartext_token_risk()

@@ -1,0 +1,204 @@
+"""The settings source against the simulator's cilium.sock (HTTP on a real unix socket) and the fake API
+server's cilium-config ConfigMap: where each release's settings come from, fallback, unavailability,
+faults, GET only, and a low, scrape-independent reading rate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cilium_node_exporter.aggregation.state import ExporterState
+from cilium_node_exporter.sources import settings as settings_module
+from cilium_node_exporter.sources.settings import SettingsSource
+from cilium_node_simulator.cilium_settings import CiliumSpec, RuntimeOptions
+from tests.support.cluster import Cluster, scrape_state
+from tests.support.procs import wait_until
+
+NOTIFY = "cilium_node_agent_notifications_enabled"
+
+
+@pytest.fixture(autouse=True)
+def short_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings_module, "REQUEST_TIMEOUT", 1.0)  # the slow faults answer after 30 s
+
+
+def make(tmp: Path, *, agent_api: bool = True, kubeapi: bool = True, version: str = "1.18.6",
+         **cilium: Any) -> Cluster:
+    return Cluster(tmp, kubelet=False, kubeapi=kubeapi, agent_api=agent_api, version=version,
+                   cilium=CiliumSpec(**cilium))
+
+
+def source_for(cluster: Cluster, *extra: str, sources: str | None = None) -> tuple[SettingsSource, ExporterState]:
+    args = [*extra] + ([f"--sources={sources}"] if sources else [])
+    cfg = cluster.config(*args)
+    state = cluster.state(cfg)
+    return SettingsSource(cfg, state), state
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = make(tmp_path, drop_events=False, hubble_monitor_events=("drop", "policy-verdict"), rate_limit=500,
+             burst_limit=1000)
+    yield c
+    c.close()
+
+
+def test_agent_api_then_the_configmap_for_what_1_18_does_not_show(cluster: Cluster) -> None:
+    source, state = source_for(cluster)
+    assert source.read_once()
+    s = state.settings
+    assert s is not None and s.origin == "agent-api+configmap"
+    assert s.version == "1.18.6" and s.envoy_mode == "external"
+    assert s.notifications == {"drop": False, "policy_verdict": True, "trace": True}
+    assert s.rate_limit == {"rate": 500, "burst": 1000}  # from the agent (DCM, 1.17+)
+    assert s.kube_proxy_replacement == "false"  # from the ConfigMap (DCM has none from 1.18)
+    assert s.hubble_monitor_events == {"drop": True, "policy_verdict": True, "trace": False, "l7": False}
+    assert state.health["settings"].up and not state.health["settings"].errors
+    m = scrape_state(state)
+    assert m[f'{NOTIFY}{{event="drop"}}'] == 0 and m[f'{NOTIFY}{{event="policy_verdict"}}'] == 1
+    assert m['cilium_node_hubble_monitor_events{event="l7"}'] == 0
+    assert m['cilium_node_agent_events_rate_limit{kind="burst"}'] == 1000
+
+
+def test_only_gets_with_the_brief_header(cluster: Cluster) -> None:
+    source, _ = source_for(cluster)
+    for _ in range(3):
+        source.read_once()
+    assert cluster.agent_api is not None
+    assert set(cluster.agent_api.requests) == {("GET", "/v1/healthz", "true"), ("GET", "/v1/config", None)}
+    assert len(cluster.agent_api.requests) == 6
+
+
+def test_a_runtime_change_is_seen_on_the_next_reading(cluster: Cluster) -> None:
+    source, state = source_for(cluster)
+    source.read_once()
+    cluster.runtime.cilium.apply(RuntimeOptions(trace_notification=False))  # cilium-dbg config
+    source.read_once()
+    assert state.settings is not None and state.settings.notifications["trace"] is False
+    cluster.runtime.cilium.restart()  # an agent restart brings the startup flags back
+    source.read_once()
+    assert state.settings.notifications["trace"] is True
+
+
+def test_1_16_agent_api_is_complete_without_the_configmap(tmp_path: Path) -> None:
+    c = make(tmp_path, version="1.16.6", hubble_monitor_events=("drop", "agent"))
+    try:
+        source, state = source_for(c)
+        assert source.read_once()
+        s = state.settings
+        assert s is not None and s.origin == "agent-api"  # DCM has HubbleMonitorEvents and KubeProxyReplacement
+        assert s.hubble_monitor_events == {"drop": True, "policy_verdict": False, "trace": False, "l7": True}
+        assert s.rate_limit == {}  # no limiter in 1.16
+        assert c.kubeapi is not None and c.kubeapi.requests == 0
+    finally:
+        c.close()
+
+
+def test_no_socket_falls_back_to_the_configmap(tmp_path: Path) -> None:
+    c = make(tmp_path, agent_api=False, drop_events=False)
+    try:
+        source, state = source_for(c, f"--agent-api-socket={tmp_path}/nothing-here.sock", sources="settings")
+        assert source.read_once()
+        s = state.settings
+        assert s is not None and s.origin == "configmap" and s.version is None
+        assert s.notifications["drop"] is False
+        assert state.health["settings"].up and not state.health["settings"].errors  # absent is not an error
+        assert 'version="unknown"' in next(k for k in scrape_state(state) if k.startswith("cilium_node_cilium_info"))
+    finally:
+        c.close()
+
+
+def test_agent_down_refuses_then_comes_back(cluster: Cluster) -> None:
+    source, state = source_for(cluster, "--settings-from=agent-api")
+    assert source.read_once()
+    cluster.runtime.set(running=False)
+    sock = Path(cluster.agent_api.path) if cluster.agent_api else None
+    wait_until(lambda: not source.read_once(), what="the socket refusing")
+    assert sock is not None and sock.exists()  # the stale socket file stays; nothing listens
+    assert state.settings is None and state.health["settings"].errors["connect"] >= 1  # required here: down
+    cluster.runtime.set(running=True)
+    wait_until(source.read_once, what="the agent back")
+    assert state.settings is not None
+
+
+@pytest.mark.parametrize(("sources", "unavailable"), [("auto", True), ("settings", False)])
+def test_nothing_answers_unavailable_when_optional_down_when_required(tmp_path: Path, sources: str,
+                                                                      unavailable: bool) -> None:
+    c = make(tmp_path, agent_api=False)
+    try:
+        assert c.kubeapi is not None
+        c.kubeapi.configmap_fault = "403"
+        source, state = source_for(c, f"--agent-api-socket={tmp_path}/none.sock", sources=sources)
+        assert not source.read_once()
+        h = state.health["settings"]
+        assert h.unavailable is unavailable and not h.up
+        m = scrape_state(state)
+        if unavailable:
+            assert m['cilium_node_exporter_source_unavailable{source="settings"}'] == 1
+            assert 'cilium_node_exporter_source_up{source="settings"}' not in m
+            assert not sum(h.errors.values())
+        else:
+            assert m['cilium_node_exporter_source_up{source="settings"}'] == 0
+            assert h.errors["connect"] == 1 and h.errors["auth"] == 1  # every failure counted
+            assert "configmaps/cilium-config" in (h.last_problem or ("", ""))[1]  # says which RBAC is missing
+        c.kubeapi.configmap_fault = ""
+        assert source.read_once() and h.up and not h.unavailable
+        if unavailable:
+            assert scrape_state(state)['cilium_node_exporter_source_unavailable{source="settings"}'] == 0
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize(("fault", "reason"), [("disabled", "rejected"), ("garbage", "decode"), ("huge", "protocol"),
+                                               ("slow", "timeout"), ("500", "http"), ("reset", "connect")])
+def test_agent_api_faults_are_counted_and_the_configmap_answers(cluster: Cluster, fault: str, reason: str) -> None:
+    assert cluster.agent_api is not None
+    cluster.agent_api.fault = fault
+    source, state = source_for(cluster)
+    assert source.read_once()
+    s = state.settings
+    assert s is not None and s.origin == "configmap"
+    assert state.health["settings"].up and state.health["settings"].errors[reason] == 1
+    # without the ConfigMap the same fault is a failure of the source
+    source, state = source_for(cluster, "--settings-from=agent-api")
+    assert not source.read_once()
+    assert state.settings is None and not state.health["settings"].up
+    assert state.health["settings"].last_problem is not None and state.health["settings"].last_problem[0] == reason
+
+
+def test_a_failing_settings_source_leaves_the_other_sources_alone(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, kubelet=True, kubeapi=False, agent_api=True, version="1.17.3")
+    try:
+        assert c.agent_api is not None
+        c.agent_api.fault = "garbage"
+        cfg = c.config("--settings-from=agent-api")
+        state = c.state(cfg)
+        SettingsSource(cfg, state).read_once()
+        from cilium_node_exporter.sources.kubelet import KubeletSource
+
+        kubelet = KubeletSource(cfg, state)
+        kubelet.refresh()
+        m = scrape_state(state)
+        assert m['cilium_node_exporter_source_up{source="kubelet"}'] == 1
+        assert m['cilium_node_exporter_source_up{source="settings"}'] == 0
+        assert "cilium_node_agent_memory_working_set_bytes" in m
+    finally:
+        c.close()
+
+
+def test_scrapes_never_trigger_a_reading(cluster: Cluster) -> None:
+    source, state = source_for(cluster)
+    source.start()
+    try:
+        wait_until(lambda: state.settings is not None, what="the first reading at start")
+        assert cluster.agent_api is not None
+        before = len(cluster.agent_api.requests)
+        for _ in range(20):
+            scrape_state(state)
+        assert len(cluster.agent_api.requests) == before == 2  # one reading: two GETs; the next in a minute
+        assert source.interval == 60
+    finally:
+        source.stop()

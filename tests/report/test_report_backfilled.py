@@ -1,0 +1,332 @@
+"""The report against Debian's Prometheus backfilled with a month of a simulated fleet with known behaviour.
+
+Every expected figure comes from the fleet model (``cilium_node_simulator.history``): its rates, windows,
+OOM kills and alert episodes, sampled at the same scrape and rule times. Nothing here re-runs the report's
+queries. About 80-100 s: the backfill is most of it (promtool writes one block per two hours).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from cilium_node_simulator.backfill import Prometheus
+from cilium_node_simulator.history import DAY, HOUR, MI, NEW_VERSION, OLD_VERSION, Fleet
+from tests.report.backfilled import RULE_INTERVAL, backfill
+from tests.support.paths import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("report-backfill"), pytest.mark.timeout(600)]
+SCHEMA = REPO / "docs" / "report.schema.json"
+
+
+def run_report(url: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cilium_node_exporter", "report", "--prometheus-url", url, *args],
+                          capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+@dataclass
+class Backfilled:
+    prom: Prometheus
+    fleet: Fleet
+
+
+@pytest.fixture(scope="module")
+def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    done, fleet = backfill(tmp_path_factory.mktemp("backfill"))
+    print("backfill timings:", {k: round(v, 1) for k, v in done.timings.items()}, "samples:", done.samples)
+    try:
+        yield Backfilled(done.prom, fleet)
+    finally:
+        done.prom.stop()
+
+
+@pytest.fixture(scope="module")
+def reports(backfilled: Backfilled, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("reports")
+    paths = {}
+    for fmt, ext in (("json", "json"), ("html", "html"), ("markdown", "md")):
+        paths[fmt] = out / f"review.{ext}"
+        done = run_report(backfilled.prom.url, "--month", "2026-02", "--format", fmt, "-o", str(paths[fmt]))
+        assert done.returncode == 0, done.stderr
+        assert "querying" in done.stderr  # the progress line
+    return paths
+
+
+@pytest.fixture(scope="module")
+def report(reports: dict[str, Path]) -> dict[str, Any]:
+    return json.loads(reports["json"].read_text())
+
+
+def node(fleet: Fleet, name: str) -> Any:
+    return next(n for n in fleet.nodes if n.name == name)
+
+
+def slo(report: dict[str, Any], key: str) -> dict[str, Any]:
+    return next(s for s in report["clusters"][0]["slos"] if s["key"] == key)
+
+
+def per_node(s: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(n for n in s["per_node"] if n["node"] == name)
+
+
+def exact_truth(fleet: Fleet, names: list[str], version: str | None = None) -> tuple[float, float]:
+    """(unexpected drops, packets) of agent-source nodes over the hours they were scraped (and on ``version``)."""
+    errors = packets = 0.0
+    for n in fleet.nodes:
+        if n.name not in names:
+            continue
+        for h in fleet.present_hours(n, fleet.start, fleet.end):
+            if version and n.version(h) != version:
+                continue
+            errors += sum(n.unexpected(h - HOUR, h).values())
+            packets += n.packets_in(h - HOUR, h)
+    return errors, packets
+
+
+def test_every_recorded_series_the_report_reads_was_backfilled(report: dict[str, Any]) -> None:
+    used = {u["recorded"]: u["used"] for u in report["series"] if u["recorded"]}
+    assert used and set(used.values()) == {"recorded"}, used
+
+
+def test_schema_holds(report: dict[str, Any]) -> None:
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(report)
+
+
+def test_period_and_objectives(report: dict[str, Any], backfilled: Backfilled) -> None:
+    assert report["period"]["hours"] == 28 * 24
+    assert report["period"]["start"] == backfilled.fleet.start
+    assert report["config"]["dropSloObjective"] == 0.999
+    # the running pack records its objectives; the report reads them
+    assert report["config"]["objectives_from"]["dropSloObjective"] == "recorded drop-ratio"
+    assert not report["notes"], report["notes"]  # every recorded series was found
+    assert {u["used"] for u in report["series"] if u["recorded"]} == {"recorded"}
+
+
+def test_packet_exact_drop_slo(report: dict[str, Any], backfilled: Backfilled) -> None:
+    fleet = backfilled.fleet
+    s = slo(report, "drop-ratio")
+    exact = [n.name for n in fleet.nodes if n.agent_source]
+    errors, packets = exact_truth(fleet, exact)
+    assert s["bad"] == pytest.approx(errors, rel=0.01)
+    assert s["good"] + s["bad"] == pytest.approx(packets, rel=0.01)
+    assert s["achieved"] == pytest.approx(1 - errors / packets, abs=2e-6)
+    assert s["budget_spent"] == pytest.approx(errors / packets / 0.001, rel=0.01)
+    e = node(fleet, "node-e")
+    e_err, e_pkts = exact_truth(fleet, ["node-e"])
+    assert per_node(s, "node-e")["budget_spent"] == pytest.approx(e_err / e_pkts / 0.001, rel=0.005)
+    # ranked: the incident node first; node-f (3 hours) is not ranked although it spent far more
+    assert s["worst"][0]["node"] == "node-e"
+    assert "node-f" not in [w["node"] for w in s["worst"]]
+    f = per_node(s, "node-f")
+    assert not f["eligible"] and f["budget_spent"] > 50 and f["measured_hours"] <= 3
+    assert s["eligible_nodes"] == 4
+    # the burndown ends where the budget ends, and drops on the incident's day
+    assert s["burndown"][-1] == pytest.approx(s["budget_left"], abs=1e-9)
+    incident_day = (e.incidents[0].window.start - fleet.start) // DAY
+    assert s["worst_burndown"][incident_day - 1] - s["worst_burndown"][incident_day] > 0.4
+
+
+def test_hubble_approximation_and_blind_day(report: dict[str, Any], backfilled: Backfilled) -> None:
+    fleet = backfilled.fleet
+    d = node(fleet, "node-d")
+    s = slo(report, "drop-ratio-hubble")
+    assert s["approximation"] is True
+    assert [n["node"] for n in s["per_node"]] == ["node-d"]  # agent nodes are not mixed in
+    assert s["achieved"] == pytest.approx(1 - d.hubble_errors / d.flows, abs=1e-7)
+    blind = fleet.blind_hours(d, fleet.start, fleet.end)
+    assert len(blind) == 24
+    assert s["not_measured_hours"] == len(blind)
+    assert s["measured_hours"] == len(fleet.present_hours(d, fleet.start, fleet.end)) - len(blind)
+    blind_nodes = {b["node"]: b for b in report["clusters"][0]["hubble"]["blind_nodes"]}
+    assert blind_nodes["node-d"]["reasons"] == {"drop events off": 24.0}
+
+
+def test_memory(report: dict[str, Any], backfilled: Backfilled) -> None:
+    fleet = backfilled.fleet
+    agent = next(m for m in report["clusters"][0]["memory"] if m["component"] == "agent")
+    rows = {n["node"]: n for n in agent["per_node"]}
+    for name in ("node-b", "node-c"):
+        truth = fleet.memory_bad_hours(node(fleet, name), fleet.start, fleet.end, RULE_INTERVAL)
+        assert rows[name]["hours_above"] == pytest.approx(truth, abs=0.2), name
+    assert {n["node"] for n in agent["nodes_above"]} == {"node-b", "node-c"}
+    c = node(fleet, "node-c")
+    assert rows["node-c"]["oom_kills"] == len(c.ooms) == 2
+    assert rows["node-c"]["restarts"] == 2
+    assert agent["oom_kills"] == 2 and agent["restarts"] == 2
+    assert rows["node-b"]["growth_bytes_per_day"] == pytest.approx(node(fleet, "node-b").leak_per_day, rel=0.05)
+    assert agent["top_growth"][0]["node"] == "node-b"
+    mem_slo = slo(report, "memory-envelope")
+    bad = sum(fleet.memory_bad_hours(n, fleet.start, fleet.end, RULE_INTERVAL) for n in fleet.nodes)
+    assert mem_slo["bad"] == pytest.approx(bad, abs=0.5)
+    assert mem_slo["worst"][0]["node"] == "node-b"
+    envoy = slo(report, "envoy-memory")
+    assert per_node(envoy, "node-c")["bad"] == pytest.approx(
+        fleet.envoy_bad_hours(c, fleet.start, fleet.end, 0.9), abs=0.05)
+    assert envoy["bad"] == pytest.approx(2.0, abs=0.05)
+    assert agent["envelope_upper"] == 500 * MI
+
+
+def test_alerts(report: dict[str, Any], backfilled: Backfilled) -> None:
+    fleet = backfilled.fleet
+    got = {a["alertname"]: a for a in report["clusters"][0]["alerts"]["by_alert"]}
+    for name in {ep.name for ep in fleet.alerts}:
+        eps = [ep for ep in fleet.alerts if ep.name == name]
+        assert got[name]["episodes"] == len(eps), name
+        minutes = [(ep.resolved_at - ep.firing_at) / 60 for ep in eps]
+        assert got[name]["firing_hours"] == pytest.approx(sum(minutes) / 60, abs=1e-6), name
+        assert got[name]["longest_minutes"] == pytest.approx(max(minutes)), name
+    pages = sum(1 for ep in fleet.alerts if ep.severity == "critical")
+    assert report["clusters"][0]["alerts"]["pages"] == pages == 3
+    assert report["clusters"][0]["alerts"]["tickets"] == len(fleet.alerts) - pages
+
+
+def test_versions(report: dict[str, Any], backfilled: Backfilled) -> None:
+    fleet = backfilled.fleet
+    v = report["clusters"][0]["versions"]
+    cohorts = {c["version"]: c for c in v["cohorts"]}
+    assert list(cohorts) == [OLD_VERSION, NEW_VERSION]
+    assert cohorts[OLD_VERSION]["nodes"] == 6 and cohorts[NEW_VERSION]["nodes"] == 5
+    assert len(v["upgrades"]) == 5
+    assert {u["node"] for u in v["upgrades"]} == {n.name for n in fleet.nodes if n.upgrade_at}
+    exact = [n.name for n in fleet.nodes if n.agent_source]
+    for version in (OLD_VERSION, NEW_VERSION):
+        errors, packets = exact_truth(fleet, exact, version)
+        assert cohorts[version]["drop_budget_spent"] == pytest.approx(errors / packets / 0.001, rel=0.02), version
+    assert cohorts[NEW_VERSION]["drop_budget_spent"] > cohorts[OLD_VERSION]["drop_budget_spent"]  # the incident
+    assert cohorts[OLD_VERSION]["oom_kills"] == 1 and cohorts[NEW_VERSION]["oom_kills"] == 1
+
+
+def test_drops_and_denials(report: dict[str, Any], backfilled: Backfilled) -> None:
+    fleet = backfilled.fleet
+    drops = report["clusters"][0]["drops"]
+    reasons = {(r["source"], r["reason"]): r for r in drops["top_reasons"]}
+    ct = reasons[("datapath", "CT_MAP_INSERTION_FAILED")]
+    truth = sum(n.unexpected(fleet.start, fleet.end).get("CT_MAP_INSERTION_FAILED", 0.0) for n in fleet.nodes)
+    assert ct["klass"] == "unexpected" and ct["nodes"] == 2
+    assert ct["count"] == pytest.approx(truth, rel=0.02)
+    policy = sum(n.drops(fleet.start, fleet.end)["POLICY_DENIED"] for n in fleet.nodes if n.agent_source)
+    assert drops["class_totals"]["datapath"]["policy"] == pytest.approx(policy, rel=0.01)
+    l7 = sum(n._integral(n.l7_denied, n.l7_surges, fleet.start, fleet.end) for n in fleet.nodes)
+    assert drops["l7_denied"] == pytest.approx(l7, rel=0.01)
+    surge_day = (node(fleet, "node-a").l7_surges[0][0].start - fleet.start) // DAY
+    assert max(drops["l7_denied_daily"]) == drops["l7_denied_daily"][surge_day]
+
+
+def test_coverage(report: dict[str, Any], backfilled: Backfilled) -> None:
+    fleet = backfilled.fleet
+    cov = report["clusters"][0]["coverage"]
+    a = node(fleet, "node-a")
+    missing = len(fleet.hour_ends(fleet.start, fleet.end)) - len(fleet.present_hours(a, fleet.start, fleet.end))
+    assert cov["nodes_with_gaps"] == [{"cluster": "review", "node": "node-a", "hours_missing": missing}]
+    assert cov["source_down_hours"]["hubble"] == pytest.approx(3.0, abs=0.1)
+    text = " ".join(cov["notes"])
+    assert "node-a" in text and "Source hubble was down for 3 node-hour(s)" in text
+    assert "blind for 24 node-hour(s) on 1 node(s)" in text
+    assert cov["days_without_data"] == []
+
+
+def test_markdown_has_the_same_numbers(reports: dict[str, Path], report: dict[str, Any]) -> None:
+    from cilium_node_exporter.report.text import budget, pct
+
+    md = reports["markdown"].read_text()
+    for s in report["clusters"][0]["slos"]:
+        assert f"| {s['title']}" in md
+        assert pct(s["achieved"]) in md and budget(s["budget_spent"]) in md
+    assert "| node-e |" in md and "CT_MAP_INSERTION_FAILED" in md and "CiliumAgentOOMKilled" in md
+
+
+def test_custom_objective_flows_through(backfilled: Backfilled, tmp_path: Path, report: dict[str, Any]) -> None:
+    config = tmp_path / "rules.yaml"
+    config.write_text("prometheusRule:\n  config:\n    dropSloObjective: 0.9999\n    sloPeriod: 14d\n")
+    out = tmp_path / "r.json"
+    done = run_report(backfilled.prom.url, "--month", "2026-02", "--format", "json", "-o", str(out),
+                      "--rules-config", str(config), "-q")
+    assert done.returncode == 0, done.stderr
+    custom = json.loads(out.read_text())
+    assert custom["config"]["objectives_from"]["dropSloObjective"] == f"file {config}"
+    assert slo(custom, "drop-ratio")["budget_spent"] == pytest.approx(10 * slo(report, "drop-ratio")["budget_spent"],
+                                                                      rel=1e-6)
+
+
+def test_period_without_data(backfilled: Backfilled) -> None:
+    done = run_report(backfilled.prom.url, "--month", "2025-06", "--format", "json", "-o", "-")
+    assert done.returncode == 4
+    assert "no cilium-node-exporter data between 2025-06-01T00:00Z and 2025-07-01T00:00Z" in done.stderr
+
+
+def test_cluster_filter(backfilled: Backfilled) -> None:
+    done = run_report(backfilled.prom.url, "--month", "2026-02", "--cluster", "elsewhere", "-o", "-", "-q")
+    assert done.returncode == 4 and "in cluster 'elsewhere'" in done.stderr
+
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars")
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert found, "Debian's chromium is needed to look at the report (apt-get install chromium; .ci/run does)"
+    return found
+
+
+def test_html_renders_in_chromium(reports: dict[str, Path], report: dict[str, Any], tmp_path: Path) -> None:
+    from PIL import Image
+
+    from cilium_node_exporter.report.text import budget, pct
+
+    html = reports["html"]
+    text = html.read_text()
+    # self-contained: no script, nothing to fetch (only in-document references)
+    assert "<script" not in text and "<link" not in text and "@import" not in text
+    assert re.findall(r'(?:src|href)="(?!#)', text) == []
+    base = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    png = tmp_path / "page.png"
+    shot = subprocess.run([*base, "--window-size=1200,2400", f"--screenshot={png}", html.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert png.exists(), shot.stderr[-2000:]
+    dom = subprocess.run([*base, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    # the page is not blank: the screenshot has the cards' colours and plenty of distinct pixels
+    image = Image.open(png).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 20) or []
+    assert len(colours) > 200, f"only {len(colours)} colours: blank page?"
+    from cilium_node_exporter.report.charts import BAD, GOOD
+
+    def has(hex_colour: str) -> bool:
+        rgb = tuple(int(hex_colour[i: i + 2], 16) for i in (1, 3, 5))
+        return any(c == rgb for _, c in colours)
+
+    assert has(GOOD) and has(BAD)
+    # the charts have drawn: one SVG per chart with paths in it, in the rendered DOM
+    svgs = dom.stdout.count('class="chart"')
+    n_slos = len(report["clusters"][0]["slos"])
+    assert svgs >= n_slos + 8, svgs
+    assert dom.stdout.count("<path") > 100
+    # the key figures are in the rendered text
+    for s in report["clusters"][0]["slos"]:
+        assert pct(s["achieved"]) in dom.stdout and budget(s["budget_spent"]) in dom.stdout
+    for figure in ("node-e", "node-b", "CiliumAgentOOMKilled", "1.17.2", "not measured", "approximation",
+                   "Source hubble was down for 3 node-hour(s)", "burndown"):
+        assert figure in dom.stdout, figure
+
+
+def test_a_period_the_data_covers_only_partly(backfilled: Backfilled, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    done = run_report(backfilled.prom.url, "--from", "2026-01-25", "--to", "2026-02-05", "--format", "json",
+                      "-o", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    r = json.loads(out.read_text())
+    notes = r["clusters"][0]["coverage"]["notes"]
+    # the first scrape is at 2026-02-01 00:00, the end of the hour from 2026-01-31 23:00
+    assert any(n.startswith("No data before 2026-01-31 23:00 UTC: the first 7.0 days") for n in notes), notes
+    assert r["clusters"][0]["coverage"]["days_without_data"] == [f"2026-01-{d}" for d in range(25, 31)]
+    assert slo(r, "drop-ratio")["measured_hours"] <= 5 * 4 * 24  # four days of five agent nodes at most
