@@ -177,17 +177,9 @@ def test_memory_leak_forecast_then_above_envelope_then_both_resolve(run: Run) ->
 
 
 # --- issue 12: a zero known to be a zero, and cilium-envoy apart from the agent ----------------------------
-# ALERTS: the alert names for these nodes come with the fleet-alerts branch (not on main when this was
-# written; its work-in-progress names are in brackets). Expected once it lands, for the lead to wire in here
-# and in test_every_node_delivered_only_expected_alerts:
-#   sim-blind-drops:  the node-is-blind alert [CiliumNodeHubbleBlind, cause drop_notifications_off],
-#                     delivered within 10 minutes of the switch (45 s into the run here), and no drop-SLO good
-#                     time while it is blind;
-#   sim-rate-limited: the same alert with cause events_rate_limited (the BPF rate limiter discards events
-#                     Hubble never sees; cilium_node_datapath_ratelimited_events_total rises);
-#   sim-envoy-oom:    the Envoy OOM-killed alert [CiliumEnvoyOOMKilled; CiliumEnvoyOOMKillLoop on repeats:
-#                     the scenario OOM-kills it twice], never CiliumAgentOOMKilled;
-#   sim-steady and sim-envoy-oom: no SourceDown for the missing agent metrics endpoint (checked below).
+# sim-blind-drops: CiliumNodeHubbleBlind (cause drop_notifications_off) within 10 scenario minutes of the switch;
+# sim-rate-limited: the same alert, cause events_rate_limited; sim-envoy-oom: Envoy's alerts (a ticket, then the
+# page for the repeated kill), never the agent's; no SourceDown for a missing agent metrics endpoint.
 
 def series(run: Run, expr: str) -> list[dict[str, Any]]:
     return run.stack.query(expr)
@@ -211,6 +203,14 @@ def test_drop_events_switched_off_is_reported_as_blind(run: Run) -> None:
                interval=1)
     info = series(run, f'cilium_node_cilium_info{{node="{node}"}}')
     assert [s["metric"]["version"] for s in info] == ["1.18.6"]
+    # the pack says which node is blind and why, within 10 scenario minutes (150 s at speed 4) of the switch
+    d = delivered(run, "CiliumNodeHubbleBlind", node, by=45 + 150)
+    check_alert(d, node)
+    assert d.labels["cause"] == "drop_notifications_off" and d.received - run.t0 > 40, d
+    assert "emits no drop notifications" in d.annotations["description"]
+    # the Hubble approximation never counts the blind node as measured
+    assert not [x for x in run.webhook.deliveries("CiliumNodeUnexpectedDrops", node=node)
+                if x.labels.get("measurement") == "hubble-approximation"], diagnostics(run, node)
 
 
 def test_rate_limited_events_are_counted(run: Run) -> None:
@@ -222,6 +222,9 @@ def test_rate_limited_events_are_counted(run: Run) -> None:
     # Hubble reports no loss for them: the agent's counter is the only witness
     lost = series(run, f'sum(cilium_node_hubble_lost_events_total{{node="{node}"}})')
     assert not lost or float(lost[0]["value"][1]) == 0
+    d = delivered(run, "CiliumNodeHubbleBlind", node, by=150)
+    check_alert(d, node)
+    assert d.labels["cause"] == "events_rate_limited", d
 
 
 def test_envoy_oom_killed_is_envoys_and_the_agent_endpoint_is_unavailable(run: Run) -> None:
@@ -238,7 +241,14 @@ def test_envoy_oom_killed_is_envoys_and_the_agent_endpoint_is_unavailable(run: R
     assert series(run, f'cilium_node_exporter_source_unavailable{{node="{node}", source="agent"}} == 1')
     assert not series(run, f'cilium_node_exporter_source_up{{node="{node}", source="agent"}}')
     assert series(run, f'cilium_node_exporter_source_up{{node="{node}", source="settings"}} == 1')
+    # pages for Envoy (the repeated kill), not for the agent
+    ticket = delivered(run, "CiliumEnvoyOOMKilled", node, by=120)
+    check_alert(ticket, node)
+    page = delivered(run, "CiliumEnvoyOOMKillLoop", node, by=150)
+    check_alert(page, node)
+    assert page.labels["severity"] == "critical" and ticket.labels["severity"] == "warning"
     assert not run.webhook.deliveries("CiliumAgentOOMKilled", node=node), diagnostics(run, node)
+    assert not run.webhook.deliveries("CiliumAgentOOMKillLoop", node=node), diagnostics(run, node)
     assert not run.webhook.deliveries("CiliumNodeExporterSourceDown", node=node), diagnostics(run, node)
 
 
@@ -252,17 +262,6 @@ def test_healthy_node_measures_a_zero_it_can_trust(run: Run) -> None:
     assert series(run, f'cilium_node_exporter_source_unavailable{{node="{node}", source="agent"}} == 0')
 
 
-# Panels whose data no scenario of this run produces, and why. Everything else must return data for some node.
-NO_DATA_HERE = {
-    "Hubble blind": "no scenario switches Hubble's events off",
-    "Hubble blind nodes now": "no scenario switches Hubble's events off",
-    "Cilium": "the settings source is not among the nodes' --sources",
-    "Monitor notifications": "the settings source is not among the nodes' --sources",
-    "Nodes by Cilium version (canary view)": "the settings source is not among the nodes' --sources",
-    "Agent working set / envelope by Cilium version, p90": "the settings source is not among the nodes' --sources",
-}
-
-
 def test_every_dashboard_query_runs_and_returns_data(run: Run) -> None:
     run.wait_for(150)
     run.sweep_once()
@@ -270,7 +269,7 @@ def test_every_dashboard_query_runs_and_returns_data(run: Run) -> None:
     assert sweep.queries, "no dashboard query found"
     assert not sweep.errors, "queries failing against Prometheus:\n" + "\n".join(
         f"{k}: {e}\n  {sweep.queries[k].expr}" for k, e in sweep.errors.items())
-    empty = sorted(k for k in sweep.queries if not sweep.data.get(k) and k[1] not in NO_DATA_HERE)
+    empty = sorted(k for k in sweep.queries if not sweep.data.get(k))
     coverage = "\n".join(f"{'/'.join(k)}: {', '.join(sorted(sweep.data.get(k, ())))}" for k in sorted(sweep.queries))
     print("dashboard query coverage (nodes with data):\n" + coverage)
     assert not empty, "queries that returned no data for any scenario:\n" + "\n".join(
@@ -300,10 +299,9 @@ def test_every_node_delivered_only_expected_alerts(run: Run) -> None:
         "sim-exporter-down": {"CiliumNodeExporterDown"},
         "sim-hubble-outage": {"CiliumNodeExporterSourceDown"},
         "sim-steady": set(),
-        # issue 12 nodes: nothing from the pack on main yet (see the ALERTS note above for what will come)
-        "sim-blind-drops": set(),
-        "sim-rate-limited": set(),
-        "sim-envoy-oom": set(),
+        "sim-blind-drops": {"CiliumNodeHubbleBlind"},
+        "sim-rate-limited": {"CiliumNodeHubbleBlind"},
+        "sim-envoy-oom": {"CiliumEnvoyOOMKilled", "CiliumEnvoyOOMKillLoop"},
     }
     assert set(expected) == {n.name for n in NODES}
     for node in expected:
