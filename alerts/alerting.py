@@ -419,7 +419,7 @@ def cluster_alerts(v: Values) -> list[Alert]:
         # kubernetes-mixin KubeletDown pattern: kube-state-metrics' node list keeps the cluster label when
         # no exporter target is left in the cluster (absent() would lose it).
         Alert(name="CiliumClusterExportersAbsent", severity="critical",
-              expr=f"{ksm_nodes}\nunless on ({cl})\ncount by ({cl}) ({q.exporter_up()} == 1)",
+              expr=f"{ksm_nodes}\nunless on ({cl})\ncount by ({cl}) ({q.sel('up')})",
               for_=v["exportersAbsentFor"],
               summary="No cilium-node-exporter is scraped in the cluster.",
               description="kube-state-metrics lists {{ $value }} nodes in %(cluster)s, but Prometheus scrapes no "

@@ -32,7 +32,7 @@ from typing import Any
 from tests.e2e import fleet_pack
 from tests.e2e.procs import http_get, wait_until
 from tests.e2e.stack import JOB, Stack
-from tests.e2e.webhook import WebhookReceiver
+from tests.support.webhook import WebhookReceiver
 
 
 @dataclass(frozen=True)
