@@ -53,6 +53,7 @@ bench: setup
 	$(PY) bench/hubble_stream.py
 	$(PY) bench/exporter_rss.py
 	$(PY) bench/install_size.py
+	$(PY) -m bench.rules_cost
 	$(PY) bench/report.py
 	$(PY) bench/fleet.py
 
