@@ -178,9 +178,9 @@ def test_errors_drop_the_pod_and_count(cluster: Cluster, fault: str, reason: str
 def test_no_agent_pod_on_this_node_keeps_the_source_up(cluster: Cluster) -> None:
     source, state = start(cluster, node_name="another-node")
     try:
-        wait_for(lambda: all(cluster.kubeapi.pod_lists[s] for s in ("k8s-app=cilium", "k8s-app=cilium-envoy")),
-                 what="both components listed")
-        assert agent(state) is None and state.health["apiserver"].up
+        wait_for(lambda: state.health["apiserver"].up, what="up once both components listed")
+        assert all(cluster.kubeapi.pod_lists[s] for s in ("k8s-app=cilium", "k8s-app=cilium-envoy"))
+        assert agent(state) is None
     finally:
         source.stop()
 
