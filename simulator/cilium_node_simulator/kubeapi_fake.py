@@ -15,6 +15,7 @@ resumed watches get 410), ``close-watches`` (the server ends every open watch).
 
 from __future__ import annotations
 
+import collections
 import json
 import ssl
 import threading
@@ -136,6 +137,7 @@ class _Handler(FakeHandler):
         if self.query.get("watch") in ("true", "1"):
             self._watch(namespace, selectors)
             return
+        self.server.pod_lists[self.query.get("labelSelector", "")] += 1
         model = self.server.model
         with model._cond:
             items = [p for p in model.current() if self._selects(selectors, namespace, p)]
@@ -252,6 +254,8 @@ class KubeApiFake(FakeServer):
         ctx = tls if isinstance(tls, ssl.SSLContext) else server_tls_context(tls)
         super().__init__(port, _Handler, ctx, fault, host)
         self.model = model
+        # pod lists served, by label selector (what an API server's audit log would show)
+        self.pod_lists: collections.Counter[str] = collections.Counter()
         self.tokens = tokens
         self.envelope_annotation = envelope_annotation
         self.configmap_fault = configmap_fault  # "403" (no RBAC) or "404" for the ConfigMap only

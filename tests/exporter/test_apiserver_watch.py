@@ -67,9 +67,9 @@ def test_kubeconfig_reaches_the_same_api_server(cluster: Cluster) -> None:
 
 def test_restart_count_increases_and_oomkilled_appears(cluster: Cluster,
                                                        running: tuple[ApiServerSource, ExporterState]) -> None:
-    source, state = running
+    _, state = running
     wait_for(lambda: agent(state), what="agent pod")
-    lists = source.watches["agent"].lists
+    lists = cluster.kubeapi.pod_lists["k8s-app=cilium"]
     cluster.runtime.set(running=False, last_terminated_reason="OOMKilled")
     cluster.runtime.set(restart_count=1, running=True)
     pod = wait_for(lambda: agent(state) if agent(state).restart_count == 1 else None, what="restart")
@@ -77,15 +77,15 @@ def test_restart_count_increases_and_oomkilled_appears(cluster: Cluster,
     cluster.runtime.set(restart_count=2, last_terminated_reason="Error")
     wait_for(lambda: agent(state).restart_count == 2 and agent(state).last_terminated_reason == "Error",
              what="second restart")
-    assert source.watches["agent"].lists == lists  # seen through the watch, not by re-listing
+    assert cluster.kubeapi.pod_lists["k8s-app=cilium"] == lists  # seen through the watch, not by re-listing
 
 
 def test_410_gone_relists(cluster: Cluster, running: tuple[ApiServerSource, ExporterState]) -> None:
-    source, state = running
+    _, state = running
     wait_for(lambda: agent(state), what="agent pod")
-    lists = source.watches["agent"].lists
+    lists = cluster.kubeapi.pod_lists["k8s-app=cilium"]
     cluster.kubeapi.fault = "gone"
-    wait_for(lambda: source.watches["agent"].lists >= lists + 2, what="re-lists after ERROR 410 events")
+    wait_for(lambda: cluster.kubeapi.pod_lists["k8s-app=cilium"] >= lists + 2, what="re-lists after ERROR 410 events")
     cluster.kubeapi.fault = "none"
     cluster.runtime.set(restart_count=3)
     wait_for(lambda: agent(state).restart_count == 3, what="restart after 410")
@@ -93,37 +93,37 @@ def test_410_gone_relists(cluster: Cluster, running: tuple[ApiServerSource, Expo
 
 
 def test_410_on_compacted_history(cluster: Cluster, running: tuple[ApiServerSource, ExporterState]) -> None:
-    source, state = running
+    _, state = running
     wait_for(lambda: agent(state), what="agent pod")
-    lists = source.watches["agent"].lists
+    lists = cluster.kubeapi.pod_lists["k8s-app=cilium"]
     # The watch resumes from an old version after the server closes it; history is gone: 410 Gone.
     with cluster.model._cond:
         cluster.model._events.clear()
     cluster.model.expire_history()
     cluster.kubeapi.close_generation += 1
-    wait_for(lambda: source.watches["agent"].lists > lists, what="re-list after compaction")
+    wait_for(lambda: cluster.kubeapi.pod_lists["k8s-app=cilium"] > lists, what="re-list after compaction")
 
 
 def test_410_as_http_status_relists(cluster: Cluster, running: tuple[ApiServerSource, ExporterState]) -> None:
-    source, state = running
+    _, state = running
     wait_for(lambda: agent(state), what="agent pod")
-    lists = source.watches["agent"].lists
+    lists = cluster.kubeapi.pod_lists["k8s-app=cilium"]
     cluster.kubeapi.fault = "gone-http"
-    wait_for(lambda: source.watches["agent"].lists >= lists + 2, what="re-lists after HTTP 410")
+    wait_for(lambda: cluster.kubeapi.pod_lists["k8s-app=cilium"] >= lists + 2, what="re-lists after HTTP 410")
     assert not state.health["apiserver"].errors
 
 
 def test_watch_closed_by_server_resumes_without_list(cluster: Cluster,
                                                      running: tuple[ApiServerSource, ExporterState]) -> None:
-    source, state = running
+    _, state = running
     wait_for(lambda: agent(state), what="agent pod")
-    lists, requests = source.watches["agent"].lists, cluster.kubeapi.requests
+    lists, requests = cluster.kubeapi.pod_lists["k8s-app=cilium"], cluster.kubeapi.requests
     cluster.kubeapi.close_generation += 1
     cluster.model.touch()
     wait_for(lambda: cluster.kubeapi.requests > requests, what="a new watch")
     cluster.runtime.set(restart_count=5)
     wait_for(lambda: agent(state).restart_count == 5, what="restart after re-watch")
-    assert source.watches["agent"].lists == lists
+    assert cluster.kubeapi.pod_lists["k8s-app=cilium"] == lists
 
 
 def test_pod_deleted_and_recreated_with_new_uid(cluster: Cluster,
@@ -178,8 +178,9 @@ def test_errors_drop_the_pod_and_count(cluster: Cluster, fault: str, reason: str
 def test_no_agent_pod_on_this_node_keeps_the_source_up(cluster: Cluster) -> None:
     source, state = start(cluster, node_name="another-node")
     try:
-        wait_for(lambda: all(w.lists for w in source.watches.values()), what="lists")
-        assert agent(state) is None and state.health["apiserver"].up
+        wait_for(lambda: state.health["apiserver"].up, what="up once both components listed")
+        assert all(cluster.kubeapi.pod_lists[s] for s in ("k8s-app=cilium", "k8s-app=cilium-envoy"))
+        assert agent(state) is None
     finally:
         source.stop()
 

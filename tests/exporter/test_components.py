@@ -106,7 +106,8 @@ def test_envoy_switched_off_and_its_own_namespace(cluster: Cluster) -> None:
     state, kubelet, api = run(cluster, "--envoy-namespace=cilium-envoy")
     try:
         assert api.watches["envoy"].component.namespace == "cilium-envoy"
-        wait_until(lambda: api.watches["envoy"].lists and state.health["apiserver"].up, what="envoy namespace listed")
+        wait_until(lambda: cluster.kubeapi.pod_lists["k8s-app=cilium-envoy"] and state.health["apiserver"].up,
+                   what="envoy namespace listed")
         assert "envoy" not in state.pods  # the simulated pod is in kube-system
         assert ENVOY_WS not in scrape(state, kubelet)  # the kubelet part matches the namespace too
     finally:

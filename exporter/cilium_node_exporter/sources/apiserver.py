@@ -233,7 +233,6 @@ class PodWatch:
         self._thread: threading.Thread | None = None
         self._stream: k8s_http.Stream | None = None
         self._last: dict[str, float] = {}
-        self.lists = 0  # number of successful lists (re-lists after 410 included)
 
     @property
     def what(self) -> str:
@@ -331,7 +330,6 @@ class PodWatch:
                 pods[candidate.pod.uid] = candidate
         self._pods = pods
         self._publish()
-        self.lists += 1
         self.source.listed(self.component.name)
         self._after_watch()
         return str((doc.get("metadata") or {}).get("resourceVersion", ""))
