@@ -224,34 +224,34 @@ class Column:
     not_measured: str = ""  # text for a node without a value in this column ("" = leave empty)
 
 
+def _merged_table(title: str, description: str, columns: list[Column], index: dict[str, int], *, sort_by: str,
+                  desc: bool, width: int, height: int) -> tableb.Panel:
+    """A table of instant queries merged on their labels, ``index`` columns first, sorted by ``sort_by``."""
+    queries = [Q(c.expr, instant=True) for c in columns]
+    renames = {f"Value #{chr(ord('A') + i)}": c.name for i, c in enumerate(columns)}
+    return (tableb.Panel().title(title).description(description).unit("none").datasource(DATASOURCE)
+            .targets(_targets(queries, table=True)).span(width).height(height).thresholds(GREEN_ONLY)
+            .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+            .with_transformation(dm.DataTransformerConfig(
+                id_val="organize", options={"excludeByName": {"Time": True}, "renameByName": renames,
+                                            "indexByName": index}))
+            .sort_by([cb.TableSortByFieldState().display_name(sort_by).desc(desc)]))
+
+
 def node_table(v: Values, title: str, description: str, columns: list[Column], *, sort_by: str,
                desc: bool = True, width: int = 24, height: int = 10) -> tableb.Panel:
     """One row per node: instant queries merged on (cluster, node), worst first, rows link to node detail."""
-    queries = [Q(c.expr, instant=True) for c in columns]
-    renames = {f"Value #{chr(ord('A') + i)}": c.name for i, c in enumerate(columns)}
-    p = (tableb.Panel().title(title).description(description).unit("none").datasource(DATASOURCE)
-         .targets(_targets(queries, table=True)).span(width).height(height).thresholds(GREEN_ONLY)
-         .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
-         .with_transformation(dm.DataTransformerConfig(
-             id_val="organize", options={"excludeByName": {"Time": True}, "renameByName": renames,
-                                         "indexByName": {v["nodeLabel"]: 0, v["clusterLabel"]: 1}}))
-         .sort_by([cb.TableSortByFieldState().display_name(sort_by).desc(desc)])
-         .data_links([node_detail_link(node_link_from_row(v), f"Node detail for ${{__data.fields.{v['nodeLabel']}}}")]))
+    p = _merged_table(title, description, columns, {v["nodeLabel"]: 0, v["clusterLabel"]: 1}, sort_by=sort_by,
+                      desc=desc, width=width, height=height)
+    p.data_links([node_detail_link(node_link_from_row(v), f"Node detail for ${{__data.fields.{v['nodeLabel']}}}")])
     return _column_overrides(p, columns)
 
 
 def group_table(title: str, description: str, key: str, columns: list[Column], *, sort_by: str,
                 desc: bool = False, width: int = 24, height: int = 8) -> tableb.Panel:
     """One row per value of ``key`` (e.g. the Cilium version): instant queries merged on it."""
-    queries = [Q(c.expr, instant=True) for c in columns]
-    renames = {f"Value #{chr(ord('A') + i)}": c.name for i, c in enumerate(columns)}
-    p = (tableb.Panel().title(title).description(description).unit("none").datasource(DATASOURCE)
-         .targets(_targets(queries, table=True)).span(width).height(height).thresholds(GREEN_ONLY)
-         .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
-         .with_transformation(dm.DataTransformerConfig(
-             id_val="organize", options={"excludeByName": {"Time": True}, "renameByName": renames,
-                                         "indexByName": {key: 0}}))
-         .sort_by([cb.TableSortByFieldState().display_name(sort_by).desc(desc)]))
+    p = _merged_table(title, description, columns, {key: 0}, sort_by=sort_by, desc=desc, width=width,
+                      height=height)
     return _column_overrides(p, columns)
 
 

@@ -34,7 +34,6 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from cilium_node_exporter.aggregation.agent import AgentDatapath
-from cilium_node_exporter.aggregation.containers import ContainerMemory
 from cilium_node_exporter.aggregation.datapath import DatapathCounters
 from cilium_node_exporter.aggregation.hubble_status import HubbleStatus
 from cilium_node_exporter.aggregation.state import ExporterState
@@ -47,7 +46,7 @@ from cilium_node_exporter.sources.components import components
 from cilium_node_exporter.sources.hubble.decode import FlowCounter
 from cilium_node_exporter.sources.hubble.stream import Backoff
 from cilium_node_exporter.sources.k8s_http import SourceError
-from cilium_node_exporter.sources.kubelet import KubeletSource, parse_summary
+from cilium_node_exporter.sources.kubelet import KubeletSource
 from cilium_node_exporter.sources.settings import agent_api
 from cilium_node_simulator import kubelet_fake
 from cilium_node_simulator.cilium_settings import AgentConfig
@@ -256,16 +255,8 @@ class NodeKubelet(KubeletSource):
         super().__init__(config, state)
         self.model = model
 
-    def read(self) -> None:
-        doc = kubelet_fake.summary(self.model)
-        memory: dict[str, ContainerMemory] = {}
-        for component in components(self.config):
-            pod = self.state.pods.get(component.name)
-            found = parse_summary(doc, component.namespace, component.container,
-                                  prefer_uid=pod.uid if pod is not None else None)
-            if found is not None:
-                memory[component.name] = found
-        self.state.memory = memory
+    def fetch(self) -> Any:
+        return kubelet_fake.summary(self.model)
 
 
 class NodeAgentMetrics(AgentMetricsSource):

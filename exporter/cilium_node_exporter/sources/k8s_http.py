@@ -352,9 +352,12 @@ def get_chunks(endpoint: Endpoint, path: str, *, timeout: float, max_bytes: int,
                     raise SourceError("protocol", f"{what}: response larger than {max_bytes} bytes")
                 yield chunk
         except Exception as exc:
-            if watchdog.fired and not (isinstance(exc, SourceError) and exc.reason != "timeout"):
+            error = classify(exc, what)
+            # one message for every way the deadline shows (socket timeout, the watchdog's shutdown), so a slow
+            # peer logs one line, not one per phase it happened to be in
+            if error.reason == "timeout" or (watchdog.fired and not isinstance(exc, SourceError)):
                 raise SourceError("timeout", f"{what}: timed out (no complete answer within {timeout:g}s)") from None
-            raise classify(exc, what) from None
+            raise error from None
     finally:
         watchdog.close()
         conn.close()

@@ -136,9 +136,16 @@ class KubeletSource(ScrapeTimeSource):
         return self.endpoint
 
     def read(self) -> None:
-        doc = k8s_http.get_json(self._endpoint(), SUMMARY_PATH, query={"only_cpu_and_memory": "true"},
-                                timeout=self.config.kubelet_timeout, max_bytes=MAX_BYTES, max_values=MAX_VALUES,
-                                what=f"kubelet {self.config.kubelet_address}")
+        self.publish(self.fetch())
+
+    def fetch(self) -> Any:
+        """The Summary document from the kubelet."""
+        return k8s_http.get_json(self._endpoint(), SUMMARY_PATH, query={"only_cpu_and_memory": "true"},
+                                 timeout=self.config.kubelet_timeout, max_bytes=MAX_BYTES, max_values=MAX_VALUES,
+                                 what=f"kubelet {self.config.kubelet_address}")
+
+    def publish(self, doc: Any) -> None:
+        """Every component's memory from a Summary document (this node's, checked by name)."""
         if self.config.node_name:
             check_node(doc, self.config.node_name)
         memory: dict[str, ContainerMemory] = {}
