@@ -89,20 +89,20 @@ def memory_alerts(v: Values) -> list[Alert]:
     q = PromQL(v)
     start = q.max(c.AGENT_START_TIME)
     return [
-        Alert(name="CiliumAgentMemoryAboveEnvelope", severity="warning",
+        Alert(name=n.AGENT_ABOVE_ENVELOPE, severity="warning",
               expr=q.above_envelope(), for_=v["memoryAboveEnvelopeFor"],
               summary="The cilium-agent working set is above its memory envelope.",
               description="The cilium-agent on %(where)s uses {{ $value | humanize1024 }}B, above the upper bound "
                           "of its memory envelope for more than %(memoryAboveEnvelopeFor)s.",
               needs=(KUBELET,)),
-        Alert(name="CiliumAgentMemoryNearLimit", severity="warning",
+        Alert(name=n.AGENT_NEAR_LIMIT, severity="warning",
               expr=f"{n.WORKING_SET} / {n.MEMORY_LIMIT} > {v['memoryNearLimitRatio']}",
               for_=v["memoryNearLimitFor"],
               summary="The cilium-agent is close to its container memory limit.",
               description="The cilium-agent on %(where)s uses {{ $value | humanizePercentage }} of its container "
                           "memory limit: the kernel OOM-kills it when it reaches the limit.",
               needs=(KUBELET,)),
-        Alert(name="CiliumAgentMemoryGrowthForecast", severity="warning",
+        Alert(name=n.AGENT_GROWTH_FORECAST, severity="warning",
               expr=f"predict_linear({n.WORKING_SET}[{v['memoryForecastWindow']}], "
                    f"{v['memoryForecastHorizonSeconds']}) > {n.ENVELOPE_UPPER}\n"
                    f"and\n{n.WORKING_SET} <= {n.ENVELOPE_UPPER}\n"
@@ -122,7 +122,7 @@ def memory_alerts(v: Values) -> list[Alert]:
                           "bound of its memory envelope: Hubble may be off, the agent not warmed up, or the "
                           "envelope wrong for this node pool.",
               needs=(KUBELET,)),
-        Alert(name="CiliumAgentOOMKilled", severity="warning",
+        Alert(name=n.AGENT_OOM_KILLED, severity="warning",
               expr=q.oom_killed(c.AGENT_LAST_TERMINATED_TIMESTAMP, c.AGENT_LAST_TERMINATED_REASON),
               for_=v["oomKilledFor"],
               summary="The cilium-agent was OOM-killed.",
@@ -130,7 +130,7 @@ def memory_alerts(v: Values) -> list[Alert]:
                           "restarted: policy updates, Hubble and the CNI were down meanwhile. One kill is a "
                           "ticket; CiliumAgentOOMKillLoop pages when it repeats.",
               needs=(APISERVER,)),
-        Alert(name="CiliumAgentOOMKillLoop", severity="critical",
+        Alert(name=n.AGENT_OOM_KILL_LOOP, severity="critical",
               expr=q.oom_kill_loop(c.AGENT_RESTARTS, c.AGENT_LAST_TERMINATED_REASON),
               for_=v["oomKillLoopFor"],
               summary="The cilium-agent is being OOM-killed repeatedly.",
@@ -210,14 +210,14 @@ def datapath_alerts(v: Values) -> list[Alert]:
                           + c.CONNTRACK_FULL_REASON + " (more than %(conntrackFullDropRate)s/s and, where the agent "
                           "counts packets, more than {{ %(conntrackFullDropRatio)s | humanizePercentage }} of the "
                           "node's packets): new connections through this node fail."),
-        Alert(name="CiliumNodePolicyDenialSurge", severity="warning",
+        Alert(name=n.POLICY_DENIAL_SURGE, severity="warning",
               expr=_surge(q, v, n.POLICY_DENIED, "policyDenialSurge"), for_=v["policyDenialSurgeFor"],
               summary="Policy denials surge above their baseline.",
               description="Network policy on %(where)s denies {{ $value | humanize }} packets/s, more than "
                           "%(policyDenialSurgeFactor)s times its %(denialBaselineWindow)s average (or above the "
                           "floor on a young node): a rollout gone wrong, or lateral movement.",
               needs=(HUBBLE,)),
-        Alert(name="CiliumNodeL7DenialSurge", severity="warning",
+        Alert(name=n.L7_DENIAL_SURGE, severity="warning",
               expr=_surge(q, v, n.L7_DENIED, "l7DenialSurge"), for_=v["l7DenialSurgeFor"],
               summary="L7 policy denials surge above their baseline.",
               description="L7 policy on %(where)s denies {{ $value | humanize }} requests/s, more than "

@@ -22,50 +22,25 @@ import contextlib
 import json
 import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from cilium_node_simulator import stack
+from cilium_node_simulator.exporter_process import free_port
+from cilium_node_simulator.stack import Supervisor
+
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str, timeout: float = 10) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return resp.read()
-
-
-@contextlib.contextmanager
-def process(argv: list[str], log: Path, cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    """A subprocess logging to ``log``; SIGTERM (then SIGKILL) on exit."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
-                                start_new_session=True)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -116,30 +91,23 @@ def main() -> int:
     parser.add_argument("--rules-dir", default="", help="load these *.rules.yaml instead (e.g. another branch's "
                         "pack rendered with alerts.generate --out)")
     args = parser.parse_args()
-    prometheus = shutil.which("prometheus")
-    if prometheus is None:
+    if stack.missing_binaries(stack.PROMETHEUS):
         raise SystemExit("prometheus missing: install Debian's prometheus (make system-deps)")
     with tempfile.TemporaryDirectory(prefix="cne-bench-fleet-") as tmp:
         work = Path(tmp)
         rules = Path(args.rules_dir) if args.rules_dir else work / "rules"
-        if not args.rules_dir:
-            subprocess.run([sys.executable, "-m", "alerts.generate", "--preset", args.preset, "--out", str(rules)],
-                           cwd=ROOT, check=True, capture_output=True)
-        rule_files = sorted(str(p) for p in rules.glob("*.rules.yaml"))
+        rule_files = sorted(rules.glob("*.rules.yaml")) if args.rules_dir else stack.render_pack(rules, args.preset)
         sd = work / "sd"
         sd.mkdir()
         prom_port = free_port()
-        config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-                  "rule_files": rule_files,
-                  "scrape_configs": [{"job_name": "cilium-node-exporter",
-                                      "file_sd_configs": [{"files": [str(sd / "*.json")], "refresh_interval": "1s"}]}]}
-        (work / "prometheus.yml").write_text(json.dumps(config))
+        config = stack.prometheus_config(sd, rule_files)
         fleet_argv = [sys.executable, "-m", "cilium_node_exporter", "simulate", "--fleet", str(args.nodes),
                       "--scenario", args.scenario, "--targets-file", str(sd / "fleet.json")]
-        prom_argv = [prometheus, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-                     f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"]
-        prom_url = f"http://127.0.0.1:{prom_port}"
-        with process(fleet_argv, work / "fleet.log") as fleet, process(prom_argv, work / "prometheus.log") as prom:
+        sup = Supervisor(work / "logs")
+        try:
+            fleet = sup.start("fleet", fleet_argv)
+            prom_url = stack.start_monitoring(sup, work, config, None, prom_port=prom_port, am_port=0).prometheus
+            prom = sup.procs["prometheus"]
             started = time.monotonic()
             wait(lambda: (sd / "fleet.json").exists(), 120, "the fleet's targets file")
             fleet_ready = time.monotonic() - started
@@ -177,6 +145,8 @@ def main() -> int:
             scrape = query(prom_url, 'avg(scrape_duration_seconds{job="cilium-node-exporter"})')
             scrape_max = query(prom_url, 'max(max_over_time(scrape_duration_seconds{job="cilium-node-exporter"}[30s]))')
             down = query(prom_url, 'count(up{job="cilium-node-exporter"} == 0)')
+        finally:
+            sup.stop_all(15)
         pack = f"rules from {args.rules_dir}" if args.rules_dir else f"preset {args.preset}"
         print(f"fleet: {args.nodes} nodes of {args.scenario!r}, {pack}, measured over {elapsed:.0f} s "
               f"(targets file after {fleet_ready:.1f} s, all scraped after {all_up:.1f} s)")

@@ -20,9 +20,9 @@ import yaml
 
 from alerts import generate
 from alerts.routing import PAGE_URL, TICKET_URL
+from cilium_node_simulator.webhook import WebhookReceiver
 from tests.support.paths import REPO
 from tests.support.procs import free_port
-from tests.support.webhook import WebhookReceiver
 
 SHIPPED = REPO / "alerts" / "alertmanager" / generate.ALERTMANAGER_FILE
 # kube-prometheus' default inhibition (alertmanager-config in kube-prometheus and kube-prometheus-stack):

@@ -29,10 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cilium_node_simulator.webhook import WebhookReceiver
 from tests.e2e import fleet_pack
-from tests.e2e.procs import http_get, wait_until
-from tests.e2e.stack import JOB, Stack
-from tests.support.webhook import WebhookReceiver
+from tests.e2e.stack import JOB, Stack, http_get, wait_until
 
 
 @dataclass(frozen=True)

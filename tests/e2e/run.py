@@ -18,10 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cilium_node_simulator.webhook import WebhookReceiver
 from dashboards.queries import Query, all_queries
-from tests.e2e.procs import http_get, wait_until
-from tests.e2e.stack import SCENARIOS, Node, NodeSpec, Stack
-from tests.support.webhook import WebhookReceiver
+from tests.e2e.stack import SCENARIOS, Node, NodeSpec, Stack, http_get, wait_until
 
 # name -> (scenario, speed, sources, extra exporter flags). Speed 4 turns the built-in scenarios'
 # 3-minute baselines into 45 s; the e2e-specific files are written for speed 1. Two nodes run entirely over

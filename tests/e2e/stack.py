@@ -5,79 +5,57 @@ Prometheus loads the alert pack rendered with the accelerated preset (same expre
 produce (the dashboards read them), scrapes every exporter through ``file_sd`` with a ``node`` target
 label, and scrapes itself. Alertmanager runs the shipped configuration (alerts/alertmanager/alertmanager.yaml:
 route, receivers, inhibitions) with both receivers pointed at the webhook and its timings accelerated like
-the rules (group_wait 5s, group_interval 1s) so that resolved notifications arrive within the run.
+the rules (group_wait 5s, group_interval 1s) so that resolved notifications arrive within the run. The processes
+and both configurations come from :mod:`cilium_node_simulator.stack`, as in the demo.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
-from alerts.generate import build_alertmanager, build_groups, render_rules
-from alerts.routing import PAGE_URL, TICKET_URL
-from tests.e2e.procs import Processes, http_get, wait_until
-from tests.support.paths import REPO
+from alerts.generate import build_groups
+from cilium_node_simulator import stack
+from cilium_node_simulator.stack import FAST_ROUTE, JOB, Supervisor, http_get
 from tests.support.procs import free_port
+from tests.support.procs import wait_until as _wait_until
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
-PROMETHEUS = "/usr/bin/prometheus"
-ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
-JOB = "cilium-node-exporter"
-GROUP_WAIT = "5s"  # a cause and its echo reach Alertmanager within a scrape or two; inhibition needs both
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str | Callable[[], str],
+               interval: float = 0.25) -> T:
+    """:func:`tests.support.procs.wait_until` polling a little slower: these predicates query Prometheus."""
+    return _wait_until(predicate, timeout, what, interval)
 
 
 def require_binaries() -> None:
     """Fail (not skip) when Debian's Prometheus or Alertmanager is missing."""
-    missing = [b for b in (PROMETHEUS, ALERTMANAGER) if not Path(b).exists() and not shutil.which(Path(b).name)]
+    missing = stack.missing_binaries(stack.PROMETHEUS, stack.ALERTMANAGER)
     assert not missing, (f"{', '.join(missing)} missing: install Debian's prometheus and prometheus-alertmanager "
                          "(make system-deps)")
 
 
-def default_recording_extras(accelerated: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Recording rules of the default pack that the accelerated one lacks, evaluated at most every 10s."""
-    have = {r["record"] for g in accelerated for r in g["rules"] if "record" in r}
+def default_recording_extras(rule_files: list[Path]) -> list[dict[str, Any]]:
+    """Recording rules of the default pack that the rendered (accelerated) ones lack, evaluated at most every
+    10s."""
+    have = {r["record"] for p in rule_files for g in yaml.safe_load(p.read_text())["groups"] for r in g["rules"]
+            if "record" in r}
     out = []
     for group in build_groups(None):
         rules = [r for r in group["rules"] if "record" in r and r["record"] not in have]
         if rules:
             out.append({"name": f"defaults-for-dashboards.{group['name']}", "interval": "10s", "rules": rules})
     return out
-
-
-def prometheus_config(am_port: int, prom_port: int, sd_dir: Path, rule_files: list[Path]) -> dict[str, Any]:
-    return {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(p) for p in rule_files],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
-        "scrape_configs": [{"job_name": JOB, "file_sd_configs": [{"files": [str(sd_dir / "*.json")],
-                                                                   "refresh_interval": "1s"}]},
-                           {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{prom_port}"]}]}],
-    }
-
-
-def alertmanager_config(webhook_url: str) -> dict[str, Any]:
-    """The shipped configuration, receivers pointed at the webhook, timings accelerated."""
-    text = (REPO / "alerts" / "alertmanager" / "alertmanager.yaml").read_text()
-    assert yaml.safe_load(text) == build_alertmanager(), "alerts/alertmanager/alertmanager.yaml is stale"
-    config = yaml.safe_load(text.replace(PAGE_URL, webhook_url).replace(TICKET_URL, webhook_url))
-
-    def accelerate(route: dict[str, Any]) -> None:
-        for key, value in (("group_wait", GROUP_WAIT), ("group_interval", "1s"), ("repeat_interval", "1h")):
-            if key in route or route is config["route"]:
-                route[key] = value
-        for child in route.get("routes", []):
-            accelerate(child)
-
-    accelerate(config["route"])
-    return config
 
 
 @dataclass
@@ -127,7 +105,7 @@ class Stack:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.procs = Processes(workdir / "logs")
+        self.procs = Supervisor(workdir / "logs")
         self.sd_dir = workdir / "sd"
         self.sd_dir.mkdir(parents=True, exist_ok=True)
         self.nodes: dict[str, Node] = {}
@@ -137,38 +115,29 @@ class Stack:
     # --- Prometheus and Alertmanager ---------------------------------------------------------------
     def start_monitoring(self, webhook_url: str, alertmanager: dict[str, Any] | None = None,
                          dashboard_rules: bool = True, resend_delay: str = "1s") -> None:
-        """Start Alertmanager (``alertmanager``, else :func:`alertmanager_config`) and Prometheus with the pack
-        (and, with ``dashboard_rules``, the default pack's recording rules the dashboards read).
+        """Start Alertmanager (``alertmanager``, else the shipped configuration with the receivers pointed at
+        ``webhook_url`` and its timers accelerated) and Prometheus with the accelerated pack (and, with
+        ``dashboard_rules``, the default pack's recording rules the dashboards read).
 
         Prometheus tells Alertmanager a firing alert is valid for 4 x max(``resend_delay``, evaluation interval):
         4 s with the defaults, so an evaluation slower than that (a loaded machine, many nodes) lets the alert
         expire in Alertmanager until the next resend."""
         require_binaries()
         rules_dir = self.workdir / "rules"
-        rules_dir.mkdir()
-        accelerated = build_groups(preset="accelerated")
-        (rules_dir / "accelerated.rules.yaml").write_text(render_rules(preset="accelerated"))
+        rule_files = stack.render_pack(rules_dir)
         if dashboard_rules:
-            extras = {"groups": default_recording_extras(accelerated)}
-            (rules_dir / "default-recording-extras.rules.yaml").write_text(yaml.safe_dump(extras, sort_keys=False))
+            extras = rules_dir / "default-recording-extras.rules.yaml"
+            extras.write_text(yaml.safe_dump({"groups": default_recording_extras(rule_files)}, sort_keys=False))
+            rule_files.append(extras)
         am_port, prom_port = free_port(), free_port()
-        am_cfg = self.workdir / "alertmanager.yml"
-        am_cfg.write_text(yaml.safe_dump(alertmanager or alertmanager_config(webhook_url), sort_keys=False))
-        self.procs.start("alertmanager", [
-            ALERTMANAGER, f"--config.file={am_cfg}", f"--storage.path={self.workdir / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=", "--log.level=warn"])
-        prom_cfg = self.workdir / "prometheus.yml"
-        prom_cfg.write_text(yaml.safe_dump(prometheus_config(am_port, prom_port, self.sd_dir,
-                                                             sorted(rules_dir.glob("*.yaml"))), sort_keys=False))
-        self.procs.start("prometheus", [
-            PROMETHEUS, f"--config.file={prom_cfg}", f"--storage.tsdb.path={self.workdir / 'prom-data'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}", f"--rules.alert.resend-delay={resend_delay}",
-            "--log.level=warn"])
-        self.am_url = f"http://127.0.0.1:{am_port}"
-        self.prom_url = f"http://127.0.0.1:{prom_port}"
-        for name, url in (("alertmanager", self.am_url + "/-/ready"), ("prometheus", self.prom_url + "/-/ready")):
-            wait_until(lambda u=url: http_get(u)[0] == 200, 20,
-                       lambda n=name: f"{n} ready; log:\n{self.procs.log(n)}")
+        prometheus = stack.prometheus_config(self.sd_dir, rule_files, alertmanager=f"127.0.0.1:{am_port}",
+                                             self_target=f"127.0.0.1:{prom_port}")
+        mon = stack.start_monitoring(self.procs, self.workdir, prometheus,
+                                     alertmanager or stack.alertmanager_config(webhook_url, FAST_ROUTE),
+                                     prom_port=prom_port, am_port=am_port, resend_delay=resend_delay)
+        self.am_url, self.prom_url = mon.alertmanager, mon.prometheus
+        failed = mon.wait_ready(self.procs, 20)
+        assert failed is None, f"{failed} not ready; log:\n{self.procs.log(failed)}"
         groups = self.api("/api/v1/rules")["groups"]
         assert len(groups) >= 5, f"rules not loaded: {groups}\n{self.procs.log('prometheus')}"
 
@@ -198,10 +167,7 @@ class Stack:
                 f"--listen-address={node.host}:{node.port}", "--hubble-status-interval=1s",
                 "--hubble-backoff-max=2s", *node.spec.exporter_args]
         self.procs.start(node.exporter, argv)
-        target = [{"targets": [f"{node.host}:{node.port}"], "labels": {"node": node.name}}]
-        tmp = self.sd_dir / f".{node.name}.tmp"
-        tmp.write_text(json.dumps(target))
-        tmp.rename(self.sd_dir / f"{node.name}.json")
+        stack.write_targets(self.sd_dir, node.name, [f"{node.host}:{node.port}"], {"node": node.name})
 
     def wait_scraped(self, node: Node, timeout: float = 40) -> None:
         wait_until(lambda: self.query(f'up{{job="{JOB}", node="{node.name}"}} == 1'), timeout,

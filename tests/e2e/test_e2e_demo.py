@@ -1,4 +1,5 @@
-"""The demo (`make demo`): it starts everything, prints URLs that answer, and Ctrl-C leaves nothing running."""
+"""The demo (`make demo`): it starts everything, prints URLs that answer, tells what happens as it happens, and
+Ctrl-C leaves nothing running."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.procs import http_get, wait_until
-from tests.e2e.stack import require_binaries
+from alerts.generate import build_alertmanager, build_groups
+from cilium_node_simulator.stack import receivers_by_severity
+from tests.e2e.stack import SCENARIOS, http_get, require_binaries, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e"), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e"), pytest.mark.timeout(240)]
 
 READY = "Ctrl-C stops everything"
 
@@ -65,9 +67,26 @@ def stop_demo(proc: subprocess.Popen[str], children: list[int]) -> None:
     assert not left, f"processes left running after Ctrl-C: {left}"
 
 
-def test_demo_prints_working_urls_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+def routes() -> dict[str, str]:
+    """alertname -> "severity -> receiver" from the pack and the shipped Alertmanager routes."""
+    by_severity = receivers_by_severity(build_alertmanager())
+    return {r["alert"]: f'{r["labels"]["severity"]} -> {by_severity[r["labels"]["severity"]]}'
+            for g in build_groups(preset="accelerated") for r in g["rules"] if "alert" in r}
+
+
+def story_line(text: str, what: str) -> int:
+    """Seconds since the scenario started of the story line ending in ``what`` (-1: not printed yet)."""
+    found = re.search(rf"^ *(\d+):(\d\d)  \(scenario \d+:\d\d [\w-]+\)  {re.escape(what)}", text, re.M)
+    return 60 * int(found.group(1)) + int(found.group(2)) if found else -1
+
+
+def test_demo_tells_the_story_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    """The demo at 10x speed on a scenario that packs the tour's kinds of transition into half a minute: the
+    URLs it prints answer, its timeline names the pack's alerts and their routes, it prints each pending,
+    firing and resolved transition and each delivery to the page and ticket receivers as they happen, the
+    SLO review command it prints works, and Ctrl-C stops everything and prints the summary."""
     require_binaries()
-    proc, log = start_demo(tmp_path, "--speed", "20")
+    proc, log = start_demo(tmp_path, "--speed", "10", "--scenario", str(SCENARIOS / "demo-story.yaml"))
     children: list[int] = []
     try:
         wait_until(lambda: READY in log.read_text() or proc.poll() is not None, 60, "the demo to start")
@@ -86,9 +105,15 @@ def test_demo_prints_working_urls_and_ctrl_c_stops_everything(tmp_path: Path) ->
         status, body = http_get(prom + "/api/v1/rules")
         assert status == 200 and b"CiliumAgentMemoryAboveEnvelope" in body, "the rule pack is not loaded"
         assert "accelerated preset" in text
-        # what is about to happen, with the envelope crossing of the showcase
-        assert re.search(r"In about \d+ seconds the agent on node sim-1 crosses its envelope \(500Mi\)", text), text
-        wait_until(lambda: b'"health":"up"' in http_get(prom + "/api/v1/targets")[1], 30, "the exporter scraped")
+        # what is about to happen: the pack's alerts, routed as the shipped configuration routes them
+        route = routes()
+        for line in ("the agent on node sim-1 crosses its envelope (500Mi)  -> "
+                     f"CiliumAgentMemoryAboveEnvelope ({route['CiliumAgentMemoryAboveEnvelope']})",
+                     f"is OOM-killed and restarts  -> CiliumAgentOOMKilled ({route['CiliumAgentOOMKilled']})",
+                     f"kill number 2 within 2m  -> CiliumAgentOOMKillLoop ({route['CiliumAgentOOMKillLoop']})"):
+            assert line in text, text
+        assert route["CiliumAgentOOMKilled"] == "warning -> ticket"
+        assert route["CiliumAgentOOMKillLoop"] == "critical -> page"
         # the SLO review command it prints works on the demo's data
         hint = re.search(r"^  (\S*cilium-node-exporter report --prometheus-url \S+ .*)$", text, re.M)
         assert hint, text
@@ -100,9 +125,30 @@ def test_demo_prints_working_urls_and_ctrl_c_stops_everything(tmp_path: Path) ->
         review = json.loads((tmp_path / "review.json").read_text())
         assert review["clusters"][0]["nodes"] == 1
         assert {s["key"] for s in review["clusters"][0]["slos"]} >= {"memory-envelope"}
+        # the story, as it happens: transitions in Prometheus, what Alertmanager holds back, what it delivers
+        story = ("CiliumAgentMemoryAboveEnvelope is pending", "CiliumAgentMemoryAboveEnvelope FIRING",
+                 "CiliumAgentMemoryAboveEnvelope resolved",
+                 "delivered to TICKET: CiliumAgentMemoryAboveEnvelope firing",
+                 "delivered to TICKET: CiliumAgentMemoryAboveEnvelope resolved",
+                 "delivered to TICKET: CiliumAgentOOMKilled firing", "CiliumAgentOOMKillLoop FIRING",
+                 "delivered to PAGE: CiliumAgentOOMKillLoop firing",
+                 "Alertmanager holds CiliumAgentOOMKilled back: inhibited by CiliumAgentOOMKillLoop")
+        wait_until(lambda: all(story_line(log.read_text(), s) >= 0 for s in story) or proc.poll() is not None, 90,
+                   lambda: "the story: " + str([s for s in story if story_line(log.read_text(), s) < 0])
+                   + "\n" + log.read_text())
+        text = log.read_text()
+        at = {s: story_line(text, s) for s in story}
+        assert min(at.values()) >= 0, text
+        assert at[story[0]] <= at[story[1]] <= at[story[2]], text  # pending, firing, resolved in that order
+        assert at[story[1]] >= 10, text  # fires only after its for: 10s
     finally:
         stop_demo(proc, children)
-    assert "nothing left running" in log.read_text()
+    text = log.read_text()
+    assert "nothing left running" in text and "Traceback" not in text, text
+    summary = text[text.index("Summary after"):]
+    above = next(line for line in summary.splitlines() if line.strip().startswith("CiliumAgentMemoryAboveEnvelope "))
+    assert "ticket firing" in above and "ticket resolved" in above, summary
+    assert re.search(r"alerts delivered: \d+ to page, \d+ to ticket", summary), summary
 
 
 def test_demo_without_prometheus_says_how_to_install_it(tmp_path: Path) -> None:
@@ -122,3 +168,4 @@ def test_demo_without_prometheus_says_how_to_install_it(tmp_path: Path) -> None:
         time.sleep(0.5)
     finally:
         stop_demo(proc, children)
+    assert "Traceback" not in log.read_text()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.procs import wait_until
+from tests.e2e.stack import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.procs import wait_until
+from cilium_node_simulator.webhook import Delivery
 from tests.e2e.run import NODES, Run
+from tests.e2e.stack import wait_until
 from tests.support.paths import REPO
-from tests.support.webhook import Delivery
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("e2e"), pytest.mark.timeout(420)]
 

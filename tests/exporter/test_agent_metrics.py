@@ -17,7 +17,7 @@ from cilium_node_exporter.sources.agent import (
     reason_name,
 )
 from cilium_node_exporter.sources.k8s_http import SourceError
-from tests.support.cluster import Cluster, scrape_state
+from tests.support.cluster import Cluster, scrape
 
 AGENT_TEXT = """\
 # HELP cilium_drop_count_total Total dropped packets, tagged by drop reason and ingress/egress direction
@@ -122,31 +122,32 @@ def test_source_against_the_simulator(cluster: Cluster) -> None:
     cfg = cluster.config(agent_timeout=0.3)
     state = cluster.state(cfg)
     AgentMetricsSource(cfg, state, clock=lambda: now[0]).start()
-    m = scrape_state(state)
-    assert m['cilium_node_exporter_source_up{source="agent"}'] == 1
-    assert 'cilium_node_datapath_dropped_packets_total{direction="ingress",reason="POLICY_DENIED"}' in m
-    assert 'cilium_node_datapath_dropped_packets_total{direction="egress",reason="REASON_206"}' in m  # "206, 0"
-    assert 'cilium_node_datapath_dropped_packets_total{direction="service",reason="SERVICE_BACKEND_NOT_FOUND"}' in m
-    assert 'cilium_node_datapath_forwarded_packets_total{direction="egress"}' in m
-    assert 'cilium_node_datapath_forwarded_packets_total{direction="service"}' in m
-    assert m['cilium_node_bpf_map_pressure{map_name="cilium_ct4_global"}'] == 0.12
-    scrape_state(state)
+    m = scrape(state)
+    assert m.value("cilium_node_exporter_source_up", source="agent") == 1
+    dropped = "cilium_node_datapath_dropped_packets_total"
+    assert m.series(dropped, direction="ingress", reason="POLICY_DENIED")
+    assert m.series(dropped, direction="egress", reason="REASON_206")  # "206, 0"
+    assert m.series(dropped, direction="service", reason="SERVICE_BACKEND_NOT_FOUND")
+    assert m.series("cilium_node_datapath_forwarded_packets_total", direction="egress")
+    assert m.series("cilium_node_datapath_forwarded_packets_total", direction="service")
+    assert m.value("cilium_node_bpf_map_pressure", map_name="cilium_ct4_global") == 0.12
+    scrape(state)
     assert cluster.agent.requests == 1  # cached within a second
     for fault, reason in (("500", "http"), ("garbage", "decode"), ("slow", "timeout")):
         cluster.agent.fault = fault
         cluster.agent.slow_seconds = 2.0
         now[0] += 10
         before = state.health["agent"].errors.get(reason, 0)
-        m = scrape_state(state)
-        assert m['cilium_node_exporter_source_up{source="agent"}'] == 0
+        m = scrape(state)
+        assert m.value("cilium_node_exporter_source_up", source="agent") == 0
         assert state.health["agent"].errors[reason] == before + 1
-        assert not any(k.startswith("cilium_node_datapath_") for k in m)  # nothing stale
+        assert not m.count("cilium_node_datapath_")  # nothing stale
     cluster.agent.fault = "none"
     cluster.runtime.set(running=False)
     cluster.model.update()
     now[0] += 10
-    m = scrape_state(state)
-    assert m['cilium_node_exporter_source_up{source="agent"}'] == 0  # a dead agent drops the connection
+    m = scrape(state)
+    assert m.value("cilium_node_exporter_source_up", source="agent") == 0  # a dead agent drops the connection
 
 
 def test_map_pressure_series_are_capped() -> None:

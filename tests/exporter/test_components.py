@@ -14,7 +14,8 @@ from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.sources.agent import parse_metrics
 from cilium_node_exporter.sources.apiserver import ApiServerSource
 from cilium_node_exporter.sources.kubelet import KubeletSource
-from tests.support.cluster import AgentState, Cluster, scrape_state
+from cilium_node_simulator.exporter_process import Metrics
+from tests.support.cluster import AgentState, Cluster, scrape
 from tests.support.procs import wait_until
 
 MiB = 2**20
@@ -38,26 +39,27 @@ def run(cluster: Cluster, *extra: str) -> tuple[ExporterState, KubeletSource, Ap
     return state, kubelet, api
 
 
-def scrape(state: ExporterState, kubelet: KubeletSource) -> dict[str, float]:
+def refreshed(state: ExporterState, kubelet: KubeletSource) -> Metrics:
     kubelet._last_attempt = None  # past the 1 s cache
     kubelet.refresh()
-    return scrape_state(state)
+    return scrape(state)
 
 
 def test_envoy_memory_and_pod_apart_from_the_agent(cluster: Cluster) -> None:
     state, kubelet, api = run(cluster)
     try:
         wait_until(lambda: "envoy" in state.pods and state.health["apiserver"].up, what="both pods listed")
-        m = scrape(state, kubelet)
-        assert m[ENVOY_WS] == 80 * MiB and m["cilium_node_envoy_memory_rss_bytes"] == 70 * MiB
-        assert m["cilium_node_envoy_memory_limit_bytes"] == 256 * MiB
-        assert m["cilium_node_agent_memory_working_set_bytes"] == 300 * MiB  # the agent's own container
-        assert m["cilium_node_envoy_restarts_total"] == 0 and "cilium_node_envoy_container_start_time_seconds" in m
+        m = refreshed(state, kubelet)
+        assert m.value(ENVOY_WS) == 80 * MiB and m.value("cilium_node_envoy_memory_rss_bytes") == 70 * MiB
+        assert m.value("cilium_node_envoy_memory_limit_bytes") == 256 * MiB
+        assert m.value("cilium_node_agent_memory_working_set_bytes") == 300 * MiB  # the agent's own container
+        assert m.value("cilium_node_envoy_restarts_total") == 0
+        assert m.has("cilium_node_envoy_container_start_time_seconds")
         envoy = cluster.model.envoy
         assert envoy is not None
-        info = (f'cilium_node_envoy_info{{envoy_namespace="kube-system",envoy_pod="{envoy.name}",'
-                f'envoy_uid="{envoy.uid}"}}')
-        assert m[info] == 1 and envoy.name.startswith("cilium-envoy-")
+        info = m.value("cilium_node_envoy_info", envoy_namespace="kube-system", envoy_pod=envoy.name,
+                       envoy_uid=envoy.uid)
+        assert info == 1 and envoy.name.startswith("cilium-envoy-")
     finally:
         api.stop()
 
@@ -68,16 +70,16 @@ def test_envoy_oom_kill_is_envoys_not_the_agents(cluster: Cluster) -> None:
         wait_until(lambda: "envoy" in state.pods, what="envoy pod")
         cluster.runtime.set_envoy(working_set=256 * MiB, running=False, last_terminated_reason="OOMKilled")
         wait_until(lambda: state.pods["envoy"].last_terminated_reason == "OOMKilled", what="OOMKilled")
-        m = scrape(state, kubelet)
-        assert ENVOY_WS not in m  # the kubelet omits a container that is not running
+        m = refreshed(state, kubelet)
+        assert not m.has(ENVOY_WS)  # the kubelet omits a container that is not running
         cluster.runtime.set_envoy(working_set=60 * MiB, running=True, restart_count=1)
         wait_until(lambda: state.pods["envoy"].restart_count == 1, what="envoy restarted")
-        m = scrape(state, kubelet)
-        assert m['cilium_node_envoy_last_terminated_reason{reason="OOMKilled"}'] == 1
-        assert m["cilium_node_envoy_restarts_total"] == 1 and m[ENVOY_WS] == 60 * MiB
-        assert "cilium_node_envoy_last_terminated_timestamp_seconds" in m
-        assert m["cilium_node_agent_restarts_total"] == 0
-        assert not any(k.startswith("cilium_node_agent_last_terminated") for k in m)
+        m = refreshed(state, kubelet)
+        assert m.value("cilium_node_envoy_last_terminated_reason", reason="OOMKilled") == 1
+        assert m.value("cilium_node_envoy_restarts_total") == 1 and m.value(ENVOY_WS) == 60 * MiB
+        assert m.has("cilium_node_envoy_last_terminated_timestamp_seconds")
+        assert m.value("cilium_node_agent_restarts_total") == 0
+        assert not m.count("cilium_node_agent_last_terminated")
     finally:
         api.stop()
 
@@ -87,9 +89,9 @@ def test_embedded_envoy_has_no_envoy_series(tmp_path: Path) -> None:
     state, kubelet, api = run(c)
     try:
         wait_until(lambda: state.health["apiserver"].up, what="both watches listed")
-        m = scrape(state, kubelet)
-        assert not any(k.startswith("cilium_node_envoy_") for k in m)
-        assert "cilium_node_agent_memory_working_set_bytes" in m and "agent" in state.pods
+        m = refreshed(state, kubelet)
+        assert not m.count("cilium_node_envoy_")
+        assert m.has("cilium_node_agent_memory_working_set_bytes") and "agent" in state.pods
     finally:
         api.stop()
         c.close()
@@ -100,7 +102,7 @@ def test_envoy_switched_off_and_its_own_namespace(cluster: Cluster) -> None:
     try:
         assert set(api.watches) == {"agent"}
         wait_until(lambda: state.health["apiserver"].up, what="agent listed")
-        assert not any(k.startswith("cilium_node_envoy_") for k in scrape(state, kubelet))
+        assert not refreshed(state, kubelet).count("cilium_node_envoy_")
     finally:
         api.stop()
     state, kubelet, api = run(cluster, "--envoy-namespace=cilium-envoy")
@@ -109,7 +111,7 @@ def test_envoy_switched_off_and_its_own_namespace(cluster: Cluster) -> None:
         wait_until(lambda: cluster.kubeapi.pod_lists["k8s-app=cilium-envoy"] and state.health["apiserver"].up,
                    what="envoy namespace listed")
         assert "envoy" not in state.pods  # the simulated pod is in kube-system
-        assert ENVOY_WS not in scrape(state, kubelet)  # the kubelet part matches the namespace too
+        assert not refreshed(state, kubelet).has(ENVOY_WS)  # the kubelet part matches the namespace too
     finally:
         api.stop()
 
@@ -141,6 +143,6 @@ def test_ratelimited_zero_only_when_known(sample: float | None, rate_limit: dict
     state = ExporterState(sources=("agent", "settings"), envelope=(1, 2))
     state.agent_datapath = AgentDatapath(ratelimited_events=sample)
     state.settings = CiliumSettings(origin="agent-api", rate_limit=rate_limit)
-    assert scrape_state(state).get(COUNTER) == expected
+    assert scrape(state).samples.get((COUNTER, frozenset())) == expected
     state.agent_datapath = None  # the agent source down: nothing, whatever the settings say
-    assert COUNTER not in scrape_state(state)
+    assert not scrape(state).has(COUNTER)

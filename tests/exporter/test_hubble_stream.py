@@ -12,7 +12,7 @@ from cilium_node_exporter.api.flow import flow_pb2
 from cilium_node_exporter.api.observer import observer_pb2
 from cilium_node_exporter.config import parse_args
 from cilium_node_exporter.sources.hubble.stream import HubbleSource
-from tests.support.cluster import scrape_state
+from tests.support.cluster import scrape
 from tests.support.hubble_fake import FakeHubble
 from tests.support.procs import wait_until as wait_for
 
@@ -51,13 +51,12 @@ def test_counts_flow_through_to_metrics(sock: str) -> None:
         wait_for(lambda: state.hubble_gap.connected)
         server.push(*(drop(i) for i in range(100)))
         wait_for(lambda: drops_total(state) == 100)
-        m = scrape_state(state)
-        key = 'cilium_node_drops_total{direction="egress",reason="POLICY_DENIED"}'
-        assert m[key] == 100
-        assert m['cilium_node_exporter_source_up{source="hubble"}'] == 1
-        assert m['cilium_node_exporter_events_total{kind="drop"}'] == 100
+        m = scrape(state)
+        assert m.value("cilium_node_drops_total", direction="egress", reason="POLICY_DENIED") == 100
+        assert m.value("cilium_node_exporter_source_up", source="hubble") == 1
+        assert m.value("cilium_node_exporter_events_total", kind="drop") == 100
         wait_for(lambda: state.hubble_status is not None)
-        assert scrape_state(state)['cilium_node_hubble_info{version="1.19.4"}'] == 1
+        assert scrape(state).value("cilium_node_hubble_info", version="1.19.4") == 1
         req = server.requests[0]
         assert [f.type for f in req.whitelist[0].event_type] == [1, 5, 129] and req.follow
         assert "drop_reason_desc" in req.field_mask.paths and not req.HasField("since")
@@ -85,10 +84,10 @@ def test_server_restart_resumes_without_double_count(sock: str) -> None:
         wait_for(lambda: drops_total(state) == 90)
         last = server.requests[-1]
         assert last.HasField("since")  # resumed from the last counted event
-        m = scrape_state(state)
-        assert m["cilium_node_exporter_hubble_reconnects_total"] == 1
-        assert m["cilium_node_exporter_hubble_disconnected_seconds_total"] > 0
-        assert m['cilium_node_exporter_source_errors_total{reason="connect",source="hubble"}'] >= 1
+        m = scrape(state)
+        assert m.value("cilium_node_exporter_hubble_reconnects_total") == 1
+        assert m.value("cilium_node_exporter_hubble_disconnected_seconds_total") > 0
+        assert m.value("cilium_node_exporter_source_errors_total", reason="connect", source="hubble") >= 1
     finally:
         source.stop()
         server.stop()
@@ -125,9 +124,9 @@ def test_refused_mask_falls_back_once_to_no_mask(sock: str) -> None:
         wait_for(lambda: drops_total(state) == 10)
         masked = [r for r in server.requests if r.field_mask.paths]
         assert len(masked) == 1 and not server.requests[-1].field_mask.paths  # refused once, never again
-        m = scrape_state(state)
-        assert m['cilium_node_exporter_source_errors_total{reason="rejected",source="hubble"}'] == 1
-        assert m['cilium_node_exporter_source_up{source="hubble"}'] == 1
+        m = scrape(state)
+        assert m.value("cilium_node_exporter_source_errors_total", reason="rejected", source="hubble") == 1
+        assert m.value("cilium_node_exporter_source_up", source="hubble") == 1
     finally:
         source.stop()
         server.stop()
@@ -139,8 +138,8 @@ def test_socket_absent_at_start_then_appears(sock: str) -> None:
     try:
         wait_for(lambda: state.health["hubble"].errors["connect"] >= 1)
         assert not state.hubble_gap.connected
-        m = scrape_state(state)
-        assert m['cilium_node_exporter_source_up{source="hubble"}'] == 0
+        m = scrape(state)
+        assert m.value("cilium_node_exporter_source_up", source="hubble") == 0
         server = FakeHubble(sock).start()
         wait_for(lambda: state.hubble_gap.connected)
         server.push(drop(1))
@@ -165,10 +164,10 @@ def test_stop_is_prompt(sock: str) -> None:
 
 def test_source_up_absent_until_first_attempt_completes(sock: str) -> None:
     source, state = make_source(sock)
-    assert 'cilium_node_exporter_source_up{source="hubble"}' not in scrape_state(state)
+    assert not scrape(state).series("cilium_node_exporter_source_up", source="hubble")
     source.start()
     try:
         wait_for(lambda: state.health["hubble"].attempted)
-        assert scrape_state(state)['cilium_node_exporter_source_up{source="hubble"}'] == 0
+        assert scrape(state).value("cilium_node_exporter_source_up", source="hubble") == 0
     finally:
         source.stop()

@@ -13,7 +13,7 @@ from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.sources.k8s_http import SourceError
 from cilium_node_exporter.sources.settings import agent_api, configmap, fill
 from cilium_node_exporter.sources.settings import values as v
-from tests.support.cluster import scrape_state
+from tests.support.cluster import scrape
 from tests.support.paths import DATA
 
 FIXTURES = DATA / "cilium-agent"
@@ -177,17 +177,17 @@ def test_string_slice_like_cilium(text: str, items: list[str]) -> None:
 def test_exposition_of_known_and_unknown_settings() -> None:
     state = ExporterState(sources=("settings",), envelope=(1, 2))
     state.settings = from_api("1.18")
-    m = scrape_state(state)
-    assert m['cilium_node_agent_notifications_enabled{event="drop"}'] == 0
-    assert m['cilium_node_agent_notifications_enabled{event="trace"}'] == 1
-    assert m['cilium_node_cilium_info{envoy_mode="external",kube_proxy_replacement="unknown",'
-             'monitor_aggregation="medium",version="1.16.6"}'] == 1
-    assert m['cilium_node_agent_events_rate_limit{kind="rate"}'] == 0
-    assert not any(k.startswith("cilium_node_hubble_monitor_events") for k in m)  # unknown on 1.18's agent API
+    m = scrape(state)
+    assert m.value("cilium_node_agent_notifications_enabled", event="drop") == 0
+    assert m.value("cilium_node_agent_notifications_enabled", event="trace") == 1
+    assert m.value("cilium_node_cilium_info", envoy_mode="external", kube_proxy_replacement="unknown",
+                   monitor_aggregation="medium", version="1.16.6") == 1
+    assert m.value("cilium_node_agent_events_rate_limit", kind="rate") == 0
+    assert not m.count("cilium_node_hubble_monitor_events")  # unknown on 1.18's agent API
     state.settings = from_api("1.14")
-    m = scrape_state(state)
-    assert not any(k.startswith("cilium_node_agent_events_rate_limit") for k in m)  # no limiter: unknown
-    assert m['cilium_node_hubble_monitor_events{event="l7"}'] == 1
+    m = scrape(state)
+    assert not m.count("cilium_node_agent_events_rate_limit")  # no limiter: unknown
+    assert m.value("cilium_node_hubble_monitor_events", event="l7") == 1
     state.settings = None
-    assert not any(k.startswith(("cilium_node_cilium_info", "cilium_node_agent_notifications")) for k in
-                   scrape_state(state))
+    m = scrape(state)
+    assert not m.count("cilium_node_cilium_info") and not m.count("cilium_node_agent_notifications")

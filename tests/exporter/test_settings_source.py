@@ -14,7 +14,7 @@ from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.sources import settings as settings_module
 from cilium_node_exporter.sources.settings import SettingsSource
 from cilium_node_simulator.cilium_settings import CiliumSpec, RuntimeOptions
-from tests.support.cluster import Cluster, scrape_state
+from tests.support.cluster import Cluster, scrape
 from tests.support.procs import wait_until
 
 NOTIFY = "cilium_node_agent_notifications_enabled"
@@ -57,10 +57,10 @@ def test_agent_api_then_the_configmap_for_what_1_18_does_not_show(cluster: Clust
     assert s.kube_proxy_replacement == "false"  # from the ConfigMap (DCM has none from 1.18)
     assert s.hubble_monitor_events == {"drop": True, "policy_verdict": True, "trace": False, "l7": False}
     assert state.health["settings"].up and not state.health["settings"].errors
-    m = scrape_state(state)
-    assert m[f'{NOTIFY}{{event="drop"}}'] == 0 and m[f'{NOTIFY}{{event="policy_verdict"}}'] == 1
-    assert m['cilium_node_hubble_monitor_events{event="l7"}'] == 0
-    assert m['cilium_node_agent_events_rate_limit{kind="burst"}'] == 1000
+    m = scrape(state)
+    assert m.value(NOTIFY, event="drop") == 0 and m.value(NOTIFY, event="policy_verdict") == 1
+    assert m.value("cilium_node_hubble_monitor_events", event="l7") == 0
+    assert m.value("cilium_node_agent_events_rate_limit", kind="burst") == 1000
 
 
 def test_only_gets_with_the_brief_header(cluster: Cluster) -> None:
@@ -106,7 +106,8 @@ def test_no_socket_falls_back_to_the_configmap(tmp_path: Path) -> None:
         assert s is not None and s.origin == "configmap" and s.version is None
         assert s.notifications["drop"] is False
         assert state.health["settings"].up and not state.health["settings"].errors  # absent is not an error
-        assert 'version="unknown"' in next(k for k in scrape_state(state) if k.startswith("cilium_node_cilium_info"))
+        (info,) = scrape(state).series("cilium_node_cilium_info")
+        assert dict(info)["version"] == "unknown"
     finally:
         c.close()
 
@@ -135,19 +136,19 @@ def test_nothing_answers_unavailable_when_optional_down_when_required(tmp_path: 
         assert not source.read_once()
         h = state.health["settings"]
         assert h.unavailable is unavailable and not h.up
-        m = scrape_state(state)
+        m = scrape(state)
         if unavailable:
-            assert m['cilium_node_exporter_source_unavailable{source="settings"}'] == 1
-            assert 'cilium_node_exporter_source_up{source="settings"}' not in m
+            assert m.value("cilium_node_exporter_source_unavailable", source="settings") == 1
+            assert not m.series("cilium_node_exporter_source_up", source="settings")
             assert not sum(h.errors.values())
         else:
-            assert m['cilium_node_exporter_source_up{source="settings"}'] == 0
+            assert m.value("cilium_node_exporter_source_up", source="settings") == 0
             assert h.errors["connect"] == 1 and h.errors["auth"] == 1  # every failure counted
             assert "configmaps/cilium-config" in (h.last_problem or ("", ""))[1]  # says which RBAC is missing
         c.kubeapi.configmap_fault = ""
         assert source.read_once() and h.up and not h.unavailable
         if unavailable:
-            assert scrape_state(state)['cilium_node_exporter_source_unavailable{source="settings"}'] == 0
+            assert scrape(state).value("cilium_node_exporter_source_unavailable", source="settings") == 0
     finally:
         c.close()
 
@@ -181,10 +182,10 @@ def test_a_failing_settings_source_leaves_the_other_sources_alone(tmp_path: Path
 
         kubelet = KubeletSource(cfg, state)
         kubelet.refresh()
-        m = scrape_state(state)
-        assert m['cilium_node_exporter_source_up{source="kubelet"}'] == 1
-        assert m['cilium_node_exporter_source_up{source="settings"}'] == 0
-        assert "cilium_node_agent_memory_working_set_bytes" in m
+        m = scrape(state)
+        assert m.value("cilium_node_exporter_source_up", source="kubelet") == 1
+        assert m.value("cilium_node_exporter_source_up", source="settings") == 0
+        assert m.has("cilium_node_agent_memory_working_set_bytes")
     finally:
         c.close()
 
@@ -197,7 +198,7 @@ def test_scrapes_never_trigger_a_reading(cluster: Cluster) -> None:
         assert cluster.agent_api is not None
         before = len(cluster.agent_api.requests)
         for _ in range(20):
-            scrape_state(state)
+            scrape(state)
         assert len(cluster.agent_api.requests) == before == 2  # one reading: two GETs; the next in a minute
         assert source.interval == 60
     finally:

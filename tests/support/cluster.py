@@ -14,10 +14,11 @@ from prometheus_client import generate_latest
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.app import build_registry
 from cilium_node_exporter.config import Config, parse_args
+from cilium_node_simulator.exporter_process import Metrics
 from cilium_node_simulator.harness import AgentState, FixedAgent, MiB, NodeFakes
 from cilium_node_simulator.k8s import Tokens
 
-__all__ = ["AgentState", "Cluster", "MiB", "scrape_state"]
+__all__ = ["AgentState", "Cluster", "MiB", "scrape"]
 
 
 class Cluster(NodeFakes):
@@ -46,8 +47,6 @@ class Cluster(NodeFakes):
         self.stop()
 
 
-def scrape_state(state: ExporterState) -> dict[str, float]:
-    """The exporter's ``cilium_node_*`` samples for ``state``, keyed by their exposition line prefix."""
-    text = generate_latest(build_registry(state)).decode()
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line.startswith("cilium_node_")}
+def scrape(state: ExporterState) -> Metrics:
+    """What the exporter would serve for ``state``, parsed as a scrape of the real process is."""
+    return Metrics(generate_latest(build_registry(state)).decode())

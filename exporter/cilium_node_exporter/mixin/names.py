@@ -81,3 +81,13 @@ def cluster(name: str) -> str:
     if not name.startswith("node:"):
         raise ValueError(f"{name} is not a node-level series")
     return "cluster:" + name.removeprefix("node:")
+
+
+# --- alerts other code names (the demo's "what happens next"); alerts/alerting.py defines them ------------
+AGENT_ABOVE_ENVELOPE: Final = "CiliumAgentMemoryAboveEnvelope"
+AGENT_NEAR_LIMIT: Final = "CiliumAgentMemoryNearLimit"
+AGENT_GROWTH_FORECAST: Final = "CiliumAgentMemoryGrowthForecast"
+AGENT_OOM_KILLED: Final = "CiliumAgentOOMKilled"
+AGENT_OOM_KILL_LOOP: Final = "CiliumAgentOOMKillLoop"
+POLICY_DENIAL_SURGE: Final = "CiliumNodePolicyDenialSurge"
+L7_DENIAL_SURGE: Final = "CiliumNodeL7DenialSurge"

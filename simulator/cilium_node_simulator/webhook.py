@@ -1,4 +1,5 @@
-"""An Alertmanager webhook receiver that records every notification it gets."""
+"""An Alertmanager webhook receiver that records every notification it gets: the demo shows what reached the
+page and ticket receivers, the end-to-end tests read it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ class Delivery:
     """One alert of one webhook notification."""
 
     received: float  # time.time() when the notification arrived
+    receiver: str  # the Alertmanager receiver that sent it (payload "receiver")
     status: str  # "firing" | "resolved" (of this alert)
     labels: dict[str, str]
     annotations: dict[str, str]
@@ -72,8 +74,8 @@ class WebhookReceiver(ThreadingHTTPServer):
 
     def record(self, payload: dict[str, Any]) -> None:
         now = time.time()
-        items = [Delivery(now, a["status"], dict(a["labels"]), dict(a.get("annotations", {})), a.get("startsAt", ""),
-                          a.get("endsAt", "")) for a in payload["alerts"]]
+        items = [Delivery(now, payload["receiver"], a["status"], dict(a["labels"]), dict(a.get("annotations", {})),
+                          a.get("startsAt", ""), a.get("endsAt", "")) for a in payload["alerts"]]
         with self._lock:
             self.payloads.append(payload)
             self._deliveries.extend(items)
