@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 from alerts.generate import build_groups  # noqa: E402
 from cilium_node_exporter.report.series import RECORDED  # noqa: E402
 from cilium_node_simulator.backfill import backfill_fleet  # noqa: E402
-from cilium_node_simulator.demo import pick_port  # noqa: E402
 from cilium_node_simulator.history import large_fleet  # noqa: E402
+from cilium_node_simulator.stack import pick_port  # noqa: E402
 
 
 def tsdb_samples(tsdb: Path) -> str:

@@ -26,7 +26,6 @@ import argparse
 import json
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -42,6 +41,8 @@ import yaml
 from alerts import generate as rules
 from cilium_node_exporter import contract as c
 from cilium_node_exporter.mixin.config import duration_seconds
+from cilium_node_simulator.exporter_process import free_port
+from cilium_node_simulator.stack import Supervisor
 from dashboards import generate as dashboards
 from dashboards.queries import iter_panels, substitute
 
@@ -192,30 +193,19 @@ def history_needed(groups: list[dict[str, Any]], dashboard_ranges: dict[str, int
 
 
 # --- Prometheus -------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Prometheus:
+    """Debian's Prometheus on the backfilled TSDB (no scrapes), on a free loopback port."""
+
     def __init__(self, data: Path, workdir: Path) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
         (workdir / "prometheus.yml").write_text("global: {}\n")
-        self.log = (workdir / "prometheus.log").open("w")
-        self.proc = subprocess.Popen(
-            ["prometheus", f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={data}",
-             f"--web.listen-address={self.url.removeprefix('http://')}", "--storage.tsdb.retention.time=90d",
-             "--query.max-samples=500000000", "--log.level=warn"], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"prometheus did not start, see {workdir / 'prometheus.log'}")
+        self.sup = Supervisor(workdir)
+        self.sup.start("prometheus", [
+            "prometheus", f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={data}",
+            f"--web.listen-address={self.url.removeprefix('http://')}", "--storage.tsdb.retention.time=90d",
+            "--query.max-samples=500000000", "--log.level=warn"])
+        if not self.sup.wait_http("prometheus", self.url + "/-/ready", 120):
+            raise RuntimeError(f"prometheus did not start, see {self.sup.log_path('prometheus')}")
 
     def samples(self, expr: str, at: int, range_: tuple[int, int] | None = None) -> int:
         params = {"query": expr, "stats": "all"}
@@ -231,9 +221,7 @@ class Prometheus:
         return int(doc["data"]["stats"]["samples"]["totalQueryableSamples"])
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
-        self.log.close()
+        self.sup.stop_all(60)
 
 
 # --- dashboards ---------------------------------------------------------------------------------------------

@@ -356,7 +356,7 @@ class Demo:
                 pack, rules_note = self.start_monitoring(port)
             except StackError as exc:
                 print(f"demo: {exc}", file=sys.stderr, flush=True)
-                return 1
+                return 0 if self.stop.is_set() else 1
             failed = stack.Monitoring(self.prom_url, self.am_url).wait_ready(self.sup, 30, self.stop)
             if failed:
                 return self.fail(failed)

@@ -186,7 +186,7 @@ def render_pack(out: Path, preset: str = "accelerated") -> list[Path]:
     if not (CHECKOUT / "alerts" / "generate.py").exists():
         raise StackError(f"no rule pack at {CHECKOUT / 'alerts'}: run from a checkout of cilium-node-exporter")
     done = subprocess.run([sys.executable, "-m", "alerts.generate", "--preset", preset, "--out", str(out)],
-                          capture_output=True, text=True, cwd=CHECKOUT)
+                          capture_output=True, text=True, cwd=CHECKOUT, start_new_session=True)
     if done.returncode != 0:
         raise StackError(f"python -m alerts.generate failed: {done.stderr.strip()[-500:]}")
     return sorted(out.glob("*.rules.yaml"))

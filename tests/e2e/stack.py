@@ -86,7 +86,6 @@ class Node:
         """The loopback address in URL form."""
         return "[::1]" if self.spec.ipv6 else "127.0.0.1"
 
-
     @property
     def sim(self) -> str:
         return f"sim-{self.name}"
