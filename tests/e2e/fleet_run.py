@@ -184,11 +184,6 @@ class FleetRun:
             out[s["metric"]["alertname"]].add(s["metric"]["alertstate"])
         return dict(out)
 
-    def recording_expr(self, record: str) -> str:
-        """The expression of the loaded recording rule ``record`` ('' when the pack has none)."""
-        return next((r["query"] for g in self.rules for r in g["rules"] if r.get("name") == record
-                     and r.get("type") == "recording"), "")
-
     # --- Alertmanager --------------------------------------------------------------------------------
     def _am(self, path: str, params: list[tuple[str, str]] | None = None) -> Any:
         url = self.stack.am_url + path + ("?" + urllib.parse.urlencode(params) if params else "")

@@ -21,7 +21,7 @@ from tests.e2e.stack import JOB
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("e2e"), pytest.mark.timeout(420)]
 
 BY_NAME = {c.name: c for c in CLUSTERS}
-# Cluster-scope alerts of the fleet-aware pack; before it is merged the pack pages per node only.
+# The cluster-scope alert that pages for each cluster-wide outage.
 FLEET_ALERTS = {"hubble-down": "CiliumClusterExporterSourceDown", "exporters-gone": "CiliumClusterExportersDown",
                 "exporters-absent": "CiliumClusterExportersAbsent"}
 
@@ -44,13 +44,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetRun]:
         fleet.stop()
 
 
-def needs_fleet_pack(fleet: FleetRun, cluster: str) -> None:
-    """Mark the test as an expected failure while the loaded pack lacks the cluster alert it relies on."""
-    alert = FLEET_ALERTS.get(cluster)
-    if alert and alert not in fleet.pack_alerts:
-        pytest.xfail(f"{alert} is not in the loaded pack yet (fleet-aware pack of issue 13 not merged)")
-
-
 def page_bound(fleet: FleetRun, cluster: ClusterRun, receiver: str = PAGE) -> tuple[int, int, int]:
     """(group keys of ``receiver`` formed in the incident's first 15 minutes, most notifications per key in
     15 real minutes from the shipped timers, their product: the bound on notifications)."""
@@ -70,25 +63,10 @@ def test_fleet_is_scraped_as_real_exporters(run: FleetRun) -> None:
     assert {s["metric"]["cluster"]: int(float(s["value"][1])) for s in ksm} == {c.name: c.nodes for c in CLUSTERS}
 
 
-def envelope_error_races_first_scrapes(run: FleetRun) -> bool:
-    """The pack's memory-envelope error reads the working set through a recording rule of the same group.
-
-    Prometheus evaluates a group's rules one after the other at one timestamp; a scrape that commits between
-    the working-set rule and the error rule (a node's first scrape, under load) makes the error rule see the
-    kubelet source up and no working set: one error sample. With the accelerated preset's short windows and
-    10 s ``for:``, that one sample fires CiliumAgentMemoryEnvelopeBudgetBurn on a healthy node. Reading the raw
-    series in the error rule itself (one query sees a scrape whole) removes the race.
-    """
-    expr = run.recording_expr("node:cilium_node_agent_memory_envelope_error:bool")
-    return "unless node:cilium_node_agent_memory_working_set_bytes:max" in expr.replace("\n", " ")
-
-
 def test_healthy_day_notifies_nobody(run: FleetRun) -> None:
+    """(The pack's memory-envelope error rule reads the raw series, not the working-set recording rule of the same
+    group: a first scrape committing between the two rules would otherwise fire the budget burn here.)"""
     cluster = "healthy"
-    if envelope_error_races_first_scrapes(run):
-        firing = {n for n, states in run.prometheus_alerts(cluster).items() if "firing" in states}
-        if firing == {"CiliumAgentMemoryEnvelopeBudgetBurn"}:
-            pytest.xfail("the pack's envelope-error rule races first scrapes (envelope_error_races_first_scrapes)")
     firing = {name for name, states in run.prometheus_alerts(cluster).items() if "firing" in states}
     assert not firing, run.summary(cluster)
     assert not [k for k in run.am_states if k[0] == cluster], run.summary(cluster)
@@ -114,10 +92,10 @@ def test_bad_rollout_on_200_nodes_pages_at_most_three_times(run: FleetRun) -> No
     firing = run.stack.query(f'count(count by (node) (ALERTS{{cluster="{cluster.name}", severity="critical", '
                              'alertstate="firing", node!=""}))')
     assert firing and int(float(firing[0]["value"][1])) >= 100, (firing, run.summary(cluster.name))
-    if "CiliumClusterAgentRestarts" in run.pack_alerts:  # the fleet-aware pack: the page names the cluster's problem
-        scopes = {a["labels"]["alertname"] for p in sent for a in p["alerts"] if not a["labels"].get("node")}
-        assert scopes & {"CiliumClusterAgentRestarts", "CiliumClusterAgentMemoryAboveEnvelope",
-                         "CiliumClusterUnexpectedDrops"}, run.summary(cluster.name)
+    # the page names the cluster's problem
+    scopes = {a["labels"]["alertname"] for p in sent for a in p["alerts"] if not a["labels"].get("node")}
+    assert scopes & {"CiliumClusterAgentRestarts", "CiliumClusterAgentMemoryAboveEnvelope",
+                     "CiliumClusterUnexpectedDrops"}, run.summary(cluster.name)
 
 
 def test_bad_rollout_tickets_are_one_per_alert_name(run: FleetRun) -> None:
@@ -144,7 +122,7 @@ def test_one_bad_node_pages_once_for_itself(run: FleetRun) -> None:
 
 @pytest.mark.parametrize("name", ["hubble-down", "exporters-gone", "exporters-absent"])
 def test_cluster_wide_outage_pages_once_without_node_tickets(run: FleetRun, name: str) -> None:
-    needs_fleet_pack(run, name)
+    assert FLEET_ALERTS[name] in run.pack_alerts, sorted(run.pack_alerts)
     cluster = BY_NAME[name]
     keys, _, bound = page_bound(run, cluster)
     assert keys == 1, run.summary(name)
