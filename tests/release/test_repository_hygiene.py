@@ -1,9 +1,12 @@
-"""Every tracked text file is free of merge-conflict markers (a merge resolved only half lands nowhere)."""
+"""Repository hygiene: no merge-conflict markers in tracked files, and the test workers' groups hold."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+
+import pytest
 
 from tests.support.paths import REPO
 
@@ -21,3 +24,12 @@ def test_no_conflict_markers_in_tracked_files() -> None:
         if b"\0" not in data[:8192] and MARKER.search(data):
             marked.append(name.decode())
     assert not marked, f"merge-conflict markers in {marked}"
+
+
+@pytest.mark.xdist_group("hygiene")
+def test_xdist_groups_are_honoured(request: pytest.FixtureRequest) -> None:
+    """`make test` runs `-n 2 --dist loadgroup`: heavy module fixtures (the e2e stack, the fleet, the image, the
+    report's backfill) are built once because their tests share a worker. If a pytest/xdist pair stops honouring
+    groups, this fails instead of the suite silently doubling its cost and running e2e stacks side by side."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and getattr(request.config.option, "loadgroup", False):
+        assert request.node.nodeid.endswith("@hygiene"), request.node.nodeid
