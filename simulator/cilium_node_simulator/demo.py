@@ -427,7 +427,7 @@ class Demo:
                       f"  Alertmanager        {self.am_url}/#/alerts",
                       f"  ({rules_note})"]
         events = timeline(scenario, args.speed, upper, pack if self.prom_url else None)
-        lines += ["", f"What happens (m:ss since the scenario started, {_clock(now)} ago):"]
+        lines += ["", f"What happens (m:ss since the scenario started, {now:.0f} s ago):"]
         lines += [f"  {_clock(t):>5}  {what}" for t, what in events]
         crossing = next((t - now for t, what in events if "crosses its envelope" in what and t > now), None)
         if crossing is not None:
