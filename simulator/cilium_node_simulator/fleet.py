@@ -288,9 +288,6 @@ def main(argv: Sequence[str]) -> int:
         return 0
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
-    if args.log_level != "debug":  # one line per node and phase or source problem is noise at 200 nodes
-        logging.getLogger("cilium_node_simulator.scenario").setLevel(logging.WARNING)
-        logging.getLogger("cilium_node_exporter").setLevel(logging.ERROR)
     try:
         clusters = _clusters(args)
         host, port = parse_listen(args.listen)
@@ -307,6 +304,12 @@ def main(argv: Sequence[str]) -> int:
         return 2
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # one line per node and phase or source problem is noise at 200 nodes (levels restored on the way out)
+    quiet = {"cilium_node_simulator.scenario": logging.WARNING, "cilium_node_exporter": logging.ERROR}
+    levels = {name: logging.getLogger(name).level for name in quiet}
+    if args.log_level != "debug":
+        for name, level in quiet.items():
+            logging.getLogger(name).setLevel(level)
     try:
         fleet.start()
         server.start()
@@ -318,4 +321,6 @@ def main(argv: Sequence[str]) -> int:
         fleet.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
     return 0
