@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from cilium_node_simulator import harness, k8s
 from cilium_node_simulator.events import SpecError
@@ -19,19 +19,14 @@ from cilium_node_simulator.scenario import (
     load_scenario,
     with_version,
 )
+from cilium_node_simulator.usage import Parser
 
 DEFAULT_SOCKET = "/tmp/cilium-node-exporter-sim/hubble.sock"
 log = logging.getLogger("cilium_node_simulator")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"cilium-node-exporter simulate: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="cilium-node-exporter simulate",
         description="Run a simulated Cilium node: a Hubble Observer gRPC server (unix socket, optional "
                     "TCP+TLS) whose flows, losses and agent state follow a scenario. Use it for demos, "

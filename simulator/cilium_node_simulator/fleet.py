@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from prometheus_client.exposition import choose_encoder
 
@@ -38,6 +38,7 @@ from cilium_node_simulator import fleet_scenario, ksm_fake
 from cilium_node_simulator.events import SpecError
 from cilium_node_simulator.fleet_node import FleetNode
 from cilium_node_simulator.fleet_scenario import FleetScenario, assign, builtin_fleets, load_fleet
+from cilium_node_simulator.usage import Parser
 
 log = logging.getLogger("cilium_node_simulator.fleet")
 
@@ -224,14 +225,9 @@ class FleetServer(ThreadingHTTPServer):
 FORMAT_HELP = (fleet_scenario.__doc__ or "").split("\n\n", 1)[-1]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"cilium-node-exporter simulate --fleet: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
+        command="cilium-node-exporter simulate --fleet",
         prog="cilium-node-exporter simulate",
         description="Play a fleet of simulated nodes in one process: every node's scenario drives the real "
                     "exporter's state and exposition, served on one port with a path per node, plus each "

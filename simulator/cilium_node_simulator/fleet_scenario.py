@@ -40,7 +40,6 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +54,11 @@ from cilium_node_simulator.scenario import (
     Ramp,
     Scenario,
     ScenarioError,
+    builtin_files,
     builtin_scenarios,
     load_scenario,
     parse_scenario,
+    read_named_yaml,
 )
 
 _TOP_KEYS = {"name", "description", "nodes", "version", "sources", "memory_envelope", "groups"}
@@ -270,23 +271,12 @@ def parse_fleet(data: Any, source: str = "<memory>") -> FleetScenario:
 
 def builtin_fleets() -> dict[str, Path]:
     """Built-in fleet scenario files by name."""
-    folder = resources.files("cilium_node_simulator").joinpath(_PACKAGE_DIR)
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith((".yaml", ".yml"))}
+    return builtin_files(_PACKAGE_DIR)
 
 
 def load_fleet(name_or_path: str) -> FleetScenario:
     """Load a built-in fleet scenario by name, or a YAML file by path."""
-    builtins = builtin_fleets()
-    path = Path(name_or_path)
-    if name_or_path in builtins and not path.exists():
-        path = builtins[name_or_path]
-    elif not path.exists():
-        raise ScenarioError(f"no fleet scenario {name_or_path!r}: not a file and not one of "
-                            f"{', '.join(sorted(builtins))}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    data, path = read_named_yaml(name_or_path, builtin_fleets(), "fleet scenario")
     return parse_fleet(data, str(path))
 
 

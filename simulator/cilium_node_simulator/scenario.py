@@ -428,27 +428,36 @@ def _parse(data: Any, source: str) -> Scenario:
                     cilium=cilium)
 
 
-def builtin_scenarios() -> dict[str, Path]:
-    """Built-in scenario files by name."""
-    folder = resources.files(_SCENARIO_PACKAGE.rsplit(".", 1)[0]).joinpath("scenarios")
+def builtin_files(folder_name: str) -> dict[str, Path]:
+    """The YAML files of the package folder ``folder_name`` (``scenarios``, ``scenarios/fleet``) by name."""
+    folder = resources.files(_SCENARIO_PACKAGE.rsplit(".", 1)[0]).joinpath(folder_name)
     return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith((".yaml", ".yml"))}
 
 
-def load_scenario(name_or_path: str) -> Scenario:
-    """Load a built-in scenario by name, or a YAML file by path."""
-    builtins = builtin_scenarios()
+def builtin_scenarios() -> dict[str, Path]:
+    """Built-in scenario files by name."""
+    return builtin_files("scenarios")
+
+
+def read_named_yaml(name_or_path: str, builtins: dict[str, Path], what: str) -> tuple[Any, Path]:
+    """The YAML data of the built-in ``what`` named ``name_or_path``, or of that file, and its path."""
     path = Path(name_or_path)
     if name_or_path in builtins and not path.exists():
         path = builtins[name_or_path]
     elif not path.exists():
-        raise ScenarioError(f"no scenario {name_or_path!r}: not a file and not one of "
+        raise ScenarioError(f"no {what} {name_or_path!r}: not a file and not one of "
                             f"{', '.join(sorted(builtins))}")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text()), path
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
     except OSError as exc:
         raise ScenarioError(f"{path}: {exc.strerror}") from None
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """Load a built-in scenario by name, or a YAML file by path."""
+    data, path = read_named_yaml(name_or_path, builtin_scenarios(), "scenario")
     return parse_scenario(data, str(path))
 
 

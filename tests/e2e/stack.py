@@ -12,6 +12,7 @@ and both configurations come from :mod:`cilium_node_simulator.stack`, as in the 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import urllib.parse
@@ -45,14 +46,21 @@ def require_binaries() -> None:
                          "(make system-deps)")
 
 
+# A tile skips its evaluation while it has a sample younger than its step ("... unless on (...)
+# count_over_time(<tile>[<step - 1s>])"); the default steps (5m, 1h) outlast a run, so a tile taken in the
+# first seconds (a rate over two equal samples: zero traffic) would stand for the whole run.
+_TILE_GUARD = re.compile(r"(count_over_time\(\S+_every\w+)\[\d+s\]\)")
+
+
 def default_recording_extras(rule_files: list[Path]) -> list[dict[str, Any]]:
     """Recording rules of the default pack that the rendered (accelerated) ones lack, evaluated at most every
-    10s."""
+    10s; their tiles are taken at every evaluation."""
     have = {r["record"] for p in rule_files for g in yaml.safe_load(p.read_text())["groups"] for r in g["rules"]
             if "record" in r}
     out = []
     for group in build_groups(None):
-        rules = [r for r in group["rules"] if "record" in r and r["record"] not in have]
+        rules = [{**r, "expr": _TILE_GUARD.sub(r"\1[9s])", r["expr"])}
+                 for r in group["rules"] if "record" in r and r["record"] not in have]
         if rules:
             out.append({"name": f"defaults-for-dashboards.{group['name']}", "interval": "10s", "rules": rules})
     return out
