@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,15 +41,29 @@ def make_source(sock: str, *extra: str) -> tuple[HubbleSource, ExporterState]:
     return HubbleSource(cfg, state), state
 
 
+@contextmanager
+def running(sock: str, server: FakeHubble | None = None, *extra: str) -> Iterator[tuple[HubbleSource, ExporterState]]:
+    """The Hubble source started against ``sock`` (and ``server`` started first, when given); both stopped
+    at the end, whatever the test did to them."""
+    if server is not None:
+        server.start()
+    source, state = make_source(sock, *extra)
+    source.start()
+    try:
+        yield source, state
+    finally:
+        source.stop()
+        if server is not None:
+            server.stop()
+
+
 def drops_total(state: ExporterState) -> int:
     return sum(state.datapath.drops.values())
 
 
 def test_counts_flow_through_to_metrics(sock: str) -> None:
-    server = FakeHubble(sock).start()
-    source, state = make_source(sock)
-    source.start()
-    try:
+    server = FakeHubble(sock)
+    with running(sock, server) as (_, state):
         wait_for(lambda: state.hubble_gap.connected)
         server.push(*(drop(i) for i in range(100)))
         wait_for(lambda: drops_total(state) == 100)
@@ -60,16 +76,11 @@ def test_counts_flow_through_to_metrics(sock: str) -> None:
         req = server.requests[0]
         assert [f.type for f in req.whitelist[0].event_type] == [1, 5, 129] and req.follow
         assert "drop_reason_desc" in req.field_mask.paths and not req.HasField("since")
-    finally:
-        source.stop()
-        server.stop()
 
 
 def test_server_restart_resumes_without_double_count(sock: str) -> None:
-    server = FakeHubble(sock).start()
-    source, state = make_source(sock)
-    source.start()
-    try:
+    server = FakeHubble(sock)
+    with running(sock, server) as (_, state):
         wait_for(lambda: state.hubble_gap.connected)
         server.push(*(drop(i) for i in range(50)))
         wait_for(lambda: drops_total(state) == 50)
@@ -88,17 +99,12 @@ def test_server_restart_resumes_without_double_count(sock: str) -> None:
         assert m.value("cilium_node_exporter_hubble_reconnects_total") == 1
         assert m.value("cilium_node_exporter_hubble_disconnected_seconds_total") > 0
         assert m.value("cilium_node_exporter_source_errors_total", reason="connect", source="hubble") >= 1
-    finally:
-        source.stop()
-        server.stop()
     assert drops_total(state) == 90  # nothing counted twice
 
 
 def test_resume_without_uuids_old_server(sock: str) -> None:
-    server = FakeHubble(sock, version="1.13.2").start()
-    source, state = make_source(sock)
-    source.start()
-    try:
+    server = FakeHubble(sock, version="1.13.2")
+    with running(sock, server) as (_, state):
         wait_for(lambda: state.hubble_gap.connected)
         server.push(*(drop(i, uuid=False) for i in range(20)))
         wait_for(lambda: drops_total(state) == 20)
@@ -108,17 +114,12 @@ def test_resume_without_uuids_old_server(sock: str) -> None:
         server.start()
         wait_for(lambda: drops_total(state) == 25)
         assert not server.requests[0].HasField("field_mask")  # 1.13: no mask support
-    finally:
-        source.stop()
-        server.stop()
     assert drops_total(state) == 25
 
 
 def test_refused_mask_falls_back_once_to_no_mask(sock: str) -> None:
-    server = FakeHubble(sock, refuse_masks=True).start()
-    source, state = make_source(sock)
-    source.start()
-    try:
+    server = FakeHubble(sock, refuse_masks=True)
+    with running(sock, server) as (_, state):
         wait_for(lambda: state.hubble_gap.connected)
         server.push(*(drop(i) for i in range(10)))
         wait_for(lambda: drops_total(state) == 10)
@@ -127,15 +128,10 @@ def test_refused_mask_falls_back_once_to_no_mask(sock: str) -> None:
         m = scrape(state)
         assert m.value("cilium_node_exporter_source_errors_total", reason="rejected", source="hubble") == 1
         assert m.value("cilium_node_exporter_source_up", source="hubble") == 1
-    finally:
-        source.stop()
-        server.stop()
 
 
 def test_socket_absent_at_start_then_appears(sock: str) -> None:
-    source, state = make_source(sock)
-    source.start()
-    try:
+    with running(sock) as (_, state):
         wait_for(lambda: state.health["hubble"].errors["connect"] >= 1)
         assert not state.hubble_gap.connected
         m = scrape(state)
@@ -146,8 +142,6 @@ def test_socket_absent_at_start_then_appears(sock: str) -> None:
         wait_for(lambda: drops_total(state) == 1)
         assert state.hubble_gap.reconnects == 0  # the first stream is not a reconnect
         server.stop()
-    finally:
-        source.stop()
 
 
 def test_stop_is_prompt(sock: str) -> None:
