@@ -45,6 +45,9 @@ SOURCES: Final[dict[str, Source]] = {
                       "tommyp1ckles/cilium branch pr/v1.18-backport-2025-10-20"),
     "main": Source("cilium/cilium", "1.20.0-dev", "main", "aeb2d1b68e0e", "tommyp1ckles/cilium branch main"),
     "changelog-v1.19": Source("cilium/cilium", "1.19.0-rc.1", "v1.19.0-rc.1", ""),  # CHANGELOG.md of that tag
+    # cilium/proxy (cilium-envoy's Cilium filters) at the commit Cilium 1.16.15's image pins
+    # (images/cilium/Dockerfile: cilium-envoy:v1.33.9-...-3c04e8f2f1027d106b96f8ef4a0215e81dbaaece)
+    "proxy-1.16.15": Source("cilium/proxy", "1.16.15", "v1.33", "3c04e8f2f102"),
     # cilium/hubble tags: each vendors one Cilium release's api/, pkg/ and hubble CLI (vendor/modules.txt)
     "hubble-v0.12.3": Source("cilium/hubble", "1.14.2", "v0.12.3", "572301b78366"),
     "hubble-v0.13.6": Source("cilium/hubble", "1.15.4", "v0.13.6", "ebca919509de"),
@@ -54,7 +57,8 @@ SOURCES: Final[dict[str, Source]] = {
     "hubble-v1.19.4": Source("cilium/hubble", "1.19.4", "v1.19.4", "39037bdd6cb6"),
 }
 
-CITATION: Final = re.compile(r"\[(?P<label>[\w.-]+) (?P<path>[\w./{},*-]+?)(?::(?P<lines>\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*))?\]")
+CITATION: Final = re.compile(r"\[(?P<label>[\w.-]+) (?P<path>[\w./{},*-]+?)"
+                             r"(?::(?P<lines>\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*))?\]")
 
 
 def citations(text: str) -> list[tuple[str, str, str | None]]:
