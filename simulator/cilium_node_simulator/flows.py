@@ -61,6 +61,7 @@ _WORKLOADS = (
 _RESERVED_LABEL = {code: f"reserved:{name}" for name, code in ce.RESERVED_IDENTITIES.items()}
 _TRACE_POINTS = ((0, flow_pb2.TO_ENDPOINT), (3, flow_pb2.TO_STACK), (5, flow_pb2.FROM_ENDPOINT),
                  (2, flow_pb2.TO_HOST))
+# Illustrative datapath locations for the 1.17+ `file` field of a drop (not Cilium's exact lines).
 _DROP_FILES = {155: ("conntrack.h", 1032), 133: ("bpf_lxc.c", 2110), 181: ("bpf_lxc.c", 2110)}
 
 
