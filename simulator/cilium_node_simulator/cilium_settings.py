@@ -181,8 +181,12 @@ HEALTHZ_KEYS: dict[str, tuple[Release, Release]] = {
 # [v1.16.15 install/kubernetes/cilium/templates/cilium-configmap.yaml:70-71]. The healthz mode the agent reports:
 # [v1.14.16 daemon/cmd/status.go:217-231] [v1.16.15 daemon/cmd/status.go:259-266].
 KPR_VALUES: dict[str, tuple[Release, Release]] = {
-    "true": ALL, "false": ALL, "strict": ((1, 14), (1, 15)), "partial": ((1, 14), (1, 15)),
-    "disabled": ((1, 14), (1, 15))}
+    "true": ALL,  # [v1.14.16 install/kubernetes/cilium/templates/cilium-configmap.yaml:69] to 1.18.3's :81
+    "false": ALL,  # [v1.14.16 install/kubernetes/cilium/templates/cilium-configmap.yaml:69] to 1.18.3's :81
+    "strict": ((1, 14), (1, 15)),  # [v1.15.7 install/kubernetes/cilium/templates/cilium-configmap.yaml:69]
+    "partial": ((1, 14), (1, 15)),  # [v1.15.7 install/kubernetes/cilium/templates/cilium-configmap.yaml:69]
+    "disabled": ((1, 14), (1, 15)),  # [v1.15.7 install/kubernetes/cilium/templates/cilium-configmap.yaml:69]
+}
 _AGGREGATION = {"none": "None", "lowest": "Lowest", "low": "Low", "medium": "Medium", "max": "Max"}
 ENVOY_MODES = ("external", "embedded", "none")
 
