@@ -48,6 +48,7 @@ rules: setup
 
 dashboards: setup
 	$(PY) -m dashboards.generate
+	$(PY) scripts/dashboards_guide.py
 
 bench: setup
 	$(PY) bench/decode.py
