@@ -177,6 +177,14 @@ HUBBLE_DISCONNECTED = _m("cilium_node_exporter_hubble_disconnected_seconds_total
                          "Time without a live GetFlows stream since start: the gap no counter covers.")
 LABEL_OVERFLOW = _m("cilium_node_exporter_label_overflow_total", "counter",
                     "Events whose optional label value was past its cap and counted as 'other'.", ("label",))
+WEB_AUTH_FAILURES = _m("cilium_node_exporter_web_auth_failures_total", "counter",
+                       "Requests refused by basic auth (basic_auth_users of --web-config-file), by reason: missing "
+                       "or invalid Authorization header, unknown_user, wrong_password, throttled (answered 429: "
+                       "too many password checks from that peer, or the bcrypt gate busy). Absent without basic "
+                       "auth.", ("reason",))
+SAMPLES_DROPPED = _m("cilium_node_exporter_samples_dropped_total", "counter",
+                     "Samples left out of /metrics because their value cannot be represented (not a finite "
+                     "number, or a negative counter); the rest of the scrape is served.", ("family",))
 
 ALL_METRICS: Final[tuple[Metric, ...]] = (
     DROPS, POLICY_VERDICTS, L7_REQUESTS, LOST_EVENTS, FLOWS_SEEN, BUFFER_FLOWS, BUFFER_CAPACITY, HUBBLE_INFO,
@@ -188,7 +196,7 @@ ALL_METRICS: Final[tuple[Metric, ...]] = (
     CILIUM_INFO, AGENT_NOTIFICATIONS_ENABLED, HUBBLE_MONITOR_EVENTS, AGENT_EVENTS_RATE_LIMIT,
     DATAPATH_RATELIMIT_DROPPED,
     BUILD_INFO, SOURCE_UNAVAILABLE, SOURCE_UP, SOURCE_ERRORS, EVENTS, HUBBLE_RECONNECTS, HUBBLE_DISCONNECTED,
-    LABEL_OVERFLOW,
+    LABEL_OVERFLOW, WEB_AUTH_FAILURES, SAMPLES_DROPPED,
 )
 
 # Labels a Prometheus Operator adds as target labels; the exporter must never emit them.
@@ -201,6 +209,7 @@ OPTIONAL_LABELS: Final = ("protocol", "endpoint_namespace", "policy")
 # Node annotation with a per-node memory envelope LOWER-UPPER (--envelope-from-node-annotation).
 ENVELOPE_ANNOTATION: Final = "cilium-node-exporter.io/memory-envelope"
 ERROR_REASONS: Final = ("connect", "timeout", "tls", "auth", "http", "decode", "protocol", "rejected")
+WEB_AUTH_FAILURE_REASONS: Final = ("missing", "invalid", "unknown_user", "wrong_password", "throttled")
 EVENT_KINDS: Final = ("drop", "policy_verdict", "l7", "lost", "other")
 DIRECTIONS: Final = ("ingress", "egress", "unknown")
 ACTIONS: Final = ("forwarded", "dropped", "audit", "redirected", "error", "unknown")

@@ -110,8 +110,7 @@ def parse_pod(obj: Any, container: str) -> _Candidate | None:
     restart_count = reason = finished = None
     if statuses:
         status = statuses[0]
-        count = status.get("restartCount")
-        restart_count = count if isinstance(count, int) and not isinstance(count, bool) else None
+        restart_count = k8s_http.count(status.get("restartCount"), f"apiserver pod: {container} restartCount")
         terminated = (status.get("lastState") or {}).get("terminated") or {}
         if isinstance(terminated, dict):
             reason = terminated.get("reason") if isinstance(terminated.get("reason"), str) else None

@@ -103,6 +103,9 @@ def parse(config: Any, health: Any) -> CiliumSettings:
 
     rate_limit: dict[str, int] = {}
     rate, burst = v.uint(dcm.get("BPFEventsDefaultRateLimit")), v.uint(dcm.get("BPFEventsDefaultBurstLimit"))
+    for key, value in (("BPFEventsDefaultRateLimit", rate), ("BPFEventsDefaultBurstLimit", burst)):
+        if value is None and dcm.get(key) is not None:  # present but not a uint32: no agent writes that
+            raise SourceError("protocol", f"agent API /v1/config: {key} is not a uint32: {str(dcm[key])[:64]}")
     if rate is not None and burst is not None:  # 1.17+; the agent refuses one without the other
         rate_limit = {"rate": rate, "burst": burst}
 

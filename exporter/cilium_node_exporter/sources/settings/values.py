@@ -121,9 +121,13 @@ def hubble_monitor_events(names: Iterable[Any] | None, version: Version | None) 
             "l7": "agent" in listed}
 
 
+UINT32_MAX = 2**32 - 1
+
+
 def uint(value: Any) -> int | None:
-    """A non-negative JSON integer (uint32 DaemonConfig fields); None otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    """A uint32 DaemonConfig field (a JSON integer in [0, 2**32)); None otherwise (absent, another type, or a
+    value no uint32 holds: the caller decides whether a present but unreadable field is an error)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= UINT32_MAX:
         return None
     return value
 
