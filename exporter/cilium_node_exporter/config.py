@@ -237,7 +237,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("web-config-file", "", "exporter-toolkit's web configuration file (the YAML of other exporters' "
          "--web.config.file: tls_server_config, http_server_config, basic_auth_users, rate_limit), re-read when it "
          "or a file it names changes. /healthz and /readyz stay open for probes (no auth, no rate limit). "
-         "README \"Protecting the endpoint\" says where this server differs.", SERVING, str, "FILE",
+         "docs/deploy.md \"Security\" says where this server differs from the toolkit.", SERVING, str, "FILE",
          helm="", aliases=("web.config.file",)),
     _flag("scrape-timeout", "10s", "The scrape's timeout when the scraper does not send "
           "X-Prometheus-Scrape-Timeout-Seconds (Prometheus, the Prometheus Operator and VictoriaMetrics do).",
