@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 # The monotonic time by which this scrape's scrape-time sources must have answered (the exposition sets it
 # from the scraper's timeout; None outside a scrape budget). Sources read it in :meth:`ExporterState.refresh`.
 SCRAPE_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("scrape_deadline", default=None)
+REFRESH_GRACE = 0.2  # past the deadline, for a read cut at it to record its outcome (within the timeout offset)
 
 
 @dataclass
@@ -68,8 +69,8 @@ class ExporterState:
             thread.start()
             threads.append(thread)
         _guarded(refreshers[0])
-        for thread in threads:
-            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        for thread in threads:  # a read cut at the deadline still records its outcome within the grace
+            thread.join(None if deadline is None else max(0.0, deadline + REFRESH_GRACE - time.monotonic()))
 
 
 def _guarded(refresh: Callable[[], None]) -> None:
