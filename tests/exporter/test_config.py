@@ -5,10 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
 from cilium_node_exporter import __version__
+from cilium_node_exporter.cli import main
 from cilium_node_exporter.config import FLAGS, Config, ConfigError, build_parser, parse_args, parse_listen
 from cilium_node_exporter.units import UnitError, parse_duration, parse_envelope, parse_quantity
 
@@ -193,3 +195,19 @@ def test_cli_version_and_help() -> None:
     assert res.returncode == 0 and __version__ in res.stdout
     res = run_cli("--help")
     assert res.returncode == 0 and "--hubble-address" in res.stdout and "CNE_HUBBLE_ADDRESS" in res.stdout
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    (None, "cannot read kubeconfig {path}: No such file or directory"),
+    ("just text\n", "kubeconfig {path} is not a kubeconfig"),
+    ("a: [unclosed\n", "kubeconfig {path} is not YAML"),
+    ("apiVersion: v1\nkind: Config\nclusters: []\n", "cannot load kubeconfig {path}: Invalid kube-config file")])
+def test_a_bad_kubeconfig_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  content: str | None, needle: str) -> None:
+    path = tmp_path / "kubeconfig"
+    if content is not None:
+        path.write_text(content)
+    assert main([f"--kubeconfig={path}", "--sources=apiserver", "--listen-address=127.0.0.1:0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cilium-node-exporter: error: --kubeconfig: ") and "\n" not in err, err
+    assert needle.format(path=path) in err

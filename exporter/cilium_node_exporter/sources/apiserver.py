@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from cilium_node_exporter.aggregation.containers import AGENT, ContainerPod
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.config import Config
@@ -73,6 +75,17 @@ def kubeconfig_endpoint(path: str) -> Endpoint:
         raise SourceError("auth", "--kubeconfig needs the kubernetes client: pip install "
                                   "'cilium-node-exporter[kubeconfig]'") from None
 
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh.read(4 * 2**20))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError("auth", f"cannot read kubeconfig {path}: {getattr(exc, 'strerror', None) or 'not UTF-8'}",
+                          absent=isinstance(exc, FileNotFoundError)) from None
+    except yaml.YAMLError:
+        raise SourceError("auth", f"kubeconfig {path} is not YAML") from None
+    if not isinstance(doc, dict):
+        raise SourceError("auth", f"kubeconfig {path} is not a kubeconfig (a YAML mapping with clusters, users, "
+                                  "contexts)")
     cfg = Configuration()
     try:
         load_kube_config(config_file=path, client_configuration=cfg, persist_config=False)
