@@ -17,6 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from cilium_node_exporter.aggregation.state import ExporterState
+from cilium_node_exporter.config import parse_args
+from cilium_node_exporter.sources import apiserver
+from cilium_node_exporter.sources.apiserver import ApiServerSource
 from cilium_node_exporter.sources.k8s_http import Endpoint, bearer_from_file
 from tests.support.cluster import Cluster
 from tests.support.evil import EvilServer, answer, dripping
@@ -390,3 +394,26 @@ def test_i23_row5_a_401_digit_integer_is_dropped_and_counted_and_the_rest_served
     else:
         assert m.value(UP, source=source) == 0
         assert not m.has(WORKING_SET) and not m.has("cilium_node_agent_restarts_total")
+
+
+def test_a_watch_announcing_thousands_of_pods_keeps_a_bounded_table_and_short_labels() -> None:
+    """security.md N14: a (TLS-verified but misbehaving) API server streams ADDED events with new UIDs and a
+    100 KB termination reason: the watch keeps at most MAX_PODS pods and the labels are cut."""
+    cfg = parse_args(["--sources=apiserver", "--node-name=node-a", "--apiserver-address=http://127.0.0.1:9",
+                      "--apiserver-token-file=", "--envoy=false"], environ={})
+    state = ExporterState(sources=cfg.sources.names, envelope=cfg.memory_envelope)
+    watch = ApiServerSource(cfg, state).watches["agent"]
+    start = time.monotonic()
+    for i in range(1000):
+        pod = {"metadata": {"name": f"cilium-{i}", "namespace": "kube-system", "uid": f"uid-{i}",
+                            "creationTimestamp": f"2026-12-01T00:{i // 60 % 60:02d}:{i % 60:02d}Z",
+                            "resourceVersion": str(i)},
+               "spec": {"containers": [{"name": "cilium-agent"}]},
+               "status": {"containerStatuses": [{"name": "cilium-agent", "restartCount": i, "lastState": {
+                   "terminated": {"reason": "R" * 20_000, "finishedAt": "2026-12-01T00:00:00Z"}}}]}}
+        watch._event(json.dumps({"type": "ADDED", "object": pod}).encode(), str(i))
+    took = time.monotonic() - start
+    report("N14 (1000 pods announced by a watch)", table=len(watch._pods), seconds=round(took, 2))
+    assert len(watch._pods) <= apiserver.MAX_PODS
+    chosen = state.pods["agent"]
+    assert chosen.name == "cilium-999" and len(chosen.last_terminated_reason or "") == apiserver.MAX_LABEL
