@@ -16,8 +16,8 @@ wrong passwords cost an attacker more than they cost Prometheus:
   wrong one, without a check;
 - every refusal is counted by reason (:data:`FAILURE_REASONS`, ``cilium_node_exporter_web_auth_failures_total``).
 
-A check costs what the hash's cost factor says: about 2-3 ms at cost 5, 60-80 ms at cost 10 and 250-300 ms
-at cost 12 on one core (``bench/web_auth.py`` prints the figures of this machine).
+A check costs what the hash's cost factor says: about 2 ms of CPU at cost 5, 60 ms at cost 10 and 240 ms at
+cost 12 (``python -m bench.web_auth`` prints the figures of the machine it runs on).
 """
 
 from __future__ import annotations
