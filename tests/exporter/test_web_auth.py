@@ -352,3 +352,21 @@ def test_a_bad_web_configuration_stops_the_start_with_one_line_and_exit_2(webdir
     assert res.returncode == 2
     errors = [line for line in res.stderr.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and "somefile" in errors[0] and "Traceback" not in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize(("cipher", "served_ok"), [("ECDHE-ECDSA-AES128-GCM-SHA256", True),
+                                                   ("ECDHE-ECDSA-CHACHA20-POLY1305", True),
+                                                   ("ECDHE-ECDSA-AES128-SHA256", False),
+                                                   ("ECDHE-ECDSA-AES256-SHA384", False),
+                                                   ("ECDHE-ECDSA-AES128-SHA", False)])
+def test_tls_1_2_handshakes_only_with_aead_suites(served: ProtectedExporter, pki: dict[str, Path], cipher: str,
+                                                  served_ok: bool) -> None:
+    """Issue 23 row 12 (security.md N13): a TLS 1.2 client offering one suite; CBC suites are refused."""
+    ctx = ssl.create_default_context(cafile=str(pki["ca.pem"]))
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(cipher)
+    if served_ok:
+        assert _get(served.https + "/healthz", ctx)[0] == 200
+    else:
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            _get(served.https + "/healthz", ctx)
