@@ -56,12 +56,15 @@ class ExporterState:
 
     def refresh(self) -> None:
         """Run the scrape-time refreshers concurrently (the scrape waits for the slowest, not for the sum) until
-        :data:`SCRAPE_DEADLINE`; a failing one never breaks the scrape. A refresher still running at the
+        :data:`SCRAPE_DEADLINE`, or one after the other without a deadline (a collection that is no HTTP scrape);
+        a failing one never breaks the scrape. A refresher still running at the
         deadline is left to finish on its own: it bounds its read by the same deadline (scrape_time)."""
         refreshers = list(self.refreshers)
-        if not refreshers:
-            return
         deadline = SCRAPE_DEADLINE.get()
+        if deadline is None or len(refreshers) < 2:  # no budget (an in-process collection): one after the other
+            for refresh in refreshers:
+                _guarded(refresh)
+            return
         threads = []
         for refresh in refreshers[1:]:
             thread = threading.Thread(target=contextvars.copy_context().run, args=(_guarded, refresh),
