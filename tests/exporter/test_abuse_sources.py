@@ -417,3 +417,19 @@ def test_a_watch_announcing_thousands_of_pods_keeps_a_bounded_table_and_short_la
     assert len(watch._pods) <= apiserver.MAX_PODS
     chosen = state.pods["agent"]
     assert chosen.name == "cilium-999" and len(chosen.last_terminated_reason or "") == apiserver.MAX_LABEL
+
+
+def test_i23_row5_a_value_past_the_parsers_is_left_out_and_counted_by_the_collector() -> None:
+    """The last line: whatever reaches the state, a sample /metrics cannot carry costs that sample only."""
+    from cilium_node_exporter.aggregation.containers import AGENT, ContainerMemory
+    from tests.support.cluster import scrape
+
+    state = ExporterState(sources=("kubelet",), envelope=(1, 2))
+    state.memory = {AGENT: ContainerMemory("kube-system", "cilium-x", "u1", working_set=10**400, rss=5,
+                                           usage=float("nan"), limit=7)}
+    m = scrape(state)
+    assert not m.has(WORKING_SET) and not m.has("cilium_node_agent_memory_usage_bytes")
+    assert m.value("cilium_node_agent_memory_rss_bytes") == 5 and m.value("cilium_node_agent_memory_limit_bytes") == 7
+    dropped = "cilium_node_exporter_samples_dropped_total"
+    assert m.value(dropped, family=WORKING_SET) == 1
+    assert m.value(dropped, family="cilium_node_agent_memory_usage_bytes") == 1

@@ -69,8 +69,16 @@ class ExporterCollector(Collector):
             yield self._representable(family)
 
     def _representable(self, family: Metric) -> Metric:
-        kept = []
         counter = family.type == "counter"
+        bad = False
+        for sample in family.samples:  # the common case costs a type check and two comparisons per sample
+            value = sample.value
+            if type(value) is not float or not math.isfinite(value) or (counter and value < 0):
+                bad = True
+                break
+        if not bad:
+            return family
+        kept = []
         for sample in family.samples:
             try:
                 value = float(sample.value)
@@ -81,9 +89,8 @@ class ExporterCollector(Collector):
             else:
                 with self._lock:
                     self.dropped[family.name + ("_total" if counter else "")] += 1
-        if len(kept) != len(family.samples):
-            log.debug("left out %d sample(s) of %s: not representable", len(family.samples) - len(kept), family.name)
-            family.samples = kept
+        log.debug("left out %d sample(s) of %s: not representable", len(family.samples) - len(kept), family.name)
+        family.samples = kept
         return family
 
 
