@@ -1,13 +1,18 @@
 # syntax=docker/dockerfile:1
 # cilium-node-exporter image. Three stages, one base:
-#   build    our wheel and wheels of the runtime dependencies (all published as manylinux wheels);
+#   build    our wheel and the wheels of its dependencies, each at the version requirements/image.lock pins and
+#            checked against the hashes it lists (pip --require-hashes); the build tools (setuptools, wheel)
+#            likewise from requirements/build.lock, and our wheel built with them offline (no build isolation);
 #   install  a venv holding those wheels only, and the runtime tree it needs (scripts/image_rootfs.py):
 #            the interpreter and its standard library, the shared libraries they load, the CA bundle,
 #            passwd/group, and the dpkg records and copyright files of the Debian packages used;
 #   final    FROM scratch, two layers: that runtime tree, then the venv. No shell, no coreutils, no
 #            package manager, no pip, no compiler.
 #   docker build -t cilium-node-exporter:dev .
-# PYTHON_IMAGE may be any Debian-based CPython >= 3.11 image with pip, venv and ldd (python:*-slim-*).
+# PYTHON_IMAGE may be any Debian-based CPython >= 3.11 image with pip, venv and ldd (python:*-slim-*); pin it by
+# digest where you build (--build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:...).
+# EXTRAS (e.g. report, for the SLO review image) adds optional dependencies, which the locks do not cover.
+# The locks: `make lock` (pip-compile --generate-hashes from pyproject.toml).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG EXTRAS=
@@ -16,16 +21,28 @@ FROM ${PYTHON_IMAGE} AS build
 ARG EXTRAS
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
+COPY requirements/image.lock requirements/build.lock ./requirements/
+RUN pip download --require-hashes --no-deps --only-binary=:all: --dest /wheels -r requirements/image.lock \
+    && pip download --require-hashes --no-deps --only-binary=:all: --dest /build-tools -r requirements/build.lock \
+    && python3 -m venv /build \
+    && /build/bin/pip install --no-index --find-links=/build-tools --require-hashes -r requirements/build.lock
 COPY pyproject.toml README.md LICENSE ./
 COPY exporter ./exporter
-RUN pip wheel --wheel-dir /wheels ".${EXTRAS:+[$EXTRAS]}"
+RUN /build/bin/pip wheel --no-deps --no-build-isolation --no-index --wheel-dir /wheels . \
+    && cp requirements/image.lock /wheels/image.lock \
+    && if [ -n "${EXTRAS}" ]; then /build/bin/pip wheel --wheel-dir /wheels ".[${EXTRAS}]"; fi
 
 FROM ${PYTHON_IMAGE} AS install
 ARG EXTRAS
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python3 -m venv /opt/cilium-node-exporter \
-    && /opt/cilium-node-exporter/bin/pip install --no-index --find-links=/wheels "cilium-node-exporter${EXTRAS:+[$EXTRAS]}" \
+    && /opt/cilium-node-exporter/bin/pip install --no-index --find-links=/wheels --require-hashes --no-deps \
+       -r /wheels/image.lock \
+    && /opt/cilium-node-exporter/bin/pip install --no-index --find-links=/wheels --no-deps cilium-node-exporter \
+    && if [ -n "${EXTRAS}" ]; then /opt/cilium-node-exporter/bin/pip install --no-index --find-links=/wheels \
+       "cilium-node-exporter[${EXTRAS}]"; fi \
+    && /opt/cilium-node-exporter/bin/pip check \
     && /opt/cilium-node-exporter/bin/pip uninstall --yes pip setuptools
 COPY scripts/image_rootfs.py /usr/local/share/image_rootfs.py
 RUN python3 -B /usr/local/share/image_rootfs.py /opt/cilium-node-exporter /rootfs

@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps demo test lint proto rules dashboards bench clean
+.PHONY: setup system-deps demo test lint proto rules dashboards bench clean lock
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,15 @@ lint: setup
 
 test: setup system-deps lint
 	$(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# The image's dependency locks (versions and hashes), from pyproject.toml; the Dockerfile installs them with
+# pip --require-hashes. Re-run after changing [project] dependencies or to take new releases.
+lock: setup
+	$(VENV)/bin/pip install -q pip-tools
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	  --no-emit-find-links --output-file requirements/image.lock pyproject.toml
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	  --no-emit-find-links --all-build-deps --only-build-deps --output-file requirements/build.lock pyproject.toml
 
 proto: setup
 	$(PY) scripts/gen_proto.py

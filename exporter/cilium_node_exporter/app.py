@@ -11,19 +11,22 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from cilium_node_exporter import __version__
+from cilium_node_exporter import __version__, liveness
 from cilium_node_exporter.aggregation.state import ExporterState
-from cilium_node_exporter.config import Config, parse_listen
-from cilium_node_exporter.exposition.collector import ExporterCollector
-from cilium_node_exporter.exposition.http import MetricsServer
-from cilium_node_exporter.exposition.web_auth import BasicAuth, TlsConfig, WebConfigError
+from cilium_node_exporter.config import Config
+from cilium_node_exporter.exposition.collector import ExporterCollector, WebAuthCollector
+from cilium_node_exporter.exposition.http import MetricsServer, Serving
+from cilium_node_exporter.exposition.web_config import WebConfigError, WebConfigFile
 from cilium_node_exporter.sources import build_sources
 
 log = logging.getLogger("cilium_node_exporter")
 
+EXIT_CONFIG = 2  # bad configuration, as for bad flags (README "Configuration")
 
-def build_registry(state: ExporterState) -> CollectorRegistry:
-    """Registry with the exporter's collector and the standard process/python collectors."""
+
+def build_registry(state: ExporterState, serving: Serving | None = None) -> CollectorRegistry:
+    """Registry with the exporter's collector and the standard process/python collectors (and the basic auth
+    failures when ``serving`` has basic auth)."""
     from cilium_node_exporter.exposition.agent import agent_families
     from cilium_node_exporter.exposition.settings import settings_families
 
@@ -32,7 +35,25 @@ def build_registry(state: ExporterState) -> CollectorRegistry:
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     registry.register(ExporterCollector(state, builders=[agent_families, settings_families]))
+    if serving is not None and serving.auth is not None:
+        auth = serving.auth
+        registry.register(WebAuthCollector(lambda: dict(auth.failures), lambda: serving.users))
     return registry
+
+
+def unix_sockets(config: Config) -> list[str]:
+    """The host sockets the enabled sources connect to (mounted one file each by the chart)."""
+    paths = []
+    if "hubble" in config.sources and config.hubble_address.startswith("unix://"):
+        paths.append(config.hubble_address.removeprefix("unix://"))
+    if "settings" in config.sources and "agent-api" in config.settings_from:
+        paths.append(config.agent_api_socket)
+    return paths
+
+
+def _where(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def run(config: Config, stop_event: threading.Event | None = None) -> int:
@@ -40,17 +61,17 @@ def run(config: Config, stop_event: threading.Event | None = None) -> int:
     stop = stop_event or threading.Event()
     state = ExporterState(sources=config.sources.names, envelope=config.memory_envelope,
                           optional=config.sources.optional)
-    registry = build_registry(state)
-    host, port = parse_listen(config.listen_address)
     try:
-        tls = TlsConfig(config.web_tls_cert_file, config.web_tls_key_file, config.web_tls_client_ca_file) \
-            if config.web_tls_cert_file else None
-        auth = BasicAuth(config.web_basic_auth_users_file) if config.web_basic_auth_users_file else None
+        web = WebConfigFile(config.web_config_file) if config.web_config_file else None
     except WebConfigError as exc:
         log.error("%s", exc)
-        return 1
+        return EXIT_CONFIG
+    sockets = unix_sockets(config)
+    serving = Serving(web, config.scrape_timeout, config.scrape_timeout_offset,
+                      liveness=lambda: liveness.problem(sockets))
+    registry = build_registry(state, serving)
     try:
-        server = MetricsServer(host, port, registry, tls=tls, auth=auth)
+        server = MetricsServer(config.listen_addresses, registry, serving, health=config.health_listen_addresses)
     except OSError as exc:
         log.error("cannot listen on %s: %s", config.listen_address, exc.strerror or exc)
         return 1
@@ -59,15 +80,16 @@ def run(config: Config, stop_event: threading.Event | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         signal.signal(signal.SIGHUP, lambda *_: log.warning(
-            "SIGHUP ignored: configuration is read at start only; restart the pod to change it"))
+            "SIGHUP ignored: configuration is read at start only (the web configuration file is re-read when "
+            "it changes); restart the pod to change it"))
     for source in sources:  # before serving: the first scrape must find every scrape-time source registered
         source.start()
     server.serve()
-    bound_host, bound_port = server.address
-    scheme = ("https" + (" with client certificates" if config.web_tls_client_ca_file else "")) if tls else "http"
+    tls = web is not None and web.tls
+    protection = ", ".join(p for p, on in (("https", tls), ("basic auth", serving.users)) if on) or "http"
+    health = f", probes on {', '.join(map(_where, server.health_addresses))}" if server.health_addresses else ""
     log.info("cilium-node-exporter %s listening on %s (%s%s, node %r, sources %s)", __version__,
-             f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}",
-             scheme, ", basic auth" if auth else "", config.node_name,
+             ", ".join(map(_where, server.addresses)), protection, health, config.node_name,
              ",".join(f"{s} (if available)" if s in config.sources.optional else s for s in config.sources))
     stop.wait()
     log.info("shutting down")

@@ -7,6 +7,10 @@ import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cilium_node_exporter.config import Config
 
 SUBCOMMANDS_GROUP = "cilium_node_exporter.subcommands"
 # Subcommands that live in other distributions, and how to get them.
@@ -38,6 +42,21 @@ def subcommand(name: str) -> Callable[[list[str]], int] | None:
     return None
 
 
+def check_kubeconfig(config: Config) -> None:
+    """Load ``--kubeconfig`` once at start, as the sources will: a file that is missing or not a kubeconfig, or
+    no kubernetes client, is bad configuration (one line, exit 2), not a warning per retry."""
+    if not config.kubeconfig:
+        return
+    from cilium_node_exporter.config import ConfigError
+    from cilium_node_exporter.sources.apiserver import kubeconfig_endpoint
+    from cilium_node_exporter.sources.k8s_http import SourceError
+
+    try:
+        kubeconfig_endpoint(config.kubeconfig)
+    except SourceError as exc:
+        raise ConfigError(f"--kubeconfig: {' '.join(exc.message.split())}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for bad flags or configuration)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -53,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         config = parse_args(args)
+        check_kubeconfig(config)
     except ConfigError as exc:
         print(f"cilium-node-exporter: error: {exc}", file=sys.stderr)
         return 2

@@ -132,8 +132,23 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_listen_list(text: str) -> list[tuple[str, int]]:
+    """A comma list of ``[host]:port`` (:func:`parse_listen` each), without repeats; empty text is no address."""
+    out: list[tuple[str, int]] = []
+    for item in text.split(","):
+        if item.strip() and (address := parse_listen(item.strip())) not in out:
+            out.append(address)
+    return out
+
+
 def _listen(text: str) -> str:
-    parse_listen(text)
+    if not parse_listen_list(text):
+        raise ValueError("give at least one [host]:port")
+    return text
+
+
+def _listen_optional(text: str) -> str:
+    parse_listen_list(text)
     return text
 
 
@@ -167,6 +182,7 @@ class Flag:
     metavar: str = "VALUE"
     boolean: bool = False
     helm: str = ""  # the chart value that sets it ("" when the chart derives it, e.g. sources, listen address)
+    aliases: tuple[str, ...] = ()  # other spellings, e.g. the ecosystem's --web.config.file
 
     @property
     def attr(self) -> str:
@@ -200,9 +216,13 @@ def _switch(name: str, help_: str, section: str, helm: str = "") -> Flag:
 
 FLAGS: tuple[Flag, ...] = (
     _flag("listen-address", ":9969", "[host]:port for /metrics, /healthz, /readyz and /; IPv6 hosts in brackets "
-          "([::]:9969). An empty host or [::] listens on every interface, IPv6 and IPv4 (dual-stack) where the "
-          "kernel allows. $NODE_IP as the host is the node's address from the environment (bracketed when IPv6; "
-          "the chart binds there).", SERVING, _listen, "ADDR"),
+          "([::]:9969); a comma list listens on each (e.g. $NODE_IP:9969,127.0.0.1:9969). An empty host or [::] "
+          "listens on every interface, IPv6 and IPv4 (dual-stack) where the kernel allows. $NODE_IP as the host is "
+          "the node's address from the environment (bracketed when IPv6; the chart binds there and on loopback).",
+          SERVING, _listen, "ADDR"),
+    _flag("health-listen-address", "", "[host]:port (comma list) serving only /healthz and /readyz, in plain "
+          "HTTP without auth: for kubelet probes when --web-config-file asks for client certificates (the chart "
+          "sets it whenever the endpoint is protected).", SERVING, _listen_optional, "ADDR"),
     _flag("node-name", "$NODE_NAME", "This node's name (downward API): finds the agent pod, used in logs.",
           SERVING, str, "NAME"),
     _flag("sources", "auto", "Enabled sources. auto: hubble, kubelet and apiserver, plus agent and settings "
@@ -214,14 +234,18 @@ FLAGS: tuple[Flag, ...] = (
           _choice("debug", "info", "warning", "error"), "LEVEL", helm="log.level"),
     _flag("log-format", "text", "text or json (one object per line).", SERVING, _choice("text", "json"),
           "FORMAT", helm="log.format"),
-    _flag("web-tls-cert-file", "", "Serve HTTPS with this PEM certificate (re-read when it changes).", SERVING,
-          metavar="FILE"),
-    _flag("web-tls-key-file", "", "Key of --web-tls-cert-file.", SERVING, metavar="FILE"),
-    _flag("web-tls-client-ca-file", "", "Require client certificates signed by this CA (mutual TLS; needs "
-          "--web-tls-cert-file).", SERVING, metavar="FILE"),
-    _flag("web-basic-auth-users-file", "", "Require HTTP basic auth for / and /metrics: a file of user:bcrypt-hash "
-          "lines (`htpasswd -nbB USER PASSWORD`), re-read when it changes. /healthz and /readyz stay open for "
-          "probes.", SERVING, metavar="FILE"),
+    Flag("web-config-file", "", "exporter-toolkit's web configuration file (the YAML of other exporters' "
+         "--web.config.file: tls_server_config, http_server_config, basic_auth_users, rate_limit), re-read when it "
+         "or a file it names changes. /healthz and /readyz stay open for probes (no auth, no rate limit). "
+         "docs/deploy.md \"Security\" says where this server differs from the toolkit.", SERVING, str, "FILE",
+         helm="", aliases=("web.config.file",)),
+    _flag("scrape-timeout", "10s", "The scrape's timeout when the scraper does not send "
+          "X-Prometheus-Scrape-Timeout-Seconds (Prometheus, the Prometheus Operator and VictoriaMetrics do).",
+          SERVING, _duration, "DURATION"),
+    _flag("scrape-timeout-offset", "500ms", "Subtracted from the scrape's timeout: the kubelet and agent sources, "
+          "read at the same time, must answer within what is left (within their own timeouts too), so that "
+          "/metrics still answers in time and a late source shows as source_up 0 (reason timeout).", SERVING,
+          _duration, "DURATION"),
 
     _flag("hubble-address", "unix:///var/run/cilium/hubble.sock",
           "Hubble Observer API: unix:///path for the node-local socket, or host:port for TCP.", HUBBLE,
@@ -318,14 +342,14 @@ class Config:
     """Everything the exporter is configured with, one field per flag of :data:`FLAGS` (no defaults here)."""
 
     listen_address: str
+    health_listen_address: str
     node_name: str
     sources: SourceSelection
     log_level: str
     log_format: str
-    web_tls_cert_file: str
-    web_tls_key_file: str
-    web_tls_client_ca_file: str
-    web_basic_auth_users_file: str
+    web_config_file: str
+    scrape_timeout: float
+    scrape_timeout_offset: float
     hubble_address: str
     hubble_tls_ca: str
     hubble_tls_cert: str
@@ -366,6 +390,14 @@ class Config:
     def has_label(self, name: str) -> bool:
         """True when the optional dimension ``name`` is switched on."""
         return name in self.extra_labels
+
+    @property
+    def listen_addresses(self) -> list[tuple[str, int]]:
+        return parse_listen_list(self.listen_address)
+
+    @property
+    def health_listen_addresses(self) -> list[tuple[str, int]]:
+        return parse_listen_list(self.health_listen_address)
 
 
 _PLACEHOLDER = re.compile(r"\$(NODE_IP|NODE_NAME|KUBERNETES_SERVICE_HOST|KUBERNETES_SERVICE_PORT)\b")
@@ -419,10 +451,23 @@ def resolve_value(flag: Flag, text: str, environ: Mapping[str, str]) -> str:
     return value
 
 
+# Flags that were replaced, and by what (a clear line instead of "unrecognized arguments").
+REMOVED_FLAGS = {
+    "--web-tls-cert-file": "--web-config-file (tls_server_config cert_file)",
+    "--web-tls-key-file": "--web-config-file (tls_server_config key_file)",
+    "--web-tls-client-ca-file": "--web-config-file (tls_server_config client_ca_file with client_auth_type "
+                                "RequireAndVerifyClientCert)",
+    "--web-basic-auth-users-file": "--web-config-file (basic_auth_users)",
+}
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one clear error line and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        for old, new in REMOVED_FLAGS.items():
+            if old in message:
+                raise ConfigError(f"{old} was replaced by {new}: exporter-toolkit's web configuration file")
         raise ConfigError(message)
 
 
@@ -446,11 +491,12 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         group = groups.get(flag.section) or groups.setdefault(flag.section, p.add_argument_group(flag.section))
         help_ = f"{flag.help} [default: {flag.default or 'none'}; env {flag.env}]"
         default = env.get(flag.env, resolve_default(flag, env))
+        names = [f"--{flag.name}", *(f"--{alias}" for alias in flag.aliases)]
         if flag.boolean:
-            group.add_argument(f"--{flag.name}", nargs="?", const="true", default=default, metavar=flag.metavar,
-                               help=help_)
+            group.add_argument(*names, dest=flag.attr, nargs="?", const="true", default=default,
+                               metavar=flag.metavar, help=help_)
         else:
-            group.add_argument(f"--{flag.name}", default=default, metavar=flag.metavar, help=help_)
+            group.add_argument(*names, dest=flag.attr, default=default, metavar=flag.metavar, help=help_)
     return p
 
 
@@ -478,8 +524,6 @@ def _check(config: Config) -> None:
                           "source out of --sources)")
     if config.settings_interval < 5:
         raise ConfigError("--settings-interval: must be at least 5s (settings change rarely; this is not a probe)")
-    if bool(config.web_tls_cert_file) != bool(config.web_tls_key_file):
-        raise ConfigError("--web-tls-cert-file and --web-tls-key-file must be given together")
-    if config.web_tls_client_ca_file and not config.web_tls_cert_file:
-        raise ConfigError("--web-tls-client-ca-file needs --web-tls-cert-file (client certificates need TLS)")
+    if config.scrape_timeout_offset >= config.scrape_timeout:
+        raise ConfigError("--scrape-timeout-offset must be below --scrape-timeout")
 

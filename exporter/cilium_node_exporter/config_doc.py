@@ -37,7 +37,8 @@ def render_table() -> str:
             out.append(f"| **{_cell(section)}** | | | |")
         default = f"`{flag.default}`" if flag.default else "—"
         helm = f"`{flag.helm}`" if flag.helm else "—"
-        out.append(f"| `--{flag.name}` | {_cell(default)} | {helm} | {_cell(flag.help)} |")
+        also = "".join(f" Also `--{alias}`." for alias in flag.aliases)
+        out.append(f"| `--{flag.name}` | {_cell(default)} | {helm} | {_cell(flag.help)}{also} |")
     return "\n".join(out)
 
 

@@ -136,19 +136,24 @@ ENVOY_INFO = _m("cilium_node_envoy_info", "gauge", "The cilium-envoy pod found o
 CILIUM_INFO = _m("cilium_node_cilium_info", "gauge",
                  "The node's Cilium version and the settings that change what is measured (always 1): "
                  "envoy_mode (embedded, external, or none without the L7 proxy), kube_proxy_replacement, "
-                 "monitor_aggregation; unknown where this release or source does not say.",
-                 ("version", "envoy_mode", "kube_proxy_replacement", "monitor_aggregation"), (), "settings")
+                 "monitor_aggregation; unknown where this release or source does not say. origin: agent-api (the "
+                 "running agent), configmap (ConfigMap-only mode: start-up values) or agent-api+configmap.",
+                 ("version", "envoy_mode", "kube_proxy_replacement", "monitor_aggregation", "origin"), (), "settings")
 AGENT_NOTIFICATIONS_ENABLED = _m("cilium_node_agent_notifications_enabled", "gauge",
                                  "1 when the agent emits this monitor notification (drop, policy_verdict, trace), "
                                  "0 when it is switched off (bpf-events-*-enabled, or the runtime option); absent "
-                                 "when unknown.", ("event",), (), "settings")
+                                 "when unknown, including while the agent API fails. origin: agent-api (the "
+                                 "runtime option) or configmap (ConfigMap-only mode: the start-up value).",
+                                 ("event", "origin"), (), "settings")
 HUBBLE_MONITOR_EVENTS = _m("cilium_node_hubble_monitor_events", "gauge",
                            "1 when Hubble observes this monitor event type (hubble-monitor-events empty or listing "
                            "it; l7 only when it lists agent: Cilium passes L7 records as agent events), 0 when "
-                           "filtered out; absent when unknown.", ("event",), (), "settings")
+                           "filtered out; absent when unknown (a comma list while the release is unknown). origin: "
+                           "agent-api (1.14-1.16) or configmap.", ("event", "origin"), (), "settings")
 AGENT_EVENTS_RATE_LIMIT = _m("cilium_node_agent_events_rate_limit", "gauge",
                              "The agent's BPF events rate limit (bpf-events-default-rate-limit, events per second; "
-                             "kind=burst for the burst), 0 = unlimited (Cilium 1.17+).", ("kind",), (), "settings")
+                             "kind=burst for the burst), 0 = unlimited (Cilium 1.17+; from the agent API).",
+                             ("kind", "origin"), (), "settings")
 DATAPATH_RATELIMIT_DROPPED = _m("cilium_node_datapath_ratelimited_events_total", "counter",
                                 "Monitor notifications the BPF rate limiter discarded before Hubble could see them "
                                 "(cilium_bpf_ratelimit_dropped_total{usage=\"events\"}, Cilium 1.17+).",
@@ -177,6 +182,14 @@ HUBBLE_DISCONNECTED = _m("cilium_node_exporter_hubble_disconnected_seconds_total
                          "Time without a live GetFlows stream since start: the gap no counter covers.")
 LABEL_OVERFLOW = _m("cilium_node_exporter_label_overflow_total", "counter",
                     "Events whose optional label value was past its cap and counted as 'other'.", ("label",))
+WEB_AUTH_FAILURES = _m("cilium_node_exporter_web_auth_failures_total", "counter",
+                       "Requests refused by basic auth (basic_auth_users of --web-config-file), by reason: missing "
+                       "or invalid Authorization header, unknown_user, wrong_password, throttled (answered 429: "
+                       "too many password checks from that peer, or the bcrypt gate busy). Absent without basic "
+                       "auth.", ("reason",))
+SAMPLES_DROPPED = _m("cilium_node_exporter_samples_dropped_total", "counter",
+                     "Samples left out of /metrics because their value cannot be represented (not a finite "
+                     "number, or a negative counter); the rest of the scrape is served.", ("family",))
 
 ALL_METRICS: Final[tuple[Metric, ...]] = (
     DROPS, POLICY_VERDICTS, L7_REQUESTS, LOST_EVENTS, FLOWS_SEEN, BUFFER_FLOWS, BUFFER_CAPACITY, HUBBLE_INFO,
@@ -188,7 +201,7 @@ ALL_METRICS: Final[tuple[Metric, ...]] = (
     CILIUM_INFO, AGENT_NOTIFICATIONS_ENABLED, HUBBLE_MONITOR_EVENTS, AGENT_EVENTS_RATE_LIMIT,
     DATAPATH_RATELIMIT_DROPPED,
     BUILD_INFO, SOURCE_UNAVAILABLE, SOURCE_UP, SOURCE_ERRORS, EVENTS, HUBBLE_RECONNECTS, HUBBLE_DISCONNECTED,
-    LABEL_OVERFLOW,
+    LABEL_OVERFLOW, WEB_AUTH_FAILURES, SAMPLES_DROPPED,
 )
 
 # Labels a Prometheus Operator adds as target labels; the exporter must never emit them.
@@ -201,6 +214,7 @@ OPTIONAL_LABELS: Final = ("protocol", "endpoint_namespace", "policy")
 # Node annotation with a per-node memory envelope LOWER-UPPER (--envelope-from-node-annotation).
 ENVELOPE_ANNOTATION: Final = "cilium-node-exporter.io/memory-envelope"
 ERROR_REASONS: Final = ("connect", "timeout", "tls", "auth", "http", "decode", "protocol", "rejected")
+WEB_AUTH_FAILURE_REASONS: Final = ("missing", "invalid", "unknown_user", "wrong_password", "throttled")
 EVENT_KINDS: Final = ("drop", "policy_verdict", "l7", "lost", "other")
 DIRECTIONS: Final = ("ingress", "egress", "unknown")
 ACTIONS: Final = ("forwarded", "dropped", "audit", "redirected", "error", "unknown")

@@ -211,6 +211,9 @@ class CiliumSpec:
     trace_events: bool = True  # bpf-events-trace-enabled (1.16+)
     monitor_aggregation: str = "medium"  # the chart's bpf.monitorAggregation default
     hubble_monitor_events: tuple[str, ...] = ()  # empty: every event
+    # hubble-monitor-events as written in the ConfigMap (extraConfig), e.g. "trace,agent": each release reads it
+    # its own way (AgentConfig.monitor_event_names); when set it replaces hubble_monitor_events
+    hubble_monitor_events_text: str | None = None
     rate_limit: int = 0  # bpf-events-default-rate-limit, events/s for the node (1.17+; 0 = off)
     burst_limit: int = 0  # bpf-events-default-burst-limit (1.17+)
     kube_proxy_replacement: str = "false"
@@ -371,11 +374,34 @@ class AgentConfig:
         off = {DROP: "DropNotification", POLICY_VERDICT: "PolicyVerdictNotification", TRACE: "TraceNotification"}
         return frozenset(t for t, key in off.items() if options.get(key) == "Disabled")
 
+    def monitor_event_names(self) -> tuple[str, ...]:
+        """The names the agent ends up with for ``hubble-monitor-events``. A list in the scenario is written
+        whitespace-separated (read alike by every release); a ConfigMap text is read as the release reads it:
+
+        - 1.14-1.16: ``pkg/option/config.go`` ``vp.GetStringSlice(HubbleMonitorEvents)`` (v1.14.2 l.3443,
+          v1.15.4 l.3505, v1.16.6 l.3502), whose ``spf13/cast`` ``ToStringSliceE`` splits a string with
+          ``strings.Fields`` (cast v1.5.1/v1.6.0 ``caste.go``): ``"trace,agent"`` is one name;
+        - 1.17+: the hubble cell's ``MonitorEvents []string`` (``pkg/hubble/cell/config.go``) decoded by
+          ``cilium/hive`` ``cell/config.go`` (l.114-121 at the v1.17.0 and v1.19.4 vendors):
+          ``mapstructure.StringToSliceHookFunc(",")`` (``strings.Split``, no trimming: ``"drop, agent"`` gives
+          ``" agent"``), then a single element split again with ``strings.Fields``.
+
+        Both read the ConfigMap's file trimmed (``ReadDirConfig``: ``bytes.TrimSpace``, v1.16.6 l.2925).
+        """
+        text = self.spec.hubble_monitor_events_text
+        if text is None:
+            return self.spec.hubble_monitor_events
+        text = text.strip()
+        if self.release < (1, 17):
+            return tuple(text.split())
+        parts = text.split(",") if text else []
+        return tuple(parts[0].split()) if len(parts) == 1 else tuple(parts)
+
     def hubble_filtered_types(self) -> frozenset[int]:
         """Event types Hubble's monitor filter drops [v1.16.15 pkg/hubble/monitor/filter.go:34-100]: none without a list
         or when a name is unknown (the filter then fails and is not installed); L7 access logs arrive as
         agent events (``SendEvent`` -> ``notifyAgentEvent``) and pass only when ``agent`` is listed."""
-        names = self.spec.hubble_monitor_events
+        names = self.monitor_event_names()
         if not names or any(n not in MONITOR_TYPE_NAMES or not has(MONITOR_TYPE_NAMES, n, self.release)
                             for n in names):
             return frozenset()
@@ -392,7 +418,7 @@ class AgentConfig:
             "BPFEventsDropEnabled": spec.drop_events, "BPFEventsPolicyVerdictEnabled": spec.policy_verdict_events,
             "BPFEventsTraceEnabled": spec.trace_events, "BPFEventsDefaultRateLimit": spec.rate_limit,
             "BPFEventsDefaultBurstLimit": spec.burst_limit, "EnableHubble": True,
-            "HubbleMonitorEvents": list(spec.hubble_monitor_events),
+            "HubbleMonitorEvents": list(self.monitor_event_names()),
             "KubeProxyReplacement": spec.kube_proxy_replacement,
             "EnableNodePort": spec.kube_proxy_replacement in ("true", "strict"),
             "Version": "false",  # the --version bool flag read with GetString, not the Cilium version
@@ -479,7 +505,9 @@ class AgentConfig:
         if release >= (1, 17) and spec.rate_limit:
             data["bpf-events-default-rate-limit"] = str(spec.rate_limit)
             data["bpf-events-default-burst-limit"] = str(spec.burst_limit)
-        if spec.hubble_monitor_events:  # no Helm value: extraConfig, a whitespace-separated list
+        if spec.hubble_monitor_events_text is not None:  # no Helm value: extraConfig, as the user wrote it
+            data["hubble-monitor-events"] = spec.hubble_monitor_events_text
+        elif spec.hubble_monitor_events:  # a whitespace-separated list
             data["hubble-monitor-events"] = " ".join(spec.hubble_monitor_events)
         return dict(sorted(data.items()))
 

@@ -135,12 +135,16 @@ class Exporter:
             if not self.alive():
                 raise AssertionError(f"exporter exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(self.base + "/healthz", timeout=1) as r:
+                with urllib.request.urlopen(self.ready_url(), timeout=1) as r:
                     if r.status == 200:
                         return
             except OSError:
                 time.sleep(0.05)
         raise AssertionError(f"exporter not ready within {timeout}s:\n{self.log()}")
+
+    def ready_url(self) -> str:
+        """Where readiness is probed (plain HTTP)."""
+        return self.base + "/healthz"
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)

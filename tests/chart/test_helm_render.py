@@ -210,8 +210,9 @@ def test_args_parse_with_the_exporter_cli(value_set: str) -> None:
     assert cfg.sources == parse_args([f"--sources={','.join(listed)}"], environ={}).sources
     listen = values["port"] if not values["hostNetwork"] or values["listenOnAllInterfaces"] else None
     proxy = values["kubeRBACProxy"]["enabled"]
+    port = values["port"]
     assert cfg.listen_address == (f"127.0.0.1:{values['kubeRBACProxy']['upstreamPort']}" if proxy
-                                  else f":{listen}" if listen else f"10.0.0.5:{values['port']}")
+                                  else f":{listen}" if listen else f"10.0.0.5:{port},127.0.0.1:{port}")
     assert cfg.node_name == "node-a"
     # every chart value mapped to a flag: set -> that value, unset -> the exporter's own default
     defaults = parse_args([], environ={"NODE_NAME": "node-a", "NODE_IP": "10.0.0.5"})
@@ -273,10 +274,13 @@ def test_daemonset_defaults() -> None:
     sc = c["securityContext"]
     assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"] == {"drop": ["ALL"]} and not sc.get("privileged")
-    (host,) = [v for v in pod["volumes"] if "hostPath" in v]
-    assert host["hostPath"] == {"path": "/var/run/cilium", "type": "Directory"}
-    (mount,) = [m for m in c["volumeMounts"] if m["name"] == host["name"]]
-    assert mount == {"name": host["name"], "mountPath": "/var/run/cilium", "readOnly": True}
+    hosts = {v["name"]: v["hostPath"] for v in pod["volumes"] if "hostPath" in v}
+    # the two sockets the sources use, one file each: not the run directory (Envoy's sockets, the debug shell)
+    assert sorted(h["path"] for h in hosts.values()) == ["/var/run/cilium/cilium.sock", "/var/run/cilium/hubble.sock"]
+    assert {h["type"] for h in hosts.values()} == {"Socket"}
+    mounts = {m["name"]: m for m in c["volumeMounts"] if m["name"] in hosts}
+    assert {m["mountPath"] for m in mounts.values()} == {h["path"] for h in hosts.values()}
+    assert all(m["readOnly"] for m in mounts.values())
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
     assert env == {"NODE_NAME": "spec.nodeName", "NODE_IP": "status.hostIP"}
     assert c["ports"] == [{"name": "metrics", "containerPort": 9969, "protocol": "TCP"}]
@@ -491,7 +495,8 @@ KUBERNETES_TYPES = {"podSecurityContext", "containerSecurityContext", "resources
 def test_schema_is_strict_everywhere_and_matches_values_yaml() -> None:
     jsonschema.Draft7Validator.check_schema(SCHEMA)
     for node in walk(SCHEMA):
-        if isinstance(node, dict) and "properties" in node:
+        # Helm's global values are shared with every chart of a parent: only their keys read here are checked
+        if isinstance(node, dict) and "properties" in node and node is not SCHEMA["properties"]["global"]:
             assert node.get("additionalProperties") is False, sorted(node["properties"])
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     jsonschema.validate(defaults, SCHEMA)
@@ -505,7 +510,7 @@ def test_schema_is_strict_everywhere_and_matches_values_yaml() -> None:
             return
         if where.rsplit(".", 1)[-1] in KUBERNETES_TYPES:
             return
-        documented = set(schema["properties"]) - {"global"}
+        documented = set(schema["properties"])
         assert set(value) == documented, f"{where}: values.yaml and the schema differ"
         for key, sub in value.items():
             if isinstance(sub, dict) and sub:

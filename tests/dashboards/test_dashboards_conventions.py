@@ -138,7 +138,9 @@ def test_the_review_period_is_the_time_range() -> None:
 def test_the_dashboards_show_the_contract() -> None:
     used = {s.name for q in QUERIES for s in selectors(parse(q.expr))}
     on_purpose = {"cilium_node_hubble_info", "cilium_node_agent_memory_usage_bytes", "cilium_node_agent_info",
-                  "cilium_node_envoy_memory_usage_bytes", "cilium_node_envoy_info"}
+                  "cilium_node_envoy_memory_usage_bytes", "cilium_node_envoy_info",
+                  # the endpoint's own defences (issue 23): no panel yet, the dashboards' owner decides
+                  "cilium_node_exporter_web_auth_failures_total", "cilium_node_exporter_samples_dropped_total"}
     assert set(CONTRACT) - used <= on_purpose, set(CONTRACT) - used - on_purpose
 
 

@@ -13,6 +13,7 @@ import contextlib
 import gzip
 import http.client
 import json
+import os
 import resource
 import signal
 import socket
@@ -31,8 +32,12 @@ import bcrypt
 import pytest
 import trustme
 
+from cilium_node_exporter.exposition import http as http_module
+from cilium_node_exporter.exposition import web_auth
+from cilium_node_simulator.flood import Flood
 from tests.support.evil import connect, reset
-from tests.support.procs import Exporter, free_port
+from tests.support.procs import Exporter, Metrics, free_port
+from tests.support.protected import ProtectedExporter
 
 LIMIT = 192 * 2**20  # the chart's resources.limits.memory
 BUDGET = 5.0  # a scrape must answer within this while the abuse runs (Prometheus' default timeout is 10 s)
@@ -293,16 +298,18 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     server.private_key_pem.write_to_path(str(files["key"]))
     client_ca.cert_pem.write_to_path(str(files["client_ca"]))
     client.private_key_and_cert_chain_pem.write_to_path(str(files["client"]))
-    users = d / "users"
-    users.write_text("# htpasswd -nbB\nprometheus:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode() + "\n")
-    files["users"] = users
     return files
+
+
+def basic(user: str, password: str | bytes) -> str:
+    raw = password if isinstance(password, bytes) else password.encode()
+    return "Basic " + base64.b64encode(user.encode() + b":" + raw).decode()
 
 
 def _get(url: str, ctx: ssl.SSLContext | None = None, auth: tuple[str, str] | None = None) -> int:
     req = urllib.request.Request(url)
     if auth:
-        req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+        req.add_header("Authorization", basic(*auth))
     try:
         with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
             return r.status
@@ -310,25 +317,38 @@ def _get(url: str, ctx: ssl.SSLContext | None = None, auth: tuple[str, str] | No
         return exc.code
 
 
+def web_config(path: Path, *, users: dict[str, str], cost: int = 4, tls: dict[str, Path] | None = None) -> Path:
+    """An exporter-toolkit web configuration: basic_auth_users hashed at ``cost`` and, with ``tls`` (the pki
+    fixture), HTTPS that requires client certificates."""
+    lines = []
+    if tls:
+        lines += ["tls_server_config:", f"  cert_file: {tls['cert']}", f"  key_file: {tls['key']}",
+                  "  client_auth_type: RequireAndVerifyClientCert", f"  client_ca_file: {tls['client_ca']}"]
+    lines.append("basic_auth_users:")
+    lines += [f"  {u}: {bcrypt.hashpw(p.encode(), bcrypt.gensalt(cost)).decode()}" for u, p in users.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def test_tls_with_client_certificates_and_basic_auth(tmp_path: Path, pki: dict[str, Path]) -> None:
-    flags = (f"--web-tls-cert-file={pki['cert']}", f"--web-tls-key-file={pki['key']}",
-             f"--web-tls-client-ca-file={pki['client_ca']}", f"--web-basic-auth-users-file={pki['users']}")
-    port = free_port()
-    with _raw_exporter(tmp_path, f"127.0.0.1:{port}", flags) as (_, log):
-        base = f"https://127.0.0.1:{port}"
+    config = web_config(tmp_path / "web.yml", users={"prometheus": "s3cret"}, tls=pki)
+    with ProtectedExporter(tmp_path, "--sources=hubble", f"--hubble-address=unix://{tmp_path}/absent.sock",
+                           f"--web-config-file={config}") as exp:
+        base = exp.https
         trusted = ssl.create_default_context(cafile=str(pki["ca"]))
         with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):  # no client certificate
             _get(base + "/healthz", trusted)
         mtls = ssl.create_default_context(cafile=str(pki["ca"]))
         mtls.load_cert_chain(str(pki["client"]))
         assert _get(base + "/healthz", mtls) == 200  # probes need no password
+        assert _get(exp.health_url + "/healthz") == 200  # the kubelet's probe: plain HTTP, no certificate
         assert _get(base + "/metrics", mtls) == 401
         assert _get(base + "/metrics", mtls, ("prometheus", "wrong")) == 401
         assert _get(base + "/metrics", mtls, ("prometheus", "s3cret")) == 200
         assert _get(base + "/metrics", mtls, ("prometheus", "s3cret")) == 200  # cached, same answer
         with pytest.raises(urllib.error.URLError):  # a client that does not trust the server's CA
             _get(base + "/metrics", ssl.create_default_context())
-        assert "s3cret" not in log()
+        assert "s3cret" not in exp.log()
 
 
 @contextlib.contextmanager
@@ -348,3 +368,135 @@ def _raw_exporter(tmp: Path, listen: str, flags: tuple[str, ...]) -> Iterator[tu
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+# --- issue 23, rows 1-3: basic auth that cannot lock Prometheus out ---------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def authed_scrape(exp: Exporter, auth: tuple[str, str], timeout: float = 15.0) -> tuple[int, float]:
+    start = time.monotonic()
+    status = _get(exp.base + "/metrics", auth=auth)
+    return status, time.monotonic() - start
+
+
+def test_i23_row1_wrong_passwords_from_64_connections_cannot_starve_scrapes(tmp_path: Path) -> None:
+    """bcrypt cost 10 (Helm's htpasswd, Go's DefaultCost), 64 keep-alive connections guessing the password of the
+    known user, each request a new guess (no cache helps the server)."""
+    config = web_config(tmp_path / "web.yml", users={"prometheus": "right", "second": "other"}, cost=10)
+    with ProtectedExporter(tmp_path, "--sources=hubble", f"--hubble-address=unix://{tmp_path}/absent.sock",
+                           f"--web-config-file={config}") as exp:
+        assert authed_scrape(exp, ("prometheus", "right"))[0] == 200  # verified once, then cached
+        idle = [authed_scrape(exp, ("prometheus", "right"))[1] for _ in range(5)]
+        guess = lambda n: (b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: " +  # noqa: E731
+                           basic("prometheus", f"guess-{n}").encode() + b"\r\n\r\n")
+        cpu0, t0 = cpu_seconds(exp.pid), time.monotonic()
+        with Flood(exp.port, 64, guess) as flood:
+            time.sleep(1.0)
+            results = []
+            for _ in range(8):
+                results.append(authed_scrape(exp, ("prometheus", "right")))
+                time.sleep(0.3)
+            fresh = authed_scrape(exp, ("second", "other"))  # a credential not verified yet: one bcrypt now
+        cores = (cpu_seconds(exp.pid) - cpu0) / (time.monotonic() - t0)
+        attack_s = time.monotonic() - t0
+        req = urllib.request.Request(exp.base + "/metrics", headers={"Authorization": basic("prometheus", "right")})
+        with urllib.request.urlopen(req, timeout=15) as r:
+            m = Metrics(r.read().decode())
+    failures = {dict(k)["reason"]: v for k, v in m.series("cilium_node_exporter_web_auth_failures_total").items()}
+    latencies = [t for _, t in results]
+    report("i23 row 1 (64 connections guessing, bcrypt cost 10)", idle_p50_s=round(statistics.median(idle), 4),
+           attack_p50_s=round(statistics.median(latencies), 4), attack_max_s=round(max(latencies), 3),
+           ratio_p50=round(statistics.median(latencies) / statistics.median(idle), 1), fresh_credential=fresh,
+           attacker_answers=dict(flood.statuses), exporter_cores=round(cores, 2), failures=failures)
+    assert [s for s, _ in results] == [200] * 8 and max(latencies) < BUDGET, results
+    assert fresh[0] == 200 and fresh[1] < BUDGET
+    assert flood.statuses[429] > 0 and set(flood.statuses) <= {401, 429}
+    # the guesses bcrypt ran: the attacker peer's burst, then PEER_RATE per second (plus slack for the clock)
+    assert failures["wrong_password"] <= web_auth.PEER_BURST + web_auth.PEER_RATE * attack_s + 2, failures
+
+
+def test_i23_row2_a_resalted_users_secret_keeps_prometheus_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Kubernetes Secret volume (``..data`` symlink swapped) re-written with the same password and a new salt,
+    as every ``helm upgrade`` with Helm's htpasswd does; then a real password change."""
+    secret = tmp_path / "secret"
+    first = secret / "..2026_12_01"
+    first.mkdir(parents=True)
+    web_config(first / "web.yml", users={"prometheus": "right"}, cost=5)
+    (secret / "..data").symlink_to(first.name)
+    (secret / "web.yml").symlink_to("..data/web.yml")
+    with ProtectedExporter(tmp_path, "--sources=hubble", f"--hubble-address=unix://{tmp_path}/absent.sock",
+                           f"--web-config-file={secret / 'web.yml'}") as exp:
+        assert authed_scrape(exp, ("prometheus", "right"))[0] == 200
+
+        def swap(name: str, password: str) -> None:
+            new = secret / name
+            new.mkdir()
+            web_config(new / "web.yml", users={"prometheus": password}, cost=5)
+            (secret / "..data_tmp").symlink_to(new.name)
+            os.replace(secret / "..data_tmp", secret / "..data")
+
+        swap("..2026_12_02", "right")
+        codes = []
+        for _ in range(8):  # across the reload check (1 s)
+            codes.append(authed_scrape(exp, ("prometheus", "right"))[0])
+            time.sleep(0.3)
+        swap("..2026_12_03", "rotated")
+        time.sleep(1.5)
+        after = authed_scrape(exp, ("prometheus", "right"))[0], authed_scrape(exp, ("prometheus", "rotated"))[0]
+        reloads = exp.log_count("reloaded")
+    report("i23 row 2 (users Secret re-salted, then rotated)", codes=codes, old_then_new_password=after)
+    assert codes == [200] * 8 and after == (401, 200)
+    assert reloads == 2
+
+
+def test_i23_row3_passwords_over_72_bytes_are_401_without_tracebacks(tmp_path: Path) -> None:
+    config = web_config(tmp_path / "web.yml", users={"prometheus": "right"}, cost=5)
+    with ProtectedExporter(tmp_path, "--sources=hubble", f"--hubble-address=unix://{tmp_path}/absent.sock",
+                           f"--web-config-file={config}", "--log-format=json") as exp:
+        long = lambda n: (b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: " +  # noqa: E731
+                          basic("prometheus", b"x" * 80 + str(n).encode()).encode() + b"\r\n\r\n")
+        with Flood(exp.port, 20, long, source="127.0.0.3") as flood:
+            time.sleep(2.0)
+        assert authed_scrape(exp, ("prometheus", "right"))[0] == 200
+        lines = exp.log().splitlines()
+    report("i23 row 3 (20 connections, 80-byte passwords, 2 s)", answers=dict(flood.statuses), log_lines=len(lines))
+    assert flood.statuses[401] > 0 and set(flood.statuses) == {401}
+    assert not [line for line in lines if '"error"' in line or "Traceback" in line]
+
+
+# --- issue 22: the connection cap and which connection makes room --------------------------------------
+
+def test_the_cap_is_256_connections_and_the_longest_waiting_one_makes_room(exporter: Exporter) -> None:
+    """Past 256 open connections, each new one closes the connection that has waited longest without a request:
+    the first ones opened, in order, never the newest (a cap of 1024, or newest-first eviction, fails here)."""
+    raise_fd_limit(400)
+    opened: list[socket.socket] = []
+    try:
+        for _ in range(256):  # the documented cap (docs/reliability.md), not the constant: a change must fail here
+            opened.append(connect("127.0.0.1", exporter.port, timeout=5))
+        time.sleep(3 * http_module.EVICT_AFTER)  # every one of them has now waited long enough to be evicted
+        extra = 20
+        for _ in range(extra):
+            opened.append(connect("127.0.0.1", exporter.port, timeout=5))
+            time.sleep(2 * http_module.EVICT_AFTER)
+        time.sleep(0.5)
+        closed = [i for i, s in enumerate(opened) if _closed_by_peer(s)]
+    finally:
+        for s in opened:
+            s.close()
+    report("cap (256 + 20 connections)", closed=closed)
+    assert closed == list(range(extra)), closed
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True

@@ -5,10 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
 from cilium_node_exporter import __version__
+from cilium_node_exporter.cli import main
 from cilium_node_exporter.config import FLAGS, Config, ConfigError, build_parser, parse_args, parse_listen
 from cilium_node_exporter.units import UnitError, parse_duration, parse_envelope, parse_quantity
 
@@ -81,13 +83,30 @@ def test_an_address_naming_an_unset_variable_is_an_error() -> None:
         parse_args(["--apiserver-address=https://$KUBERNETES_SERVICE_HOST:443"], environ={})
 
 
-@pytest.mark.parametrize(("argv", "needle"), [
-    (["--web-tls-cert-file=/c"], "--web-tls-key-file"),
-    (["--web-tls-client-ca-file=/ca"], "needs --web-tls-cert-file"),
-])
-def test_web_flags_go_together(argv: list[str], needle: str) -> None:
-    with pytest.raises(ConfigError, match=needle):
-        parse_args(argv, environ={})
+@pytest.mark.parametrize("flag", ["--web-tls-cert-file", "--web-tls-key-file", "--web-tls-client-ca-file",
+                                  "--web-basic-auth-users-file"])
+def test_the_replaced_web_flags_point_at_the_web_configuration_file(flag: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{flag} was replaced by --web-config-file"):
+        parse_args([f"{flag}=/x"], environ={})
+
+
+def test_the_web_configuration_file_takes_the_ecosystems_spelling_too() -> None:
+    assert parse_args(["--web.config.file=/etc/web.yml"], environ={}).web_config_file == "/etc/web.yml"
+    assert parse_args(["--web-config-file=/etc/web.yml"], environ={}).web_config_file == "/etc/web.yml"
+
+
+def test_a_listen_list_binds_each_address_once() -> None:
+    cfg = parse_args(["--listen-address=$NODE_IP:9969,127.0.0.1:9969,127.0.0.1:9969",
+                      "--health-listen-address=127.0.0.1:9971"], environ={"NODE_IP": "fd00::5"})
+    assert cfg.listen_addresses == [("fd00::5", 9969), ("127.0.0.1", 9969)]
+    assert cfg.health_listen_addresses == [("127.0.0.1", 9971)]
+    with pytest.raises(ConfigError, match="--listen-address: give at least one"):
+        parse_args(["--listen-address=,"], environ={})
+
+
+def test_the_scrape_timeout_offset_must_leave_a_budget() -> None:
+    with pytest.raises(ConfigError, match="--scrape-timeout-offset must be below --scrape-timeout"):
+        parse_args(["--scrape-timeout=1s", "--scrape-timeout-offset=1s"], environ={})
 
 
 @pytest.mark.parametrize("text", ["::1:9969", "[::1:9969", "[nothost]:1", ":99999", "9969"])
@@ -119,10 +138,10 @@ def test_environment_sets_every_flag_and_flags_win() -> None:
 def test_every_flag_has_an_env_var_in_help() -> None:
     parser = build_parser({})
     for action in parser._actions:
-        for opt in action.option_strings:
-            if opt.startswith("--") and opt not in ("--help", "--version"):
-                env = "CNE_" + opt[2:].upper().replace("-", "_")
-                assert env in (action.help or ""), opt
+        opt = action.option_strings[0] if action.option_strings else ""  # the flag's name; then its aliases
+        if opt.startswith("--") and opt not in ("--help", "--version"):
+            env = "CNE_" + opt[2:].upper().replace("-", "_")
+            assert env in (action.help or ""), opt
 
 
 @pytest.mark.parametrize(("argv", "needle"), [
@@ -176,3 +195,19 @@ def test_cli_version_and_help() -> None:
     assert res.returncode == 0 and __version__ in res.stdout
     res = run_cli("--help")
     assert res.returncode == 0 and "--hubble-address" in res.stdout and "CNE_HUBBLE_ADDRESS" in res.stdout
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    (None, "cannot read kubeconfig {path}: No such file or directory"),
+    ("just text\n", "kubeconfig {path} is not a kubeconfig"),
+    ("a: [unclosed\n", "kubeconfig {path} is not YAML"),
+    ("apiVersion: v1\nkind: Config\nclusters: []\n", "cannot load kubeconfig {path}: Invalid kube-config file")])
+def test_a_bad_kubeconfig_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  content: str | None, needle: str) -> None:
+    path = tmp_path / "kubeconfig"
+    if content is not None:
+        path.write_text(content)
+    assert main([f"--kubeconfig={path}", "--sources=apiserver", "--listen-address=127.0.0.1:0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cilium-node-exporter: error: --kubeconfig: ") and "\n" not in err, err
+    assert needle.format(path=path) in err

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.procs import free_port
+from tests.support.procs import free_port, wait_until
 
 
 @pytest.fixture
@@ -83,3 +85,52 @@ def test_sigterm_exits_zero_quickly(exporter) -> None:
     assert proc.wait(timeout=5) == 0
     assert time.monotonic() - start < 5
     assert "shutting down" in proc.stderr.read()
+
+
+def _unix_listener(path: Path) -> socket.socket:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    sock.listen(4)
+    return sock
+
+
+def test_a_socket_file_mount_replaced_by_an_agent_restart_fails_liveness(tmp_path: Path) -> None:
+    """The chart mounts hubble.sock as one file; an agent restart removes it and listens on a new one. The
+    exporter's container keeps the deleted file (link count 0) and only a new container mounts the new one:
+    /healthz says so (503), /readyz stays 200. The mount is made the way the runtime makes it: a bind mount of the
+    file, in the exporter's own mount namespace."""
+    host = tmp_path / "host"
+    host.mkdir()
+    seen = tmp_path / "ctr" / "hubble.sock"
+    seen.parent.mkdir()
+    seen.touch()
+    first = _unix_listener(host / "hubble.sock")
+    port = free_port()
+    script = (f"mount --bind {host / 'hubble.sock'} {seen} && exec {sys.executable} -m cilium_node_exporter "
+              f"--listen-address=127.0.0.1:{port} --sources=hubble --hubble-address=unix://{seen} "
+              "--settings-from=agent-api")
+    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _status(base + "/healthz") == 200, 20, "the exporter")
+        first.close()
+        second = _unix_listener(host / "hubble.sock")  # the restarted agent: a new file at the same path
+        try:
+            status, body = get(base + "/healthz")[0], get(base + "/healthz")[2]
+            assert status == 503 and f"{seen} was replaced on the host" in body, body
+            assert get(base + "/readyz")[0] == 200
+        finally:
+            second.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _status(url: str) -> int:
+    try:
+        return get(url)[0]
+    except OSError:
+        return 0

@@ -93,6 +93,7 @@ def test_odd_value_types_are_unknown_not_guessed() -> None:
     assert s.notifications == {} and s.monitor_aggregation is None and s.rate_limit == {}
     assert s.envoy_mode is None and s.hubble_monitor_events == {} and s.version is None
     assert s.kube_proxy_replacement == "other"  # a value outside the bounded set
+    assert s.unreadable == ("BPFEventsDefaultRateLimit",)  # present, but no uint32: counted by the source
 
 
 # --- the ConfigMap ---------------------------------------------------------------------------------------
@@ -166,10 +167,35 @@ def test_hubble_monitor_events(names: Any, version: Any, seen: dict[str, bool] |
     assert v.hubble_monitor_events(names, version) == seen
 
 
-@pytest.mark.parametrize(("text", "items"), [("drop trace", ["drop", "trace"]), ("drop,trace", ["drop", "trace"]),
-                                             (" drop , agent ", ["drop", "agent"]), ("", [])])
-def test_string_slice_like_cilium(text: str, items: list[str]) -> None:
-    assert v.string_slice(text) == items
+@pytest.mark.parametrize(("text", "version", "items"), [
+    ("drop trace", None, ["drop", "trace"]), ("", None, []),
+    ("trace,agent", None, None),  # which release reads it decides: unknown
+    ("trace,agent", (1, 16, 6), ["trace,agent"]),  # viper GetStringSlice -> cast strings.Fields
+    ("trace,agent", (1, 17, 0), ["trace", "agent"]),  # hive: comma split
+    (" drop,agent ", (1, 18, 6), ["drop", "agent"]),
+    ("drop, agent", (1, 18, 6), ["drop", " agent"])])  # nothing trimmed around commas: " agent" is unknown
+def test_string_slice_like_each_release(text: str, version: Any, items: list[str] | None) -> None:
+    assert v.string_slice(text, version) == items
+
+
+@pytest.mark.parametrize(("version", "seen"), [
+    (None, None),  # ConfigMap-only mode: the release is unknown, so is the filter
+    ((1, 16, 6), ALL_EVENTS),  # one unknown name: the filter fails, Hubble sees everything (no false "blind")
+    ((1, 17, 5), {"drop": False, "policy_verdict": False, "trace": True, "l7": True})])
+def test_a_comma_list_in_the_configmap_per_release(version: Any, seen: dict[str, bool] | None) -> None:
+    s = configmap.parse({"data": {"hubble-monitor-events": "trace,agent"}}, version)
+    assert (s.hubble_monitor_events or None) == seen
+
+
+def test_a_rate_limit_no_uint32_holds_is_unknown_and_said() -> None:
+    doc = load("v1.17-get-config.json")
+    doc["status"]["daemonConfigurationMap"]["BPFEventsDefaultRateLimit"] = 10**400
+    s = agent_api.parse(doc, load("v1.16-get-healthz-brief.json"))
+    assert s.rate_limit == {} and s.unreadable == ("BPFEventsDefaultRateLimit",)
+    assert s.notifications  # the rest of the reading stands
+    state = ExporterState(sources=("settings",), envelope=(1, 2))
+    state.settings = s
+    assert not scrape(state).count("cilium_node_agent_events_rate_limit")
 
 
 # --- exposition: unknown is absent, never a 0 ------------------------------------------------------------
@@ -178,16 +204,23 @@ def test_exposition_of_known_and_unknown_settings() -> None:
     state = ExporterState(sources=("settings",), envelope=(1, 2))
     state.settings = from_api("1.18")
     m = scrape(state)
-    assert m.value("cilium_node_agent_notifications_enabled", event="drop") == 0
-    assert m.value("cilium_node_agent_notifications_enabled", event="trace") == 1
+    agent = {"origin": "agent-api"}
+    assert m.value("cilium_node_agent_notifications_enabled", event="drop", **agent) == 0
+    assert m.value("cilium_node_agent_notifications_enabled", event="trace", **agent) == 1
     assert m.value("cilium_node_cilium_info", envoy_mode="external", kube_proxy_replacement="unknown",
-                   monitor_aggregation="medium", version="1.16.6") == 1
-    assert m.value("cilium_node_agent_events_rate_limit", kind="rate") == 0
+                   monitor_aggregation="medium", version="1.16.6", **agent) == 1
+    assert m.value("cilium_node_agent_events_rate_limit", kind="rate", **agent) == 0
     assert not m.count("cilium_node_hubble_monitor_events")  # unknown on 1.18's agent API
+    state.settings = fill(from_api("1.18"), configmap.parse(load("v1.18-cilium-config.json"), (1, 18, 6)))
+    m = scrape(state)
+    assert m.value("cilium_node_hubble_monitor_events", event="drop", origin="configmap") == 1
+    assert m.value("cilium_node_agent_notifications_enabled", event="drop", **agent) == 0
+    assert m.value("cilium_node_cilium_info", envoy_mode="external", kube_proxy_replacement="false",
+                   monitor_aggregation="medium", version="1.16.6", origin="agent-api+configmap") == 1
     state.settings = from_api("1.14")
     m = scrape(state)
     assert not m.count("cilium_node_agent_events_rate_limit")  # no limiter: unknown
-    assert m.value("cilium_node_hubble_monitor_events", event="l7") == 1
+    assert m.value("cilium_node_hubble_monitor_events", event="l7", **agent) == 1
     state.settings = None
     m = scrape(state)
     assert not m.count("cilium_node_cilium_info") and not m.count("cilium_node_agent_notifications")

@@ -13,7 +13,7 @@ import pytest
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.sources import settings as settings_module
 from cilium_node_exporter.sources.settings import SettingsSource
-from cilium_node_simulator.cilium_settings import CiliumSpec, RuntimeOptions
+from cilium_node_simulator.cilium_settings import DROP, CiliumSpec, RuntimeOptions
 from tests.support.cluster import Cluster, scrape
 from tests.support.procs import wait_until
 
@@ -58,9 +58,10 @@ def test_agent_api_then_the_configmap_for_what_1_18_does_not_show(cluster: Clust
     assert s.hubble_monitor_events == {"drop": True, "policy_verdict": True, "trace": False, "l7": False}
     assert state.health["settings"].up and not state.health["settings"].errors
     m = scrape(state)
-    assert m.value(NOTIFY, event="drop") == 0 and m.value(NOTIFY, event="policy_verdict") == 1
-    assert m.value("cilium_node_hubble_monitor_events", event="l7") == 0
-    assert m.value("cilium_node_agent_events_rate_limit", kind="burst") == 1000
+    agent, cm = {"origin": "agent-api"}, {"origin": "configmap"}
+    assert m.value(NOTIFY, event="drop", **agent) == 0 and m.value(NOTIFY, event="policy_verdict", **agent) == 1
+    assert m.value("cilium_node_hubble_monitor_events", event="l7", **cm) == 0  # 1.18: only the ConfigMap says
+    assert m.value("cilium_node_agent_events_rate_limit", kind="burst", **agent) == 1000
 
 
 def test_only_gets_with_the_brief_header(cluster: Cluster) -> None:
@@ -153,21 +154,38 @@ def test_nothing_answers_unavailable_when_optional_down_when_required(tmp_path: 
         c.close()
 
 
-@pytest.mark.parametrize(("fault", "reason"), [("disabled", "rejected"), ("garbage", "decode"), ("huge", "protocol"),
-                                               ("slow", "timeout"), ("500", "http"), ("reset", "connect")])
-def test_agent_api_faults_are_counted_and_the_configmap_answers(cluster: Cluster, fault: str, reason: str) -> None:
+def test_an_agent_api_that_disables_its_endpoints_leaves_the_configmap_to_answer(cluster: Cluster) -> None:
+    """The API allow-list without GetConfig (403): there is no agent API to read, as without a socket."""
     assert cluster.agent_api is not None
-    cluster.agent_api.fault = fault
+    cluster.agent_api.fault = "disabled"
     source, state = source_for(cluster)
     assert source.read_once()
     s = state.settings
     assert s is not None and s.origin == "configmap"
-    assert state.health["settings"].up and state.health["settings"].errors[reason] == 1
-    # without the ConfigMap the same fault is a failure of the source
-    source, state = source_for(cluster, "--settings-from=agent-api")
+    assert state.health["settings"].up and state.health["settings"].errors["rejected"] == 1
+    assert scrape(state).value(NOTIFY, event="drop", origin="configmap") == 0
+
+
+@pytest.mark.parametrize(("fault", "reason"), [("garbage", "decode"), ("huge", "protocol"), ("slow", "timeout"),
+                                               ("500", "http"), ("reset", "connect")])
+def test_a_failing_agent_api_makes_every_setting_unknown_not_the_configmaps(cluster: Cluster, fault: str,
+                                                                           reason: str) -> None:
+    """Issue 23 row 6: the agent switched drop notifications off at run time, then its API fails. The ConfigMap
+    (start-up: on) must not stand in for it, nor the last reading: unknown, the source down, the error counted."""
+    cluster.runtime.cilium.apply(RuntimeOptions(drop_notification=False))  # cilium-dbg config
+    source, state = source_for(cluster)
+    assert source.read_once()
+    assert scrape(state).value(NOTIFY, event="drop", origin="agent-api") == 0
+    assert cluster.agent_api is not None
+    cluster.agent_api.fault = fault
     assert not source.read_once()
     assert state.settings is None and not state.health["settings"].up
-    assert state.health["settings"].last_problem is not None and state.health["settings"].last_problem[0] == reason
+    assert state.health["settings"].errors[reason] == 1
+    m = scrape(state)
+    assert not m.has(NOTIFY) and not m.has("cilium_node_cilium_info")
+    assert m.value("cilium_node_exporter_source_up", source="settings") == 0
+    cluster.agent_api.fault = ""
+    assert source.read_once() and scrape(state).value(NOTIFY, event="drop", origin="agent-api") == 0
 
 
 def test_a_failing_settings_source_leaves_the_other_sources_alone(tmp_path: Path) -> None:
@@ -203,3 +221,26 @@ def test_scrapes_never_trigger_a_reading(cluster: Cluster) -> None:
         assert source.interval == 60
     finally:
         source.stop()
+
+
+@pytest.mark.parametrize(("version", "agent_api"), [("1.16.6", False), ("1.17.5", False), ("1.16.6", True),
+                                                    ("1.17.5", True)])
+def test_a_comma_list_in_hubble_monitor_events_is_never_a_false_filter(tmp_path: Path, version: str,
+                                                                       agent_api: bool) -> None:
+    """Issue 21 item 7: "trace,agent" in the ConfigMap is one unknown name to 1.14-1.16 (no filter: Hubble sees
+    every event) and two names to 1.17+ (drops and verdicts filtered). The simulated agent applies its release's
+    rule; the exporter says filtered only when it knows the release, else nothing."""
+    c = make(tmp_path, agent_api=agent_api, version=version, hubble_monitor_events_text="trace,agent")
+    try:
+        source, state = source_for(c, f"--agent-api-socket={tmp_path}/run/cilium.sock", sources="settings")
+        assert source.read_once()
+        filtered = DROP in c.runtime.cilium.hubble_filtered_types()  # the simulated node's truth
+        assert filtered is (version >= "1.17")
+        events = state.settings.hubble_monitor_events if state.settings else {}
+        if agent_api:  # the release is known: the exporter reads the list as that release does
+            assert events.get("drop") is (not filtered)
+        else:  # ConfigMap-only: the release is unknown, so is the filter
+            assert events == {}
+            assert not scrape(state).has("cilium_node_hubble_monitor_events")
+    finally:
+        c.close()

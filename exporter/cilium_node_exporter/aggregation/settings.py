@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class CiliumSettings:
-    """One reading of the settings; ``origin`` says where they came from (agent-api, configmap or both)."""
+    """One reading of the settings; ``origin`` says where they came from (agent-api, configmap or both), and
+    :meth:`origin_of` where one family's values came from."""
 
     origin: str
     version: str | None = None
@@ -23,6 +24,14 @@ class CiliumSettings:
     notifications: Mapping[str, bool] = field(default_factory=dict)  # contract.NOTIFICATION_EVENTS
     hubble_monitor_events: Mapping[str, bool] = field(default_factory=dict)  # contract.MONITOR_EVENTS
     rate_limit: Mapping[str, int] = field(default_factory=dict)  # contract.RATE_LIMIT_KINDS; 0 = no limit
+    # where each known family came from (agent-api or configmap): the series' origin label
+    origins: Mapping[str, str] = field(default_factory=dict)
+    unreadable: tuple[str, ...] = ()  # fields the source had but no agent would write (left unknown, counted)
+
+    def origin_of(self, family: str) -> str:
+        """``agent-api`` or ``configmap``: where ``family`` (info, notifications, hubble_monitor_events,
+        rate_limit) was read."""
+        return self.origins.get(family, self.origin.split("+")[0])
 
     @property
     def has_rate_limiter(self) -> bool:

@@ -20,6 +20,7 @@ entry is created then, with 0: ``bpf/lib/ratelimit.h`` ``ratelimit_check_and_tak
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections import defaultdict
@@ -141,6 +142,9 @@ def parse_metrics(text: str) -> AgentDatapath:
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 labels = sample.labels
+                if not math.isfinite(sample.value) or sample.value < 0:
+                    raise SourceError("protocol", f"agent metrics: {sample.name} has a value that is not a finite, "
+                                                  f"non-negative number ({str(sample.value)[:32]})")
                 if sample.name == DROP_COUNT:
                     key = (reason_name(labels.get("reason", "")), direction_label(labels.get("direction", "")))
                     dropped[key] += sample.value
@@ -166,8 +170,9 @@ class AgentMetricsSource(ScrapeTimeSource):
         self.endpoint = Endpoint(config.agent_metrics_address.rstrip("/"))
 
     def read(self) -> None:
-        chunks = k8s_http.get_chunks(self.endpoint, "", timeout=self.config.agent_timeout, max_bytes=MAX_BYTES,
-                                     what=f"agent metrics {self.config.agent_metrics_address}", accept=ACCEPT)
+        chunks = k8s_http.get_chunks(self.endpoint, "", timeout=self.timeout(self.config.agent_timeout),
+                                     max_bytes=MAX_BYTES, what=f"agent metrics {self.config.agent_metrics_address}",
+                                     accept=ACCEPT)
         self.state.agent_datapath = parse_metrics(filter_lines(chunks))
 
     def clear(self) -> None:

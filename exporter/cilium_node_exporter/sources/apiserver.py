@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from cilium_node_exporter.aggregation.containers import AGENT, ContainerPod
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.config import Config
@@ -45,6 +47,10 @@ WATCH_TIMEOUT = 300  # server-side timeoutSeconds of one watch
 MAX_BYTES = 2 * 2**20
 MAX_VALUES = 50_000
 BACKOFF_MAX = 30.0
+# A node runs one pod of each component, two or three during a rollout; a watch that announces more (a broken or
+# hostile server) keeps the likeliest ones: the table and each event's cost stay bounded.
+MAX_PODS = 16
+MAX_LABEL = 128  # pod names are at most 253 characters, reasons a word: longer values are cut
 
 
 class WatchExpired(Exception):
@@ -73,6 +79,17 @@ def kubeconfig_endpoint(path: str) -> Endpoint:
         raise SourceError("auth", "--kubeconfig needs the kubernetes client: pip install "
                                   "'cilium-node-exporter[kubeconfig]'") from None
 
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh.read(4 * 2**20))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError("auth", f"cannot read kubeconfig {path}: {getattr(exc, 'strerror', None) or 'not UTF-8'}",
+                          absent=isinstance(exc, FileNotFoundError)) from None
+    except yaml.YAMLError:
+        raise SourceError("auth", f"kubeconfig {path} is not YAML") from None
+    if not isinstance(doc, dict):
+        raise SourceError("auth", f"kubeconfig {path} is not a kubeconfig (a YAML mapping with clusters, users, "
+                                  "contexts)")
     cfg = Configuration()
     try:
         load_kube_config(config_file=path, client_configuration=cfg, persist_config=False)
@@ -110,23 +127,38 @@ def parse_pod(obj: Any, container: str) -> _Candidate | None:
     restart_count = reason = finished = None
     if statuses:
         status = statuses[0]
-        count = status.get("restartCount")
-        restart_count = count if isinstance(count, int) and not isinstance(count, bool) else None
+        restart_count = k8s_http.count(status.get("restartCount"), f"apiserver pod: {container} restartCount")
         terminated = (status.get("lastState") or {}).get("terminated") or {}
         if isinstance(terminated, dict):
             reason = terminated.get("reason") if isinstance(terminated.get("reason"), str) else None
             finished = parse_time(terminated.get("finishedAt"))
-    pod = ContainerPod(namespace=str(meta.get("namespace", "")), name=str(meta.get("name", "")),
-                   uid=str(meta.get("uid", "")), restart_count=restart_count,
-                   last_terminated_reason=reason or None, last_terminated_at=finished)
+    pod = ContainerPod(namespace=_label(meta.get("namespace")), name=_label(meta.get("name")),
+                       uid=_label(meta.get("uid")), restart_count=restart_count,
+                       last_terminated_reason=_label(reason) or None, last_terminated_at=finished)
     return _Candidate(pod, bool(meta.get("deletionTimestamp")), parse_time(meta.get("creationTimestamp")) or 0.0)
+
+
+def _label(value: Any) -> str:
+    """A value for a label: a string, cut at :data:`MAX_LABEL` characters."""
+    return "" if value is None else str(value)[:MAX_LABEL]
+
+
+def _rank(candidate: _Candidate) -> tuple[bool, float]:
+    return not candidate.deleting, candidate.created
+
+
+def keep(pods: dict[str, _Candidate], uid: str, candidate: _Candidate) -> None:
+    """Add ``candidate``; beyond :data:`MAX_PODS` the least likely to be chosen goes."""
+    pods[uid] = candidate
+    if len(pods) > MAX_PODS:
+        del pods[min(pods, key=lambda k: _rank(pods[k]))]
 
 
 def choose(candidates: Mapping[str, _Candidate]) -> ContainerPod | None:
     """The pod to report: not being deleted first, then the newest."""
     if not candidates:
         return None
-    return max(candidates.values(), key=lambda c: (not c.deleting, c.created)).pod
+    return max(candidates.values(), key=_rank).pod
 
 
 def envelope_from_annotation(node: Any) -> tuple[int, int] | None:
@@ -327,7 +359,7 @@ class PodWatch:
         for item in doc.get("items") or []:
             candidate = parse_pod(item, self.component.container)
             if candidate is not None:
-                pods[candidate.pod.uid] = candidate
+                keep(pods, candidate.pod.uid, candidate)
         self._pods = pods
         self._publish()
         self.source.listed(self.component.name)
@@ -375,13 +407,13 @@ class PodWatch:
             return new_version
         if kind in ("ADDED", "MODIFIED"):
             candidate = parse_pod(obj, self.component.container)
-            uid = str((obj.get("metadata") or {}).get("uid", ""))
+            uid = _label((obj.get("metadata") or {}).get("uid", ""))
             if candidate is None:
                 self._pods.pop(uid, None)
             else:
-                self._pods[uid] = candidate
+                keep(self._pods, uid, candidate)
         elif kind == "DELETED":
-            self._pods.pop(str((obj.get("metadata") or {}).get("uid", "")), None)
+            self._pods.pop(_label((obj.get("metadata") or {}).get("uid", "")), None)
         else:
             raise SourceError("protocol", f"{self.what} watch: unknown event type {kind!r}")
         self._publish()

@@ -19,6 +19,7 @@ import http.client
 import ipaddress
 import json
 import logging
+import math
 import re
 import socket
 import ssl
@@ -44,6 +45,25 @@ def parse_time(value: Any) -> float | None:
         return datetime.fromisoformat(value).timestamp()
     except ValueError:
         return None
+
+
+MAX_COUNT = 2**63  # counts and byte sizes at or above this are no real value (and 10**400 is no float)
+
+
+def count(value: Any, what: str) -> int | None:
+    """A JSON count or byte size: None when absent; an ``int`` for a whole number in [0, 2**63) (an integral
+    float included); a ``protocol`` :class:`SourceError` for anything else (a string, a bool, a negative,
+    NaN or infinity, a 401-digit integer), so that a value /metrics cannot carry never reaches it."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SourceError("protocol", f"{what} is not a number: {str(value)[:64]!r}")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise SourceError("protocol", f"{what} is not a whole number: {str(value)[:64]}")
+    if not 0 <= value < MAX_COUNT:
+        raise SourceError("protocol", f"{what} is out of range ({len(str(int(value)))} digits)"
+                          if isinstance(value, int) else f"{what} is out of range")
+    return int(value)
 
 
 class SourceError(Exception):

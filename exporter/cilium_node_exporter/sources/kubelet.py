@@ -37,12 +37,7 @@ TLS_HINT = ("set --kubelet-ca to the CA that signs the kubelet serving certifica
 
 
 def _uint(memory: dict[str, Any], key: str) -> int | None:
-    value = memory.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise SourceError("protocol", f"kubelet summary: memory.{key} is not a byte count: {value!r}")
-    return int(value)
+    return k8s_http.count(memory.get(key), f"kubelet summary: memory.{key}")
 
 
 def check_node(doc: Any, node_name: str) -> None:
@@ -141,8 +136,8 @@ class KubeletSource(ScrapeTimeSource):
     def fetch(self) -> Any:
         """The Summary document from the kubelet."""
         return k8s_http.get_json(self._endpoint(), SUMMARY_PATH, query={"only_cpu_and_memory": "true"},
-                                 timeout=self.config.kubelet_timeout, max_bytes=MAX_BYTES, max_values=MAX_VALUES,
-                                 what=f"kubelet {self.config.kubelet_address}")
+                                 timeout=self.timeout(self.config.kubelet_timeout), max_bytes=MAX_BYTES,
+                                 max_values=MAX_VALUES, what=f"kubelet {self.config.kubelet_address}")
 
     def publish(self, doc: Any) -> None:
         """Every component's memory from a Summary document (this node's, checked by name)."""

@@ -48,13 +48,88 @@ app.kubernetes.io/part-of: cilium-node-exporter
 {{- end }}
 {{- end }}
 
-{{/* repository:tag or repository@digest. */}}
-{{- define "cne.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
-{{- else }}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{/* An image reference from (list $ .Values.image defaultTag): repository:tag or repository@digest, the
+     registry host of repository replaced by global.imageRegistry when set (a first path component with a "."
+     or ":", or "localhost", is a registry host, as Docker reads references). */}}
+{{- define "cne.imageRef" -}}
+{{- $root := index . 0 }}
+{{- $image := index . 1 }}
+{{- $repository := $image.repository }}
+{{- $registry := (($root.Values.global | default dict).imageRegistry) | default "" }}
+{{- if $registry }}
+{{- $first := first (splitList "/" $repository) }}
+{{- if and (gt (len (splitList "/" $repository)) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) }}
+{{- $repository = join "/" (rest (splitList "/" $repository)) }}
 {{- end }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" $registry) $repository }}
+{{- end }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository ($image.tag | default (index . 2)) }}
+{{- end }}
+{{- end }}
+
+{{/* The exporter's image. */}}
+{{- define "cne.image" -}}
+{{- include "cne.imageRef" (list . .Values.image .Chart.AppVersion) }}
+{{- end }}
+
+{{/* imagePullSecrets plus global.imagePullSecrets (names or {name: ...}), as a YAML list; empty when none. */}}
+{{- define "cne.imagePullSecrets" -}}
+{{- $secrets := list }}
+{{- range .Values.imagePullSecrets }}
+{{- $secrets = append $secrets (dict "name" .name) }}
+{{- end }}
+{{- range ((.Values.global | default dict).imagePullSecrets | default list) }}
+{{- if kindIs "string" . }}
+{{- $secrets = append $secrets (dict "name" .) }}
+{{- else }}
+{{- $secrets = append $secrets (dict "name" .name) }}
+{{- end }}
+{{- end }}
+{{- if $secrets }}
+{{- toYaml (uniq $secrets) }}
+{{- end }}
+{{- end }}
+
+{{/* How the endpoint is protected: "proxy" (kube-rbac-proxy), "existing" (a web configuration Secret of the
+     user's), "chart" (the chart's web configuration: web.tls and/or web.basicAuth.users) or "" (open). */}}
+{{- define "cne.webMode" -}}
+{{- if .Values.kubeRBACProxy.enabled }}proxy
+{{- else if .Values.web.existingSecret }}existing
+{{- else if or .Values.web.tls.secretName .Values.web.basicAuth.users }}chart
+{{- end }}
+{{- end }}
+
+{{/* The chart's web configuration Secret's name, and the upstream TLS Secret's (kube-rbac-proxy). */}}
+{{- define "cne.webConfigSecret" -}}
+{{- printf "%s-web-config" (include "cne.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- define "cne.upstreamTLSSecret" -}}
+{{- .Values.kubeRBACProxy.upstreamTLS.secretName | default (printf "%s-upstream-tls" (include "cne.fullname" .) | trunc 63 | trimSuffix "-") }}
+{{- end }}
+
+{{/* The host sockets the sources connect to, comma-separated: hubble.sock for a unix:// Hubble address
+     (Cilium's hubble-socket-path, default /var/run/cilium/hubble.sock: pkg/defaults HubbleSockPath in 1.14-1.16,
+     the chart's hubble.socketPath from 1.17) and cilium.sock in hostSocketDir (pkg/defaults SockPath, 1.14-1.19)
+     when the settings source reads the agent API. */}}
+{{- define "cne.hostSockets" -}}
+{{- $sources := splitList "," (include "cne.effectiveSources" .) }}
+{{- $sockets := list }}
+{{- if eq (include "cne.hubbleHostSocket" .) "true" }}
+{{- $sockets = append $sockets (trimPrefix "unix://" (include "cne.hubbleAddress" .)) }}
+{{- end }}
+{{- if eq (include "cne.agentApiSocket" .) "true" }}
+{{- $sockets = append $sockets (printf "%s/cilium.sock" (trimSuffix "/" .Values.hubble.hostSocketDir)) }}
+{{- end }}
+{{- join "," $sockets }}
+{{- end }}
+
+{{/* "true" when the settings source reads the agent API on cilium.sock, mounted beside hubble.sock. With Hubble
+     over TCP nothing of the host is mounted: the settings then come from the ConfigMap (no socket file). */}}
+{{- define "cne.agentApiSocket" -}}
+{{- if and (eq (include "cne.hubbleHostSocket" .) "true") (has "settings" (splitList "," (include "cne.effectiveSources" .))) (or (not .Values.settings.from) (has "agent-api" .Values.settings.from)) }}true{{ end }}
 {{- end }}
 
 {{/* The --sources argument: .Values.sources, plus "agent" (required) when agentMetrics.enabled. */}}
@@ -80,7 +155,7 @@ app.kubernetes.io/part-of: cilium-node-exporter
 {{- if and (has "settings" (splitList "," (include "cne.effectiveSources" .))) (or (not .Values.settings.from) (has "configmap" .Values.settings.from)) }}true{{ end }}
 {{- end }}
 
-{{/* "true" when the Hubble socket is a unix socket from the host. */}}
+{{/* "true" when the Hubble socket is a unix socket from the host (mounted from hubble.hostSocketDir). */}}
 {{- define "cne.hubbleHostSocket" -}}
 {{- if and (has "hubble" (splitList "," (include "cne.effectiveSources" .))) (hasPrefix "unix://" (include "cne.hubbleAddress" .)) }}true{{ end }}
 {{- end }}
@@ -120,14 +195,6 @@ app.kubernetes.io/part-of: cilium-node-exporter
 {{- .Values.settings.configMapName | default (include "cne.flagDefault.settings-configmap" .) -}}
 {{- end }}
 
-{{/* The host path mounted for a unix:// Hubble address: the socket directory, or only the socket file. */}}
-{{- define "cne.hubbleHostPath" -}}
-{{- if eq .Values.hubble.mount "socket" -}}
-{{- trimPrefix "unix://" (include "cne.hubbleAddress" .) -}}
-{{- else -}}
-{{- .Values.hubble.hostSocketDir -}}
-{{- end -}}
-{{- end }}
 
 {{/* "true" when the pod needs its service-account token: the kubelet or API server source, the settings source
      reading the cilium-config ConfigMap, or kube-rbac-proxy

@@ -4,10 +4,20 @@ Read in a background thread every ``--settings-interval`` (default 1m, with jitt
 rarely, so a scrape never triggers a read), from the places ``--settings-from`` names, in order:
 
 - ``agent-api`` (:mod:`.agent_api`): the running agent's REST API on ``--agent-api-socket`` - the
-  effective values, no RBAC (the socket is reached like ``hubble.sock``, through the same mount);
+  effective values, no RBAC (the socket is reached like ``hubble.sock``, through its own file mount);
 - ``configmap`` (:mod:`.configmap`): Cilium's ConfigMap through the API server - the values the agent
-  was started with. It replaces the agent API when the socket is absent, and fills what the agent API
-  does not show on this release (hubble-monitor-events from 1.17, kube-proxy-replacement from 1.18).
+  was started with.
+
+A setting is served only while the place that measured it answers:
+
+- the agent API answers: its values; the ConfigMap adds only what this release's agent API does not show and
+  the agent reads at start alone (hubble-monitor-events from 1.17, kube-proxy-replacement from 1.18, the Envoy
+  mode), never a runtime option (notifications, monitor aggregation);
+- no agent API here (``agent-api`` not configured, the socket file absent, or its GET endpoints disabled by the
+  agent's API allow-list: 403): the ConfigMap's values (ConfigMap-only mode: a runtime change made with
+  ``cilium-dbg config`` is not seen, and the series say ``origin="configmap"``);
+- the agent API fails (refused, an error status, garbage, a timeout): nothing - every setting is unknown
+  (absent) until it answers again, whatever the ConfigMap says and whatever was read before.
 
 A reading that fails drops the published settings (nothing stale is served). When nothing answers
 where the settings would be (no socket or no listener, and no readable ConfigMap), an optional source
@@ -17,6 +27,7 @@ is *unavailable*, a required one down. A failure here never touches another sour
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 from dataclasses import replace
@@ -27,6 +38,7 @@ from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.config import Config
 from cilium_node_exporter.sources.k8s_http import Endpoint, SourceError
 from cilium_node_exporter.sources.settings import agent_api, configmap
+from cilium_node_exporter.sources.settings import values as v
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +53,30 @@ def _first(a: T | None, b: T | None) -> T | None:
 
 
 def fill(primary: CiliumSettings, secondary: CiliumSettings) -> CiliumSettings:
-    """``primary`` with its unknown fields (None, or keys missing from a mapping) taken from ``secondary``."""
-    merged = CiliumSettings(
-        origin=primary.origin,
-        version=_first(primary.version, secondary.version),
-        envoy_mode=_first(primary.envoy_mode, secondary.envoy_mode),
-        kube_proxy_replacement=_first(primary.kube_proxy_replacement, secondary.kube_proxy_replacement),
-        monitor_aggregation=_first(primary.monitor_aggregation, secondary.monitor_aggregation),
-        notifications={**secondary.notifications, **primary.notifications},
-        hubble_monitor_events={**secondary.hubble_monitor_events, **primary.hubble_monitor_events},
-        rate_limit={**secondary.rate_limit, **primary.rate_limit})
+    """``primary`` (the agent API) with the start-up-only settings it does not show taken from ``secondary``
+    (the ConfigMap): hubble-monitor-events, kube-proxy-replacement, the Envoy mode. Runtime options
+    (notifications, monitor aggregation) are never filled: the ConfigMap holds only their start-up value."""
+    origins = dict(primary.origins)
+    events = primary.hubble_monitor_events
+    if not events and secondary.hubble_monitor_events:
+        events = secondary.hubble_monitor_events
+        origins["hubble_monitor_events"] = secondary.origin
+    merged = replace(primary, hubble_monitor_events=events, origins=origins,
+                     kube_proxy_replacement=_first(primary.kube_proxy_replacement, secondary.kube_proxy_replacement),
+                     envoy_mode=_first(primary.envoy_mode, secondary.envoy_mode))
     return merged if merged == primary else replace(merged, origin=f"{primary.origin}+{secondary.origin}")
 
 
 def _complete(settings: CiliumSettings) -> bool:
     """Everything the ConfigMap could add is already known."""
     return (settings.kube_proxy_replacement is not None and bool(settings.hubble_monitor_events)
-            and settings.envoy_mode is not None and settings.monitor_aggregation is not None
-            and len(settings.notifications) == 3)
+            and settings.envoy_mode is not None)
+
+
+def _without_agent_api(exc: SourceError, socket_path: str) -> bool:
+    """The agent API is not there to be read (ConfigMap-only mode), as opposed to failing: its socket file is
+    absent, or the agent's API allow-list disables GetConfig/GetHealthz (403, ``rejected``)."""
+    return exc.reason == "rejected" or not os.path.lexists(socket_path)
 
 
 class SettingsSource:
@@ -108,15 +126,20 @@ class SettingsSource:
         """One reading from every configured place; publish it, or drop the previous one. True on success."""
         errors: list[SourceError] = []
         settings: CiliumSettings | None = None
+        use_configmap = "configmap" in self.config.settings_from
         if "agent-api" in self.config.settings_from:
             try:
                 settings = agent_api.read(self.config.agent_api_socket, REQUEST_TIMEOUT)
             except SourceError as exc:
                 errors.append(exc)
-        if "configmap" in self.config.settings_from and (settings is None or not _complete(settings)):
+                # failing, not absent: what it would say is unknown now, not what the ConfigMap says
+                use_configmap = use_configmap and _without_agent_api(exc, self.config.agent_api_socket)
+        if use_configmap and (settings is None or not _complete(settings)):
             try:
+                release = v.version_of(settings.version) if settings is not None else None
                 from_configmap = configmap.read(self._endpoint(), self.config.cilium_namespace,
-                                                self.config.settings_configmap, REQUEST_TIMEOUT)
+                                                self.config.settings_configmap, REQUEST_TIMEOUT,
+                                                release[1] if release else None)
                 settings = from_configmap if settings is None else fill(settings, from_configmap)
             except SourceError as exc:
                 errors.append(exc)
@@ -133,6 +156,9 @@ class SettingsSource:
                         self.health.errors[exc.reason] += 1
                 self.health.fail(first.reason, message)
             return False
+        if settings.unreadable:
+            errors.append(SourceError("protocol", f"agent API /v1/config: {', '.join(settings.unreadable)} not a "
+                                                  "uint32 (left unknown)"))
         self.state.settings = settings
         self._side_errors(errors)
         if settings.origin != self._origin:

@@ -103,6 +103,9 @@ def parse(config: Any, health: Any) -> CiliumSettings:
 
     rate_limit: dict[str, int] = {}
     rate, burst = v.uint(dcm.get("BPFEventsDefaultRateLimit")), v.uint(dcm.get("BPFEventsDefaultBurstLimit"))
+    # present but no uint32 (a string, -1, a 401-digit number): no agent writes that; unknown, and counted
+    limits = (("BPFEventsDefaultRateLimit", rate), ("BPFEventsDefaultBurstLimit", burst))
+    unreadable = tuple(key for key, value in limits if value is None and dcm.get(key) is not None)
     if rate is not None and burst is not None:  # 1.17+; the agent refuses one without the other
         rate_limit = {"rate": rate, "burst": burst}
 
@@ -116,4 +119,4 @@ def parse(config: Any, health: Any) -> CiliumSettings:
         origin=ORIGIN, version=version[0] if version else None, envoy_mode=envoy_mode,
         kube_proxy_replacement=v.kube_proxy_replacement(dcm.get("KubeProxyReplacement")),
         monitor_aggregation=aggregation, notifications=notifications, hubble_monitor_events=monitor_events,
-        rate_limit=rate_limit)
+        rate_limit=rate_limit, unreadable=unreadable)

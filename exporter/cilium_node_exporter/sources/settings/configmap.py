@@ -11,7 +11,9 @@ which Cilium's sources define per release:
   is ``true`` (``pkg/defaults/defaults.go`` 1.16.6-1.19.4), and before 1.16 the notifications are always
   enabled at start (1.14b ``daemon/cmd/daemon_main.go`` lines 1325-1327) - absent therefore means on;
 - ``monitor-aggregation``: absent means the agent default ``None`` (daemon_main, every release);
-- ``hubble-monitor-events``: no Helm value (``extraConfig`` only); absent or empty means every event;
+- ``hubble-monitor-events``: no Helm value (``extraConfig`` only); absent or empty means every event; a comma
+  list is two names to 1.17+ and one unknown name (no filter at all) to 1.14-1.16 (:func:`values.string_slice`):
+  unknown unless the agent API told the release;
 - ``kube-proxy-replacement``: always written by the chart; absent is unknown;
 - ``external-envoy-proxy`` (1.14+; agent default false = embedded) and ``enable-l7-proxy`` (default true);
 - the events rate limit is not taken from here: its keys are honoured only from 1.17 and the ConfigMap
@@ -35,8 +37,10 @@ _NOTIFICATIONS = (("drop", "bpf-events-drop-enabled"), ("policy_verdict", "bpf-e
                   ("trace", "bpf-events-trace-enabled"))
 
 
-def read(endpoint: Endpoint, namespace: str, name: str, timeout: float) -> CiliumSettings:
-    """GET the ConfigMap; ``absent`` errors when it does not exist or may not be read (403, 404)."""
+def read(endpoint: Endpoint, namespace: str, name: str, timeout: float,
+         version: v.Version | None = None) -> CiliumSettings:
+    """GET the ConfigMap; ``absent`` errors when it does not exist or may not be read (403, 404). ``version``
+    is the agent's release when the agent API told it (it decides how a list value is split)."""
     what = f"ConfigMap {namespace}/{name}"
     try:
         doc = k8s_http.get_json(endpoint, f"/api/v1/namespaces/{namespace}/configmaps/{name}",
@@ -49,11 +53,12 @@ def read(endpoint: Endpoint, namespace: str, name: str, timeout: float) -> Ciliu
         if exc.status == 404:
             raise SourceError("http", f"{what} does not exist", 404, absent=True) from None
         raise
-    return parse(doc)
+    return parse(doc, version)
 
 
-def parse(doc: Any) -> CiliumSettings:
-    """Settings from a ConfigMap object; SourceError when it is not one."""
+def parse(doc: Any, version: v.Version | None = None) -> CiliumSettings:
+    """Settings from a ConfigMap object; SourceError when it is not one. ``hubble-monitor-events`` with a comma
+    is unknown unless ``version`` says how the agent splits it (:func:`values.string_slice`)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("data", {}), dict | type(None)):
         raise SourceError("protocol", "cilium ConfigMap: not a ConfigMap (data is not a map)")
     data: dict[str, Any] = doc.get("data") or {}
@@ -68,7 +73,8 @@ def parse(doc: Any) -> CiliumSettings:
     if raw_events is None or (isinstance(raw_events, str) and not raw_events.strip()):
         monitor_events: dict[str, bool] = dict.fromkeys(MONITOR_EVENTS, True)
     elif isinstance(raw_events, str):
-        monitor_events = v.hubble_monitor_events(v.string_slice(raw_events), None) or {}
+        names = v.string_slice(raw_events, version)
+        monitor_events = (v.hubble_monitor_events(names, version) or {}) if names is not None else {}
     else:
         monitor_events = {}
 

@@ -88,12 +88,32 @@ def go_bool(text: Any) -> bool | None:
     return None
 
 
-def string_slice(text: str) -> list[str]:
-    """A ``[]string`` ConfigMap value as Cilium 1.17+ decodes it (``cilium/hive`` ``cell/config.go``: split by
-    comma, then a single element by whitespace); for the values a running agent accepts this also equals
-    1.14-1.16's ``vp.GetStringSlice`` (whitespace split)."""
-    parts = [p.strip() for p in text.split(",")] if "," in text else text.split()
-    return [p for p in parts if p]
+SPLITS_COMMAS = (1, 17, 0)
+
+
+def string_slice(text: str, version: Version | None) -> list[str] | None:
+    """A ``[]string`` ConfigMap value (``hubble-monitor-events``) as the agent of ``version`` reads it.
+
+    - 1.17+: ``cilium/hive`` ``cell/config.go`` (vendored at Hubble's v1.17.0 and v1.19.4 tags, lines 114-121):
+      ``mapstructure.StringToSliceHookFunc(",")`` (``strings.Split``, nothing trimmed: ``"drop, agent"`` holds
+      the unknown name ``" agent"``), then a single element split again by whitespace;
+    - 1.14-1.16: ``pkg/option/config.go`` ``c.HubbleMonitorEvents = vp.GetStringSlice(HubbleMonitorEvents)``
+      (Cilium v1.14.2 line 3443, v1.15.4 line 3505, v1.16.6 line 3502, as vendored at Hubble's v0.12.3, v0.13.6
+      and v1.16.6 tags) reads the ConfigMap's string with ``spf13/cast`` ``ToStringSliceE`` (v1.5.1, v1.6.0:
+      ``case string: return strings.Fields(v)``): whitespace only, so ``"trace,agent"`` is one unknown name.
+
+    Either way the agent first trims the whole value (``ReadDirConfig``: ``bytes.TrimSpace``).
+
+    With no release known (the ConfigMap alone says none), a list with a comma is read differently by the
+    releases: None (unknown). A whitespace list reads the same everywhere."""
+    text = text.strip()
+    if "," not in text:
+        return text.split()
+    if version is None:
+        return None
+    if version < SPLITS_COMMAS:
+        return text.split()
+    return text.split(",")
 
 
 def hubble_monitor_events(names: Iterable[Any] | None, version: Version | None) -> dict[str, bool] | None:
@@ -121,9 +141,13 @@ def hubble_monitor_events(names: Iterable[Any] | None, version: Version | None) 
             "l7": "agent" in listed}
 
 
+UINT32_MAX = 2**32 - 1
+
+
 def uint(value: Any) -> int | None:
-    """A non-negative JSON integer (uint32 DaemonConfig fields); None otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    """A uint32 DaemonConfig field (a JSON integer in [0, 2**32)); None otherwise (absent, another type, or a
+    value no uint32 holds: the caller decides whether a present but unreadable field is an error)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= UINT32_MAX:
         return None
     return value
 
