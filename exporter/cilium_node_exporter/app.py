@@ -25,13 +25,14 @@ log = logging.getLogger("cilium_node_exporter")
 def build_registry(state: ExporterState) -> CollectorRegistry:
     """Registry with the exporter's collector and the standard process/python collectors."""
     from cilium_node_exporter.exposition.agent import agent_families
+    from cilium_node_exporter.exposition.envelope import envelope_families
     from cilium_node_exporter.exposition.settings import settings_families
 
     registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)  # for name[]
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
-    registry.register(ExporterCollector(state, builders=[agent_families, settings_families]))
+    registry.register(ExporterCollector(state, builders=[agent_families, envelope_families, settings_families]))
     return registry
 
 
@@ -39,7 +40,7 @@ def run(config: Config, stop_event: threading.Event | None = None) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop_event``); return the process exit code."""
     stop = stop_event or threading.Event()
     state = ExporterState(sources=config.sources.names, envelope=config.memory_envelope,
-                          optional=config.sources.optional)
+                          optional=config.sources.optional, envelope_mode=config.memory_envelope_mode)
     registry = build_registry(state)
     host, port = parse_listen(config.listen_address)
     try:

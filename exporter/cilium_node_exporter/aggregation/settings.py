@@ -12,6 +12,25 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class MapSizing:
+    """How the agent sizes its large BPF maps (``pkg/option/config.go`` ``calculateBPFMapSizes``).
+
+    ``entries`` (by ``contract.DYNAMIC_MAPS``) are the agent's own values when ``effective`` (the agent API
+    reports what it computed at start), else only the sizes set explicitly (ConfigMap keys), which win over
+    dynamic sizing. The booleans say which maps exist (IPv4/IPv6, NAT and neighbour maps with NodePort,
+    the socket reverse-NAT map with socket LB); None is unknown.
+    """
+
+    ratio: float | None = None  # bpf-map-dynamic-size-ratio; 0 = dynamic sizing off
+    entries: Mapping[str, int] = field(default_factory=dict)
+    effective: bool = False
+    ipv4: bool | None = None
+    ipv6: bool | None = None
+    nodeport: bool | None = None
+    socket_lb: bool | None = None
+
+
+@dataclass(frozen=True)
 class CiliumSettings:
     """One reading of the settings; ``origin`` says where they came from (agent-api, configmap or both)."""
 
@@ -23,6 +42,7 @@ class CiliumSettings:
     notifications: Mapping[str, bool] = field(default_factory=dict)  # contract.NOTIFICATION_EVENTS
     hubble_monitor_events: Mapping[str, bool] = field(default_factory=dict)  # contract.MONITOR_EVENTS
     rate_limit: Mapping[str, int] = field(default_factory=dict)  # contract.RATE_LIMIT_KINDS; 0 = no limit
+    map_sizing: MapSizing | None = None
 
     @property
     def has_rate_limiter(self) -> bool:

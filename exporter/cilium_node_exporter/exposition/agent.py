@@ -1,10 +1,11 @@
 """Metric families for the memory envelope, the Cilium containers' memory and lifecycle (cilium-agent,
 cilium-envoy) and the agent's datapath packet counters.
 
-The envelope gauges are always published (the node annotation override, when read, replaces the
-configured envelope). The other families come from the snapshots the sources keep in the state:
-a missing snapshot (no such pod, or the source failing) means no series; a ``None`` field means
-the kubelet omitted it, and the series is left out rather than exported as zero.
+The envelope gauges are always published: the node annotation override when read, else the derived
+envelope in derived mode when it can be derived, else the configured one (``aggregation/envelope.py``).
+The other families come from the snapshots the sources keep in the state: a missing snapshot (no such
+pod, or the source failing) means no series; a ``None`` field means the kubelet omitted it, and the
+series is left out rather than exported as zero.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from cilium_node_exporter import contract as c
+from cilium_node_exporter.aggregation import envelope
 from cilium_node_exporter.aggregation.containers import AGENT, ENVOY
 from cilium_node_exporter.aggregation.state import ExporterState
 
@@ -58,7 +60,7 @@ def _counter(metric: c.Metric, value: float | None) -> Iterator[Metric]:
 
 def agent_families(state: ExporterState) -> Iterator[Metric]:
     """The envelope gauges (always), then whatever the container and agent sources recorded."""
-    lower, upper = state.envelope_override or state.envelope
+    lower, upper, _ = envelope.current(state, envelope.derive_for(state))
     yield from _gauge(c.ENVELOPE_LOWER, lower)
     yield from _gauge(c.ENVELOPE_UPPER, upper)
 

@@ -26,7 +26,7 @@ from cilium_node_exporter.aggregation.settings import CiliumSettings
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.config import Config
 from cilium_node_exporter.sources.k8s_http import Endpoint, SourceError
-from cilium_node_exporter.sources.settings import agent_api, configmap
+from cilium_node_exporter.sources.settings import agent_api, configmap, map_sizing
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ def fill(primary: CiliumSettings, secondary: CiliumSettings) -> CiliumSettings:
         monitor_aggregation=_first(primary.monitor_aggregation, secondary.monitor_aggregation),
         notifications={**secondary.notifications, **primary.notifications},
         hubble_monitor_events={**secondary.hubble_monitor_events, **primary.hubble_monitor_events},
-        rate_limit={**secondary.rate_limit, **primary.rate_limit})
+        rate_limit={**secondary.rate_limit, **primary.rate_limit},
+        map_sizing=map_sizing.fill(primary.map_sizing, secondary.map_sizing))
     return merged if merged == primary else replace(merged, origin=f"{primary.origin}+{secondary.origin}")
 
 

@@ -1,0 +1,61 @@
+"""Metric families for the agent's memory by part and the derived envelope (docs/envelope.md).
+
+Inputs that are unknown leave their series out: a part the agent does not report, a derived envelope
+without its inputs (no map sizing, no node memory), an estimate missing one of its terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from cilium_node_exporter import contract as c
+from cilium_node_exporter.aggregation import envelope
+from cilium_node_exporter.aggregation.containers import AGENT
+from cilium_node_exporter.aggregation.state import ExporterState
+
+
+def _family(metric: c.Metric, values: dict[str, float] | None = None) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(metric.name, metric.help, labels=list(metric.labels) or None)
+    for label, value in (values or {}).items():
+        family.add_metric([label], value)
+    return family
+
+
+def _single(metric: c.Metric, value: float | None) -> Iterator[Metric]:
+    if value is not None:
+        family = GaugeMetricFamily(metric.name, metric.help)
+        family.add_metric([], value)
+        yield family
+
+
+def envelope_families(state: ExporterState) -> Iterator[Metric]:
+    """Memory by part, cluster objects, node memory, map sizing, the derived envelope and its source."""
+    agent = state.agent_memory if "agent" in state.sources else None
+    if agent is not None:
+        yield _family(c.AGENT_MEMORY_PART, {p: agent.parts[p] for p in c.MEMORY_PARTS if p in agent.parts})
+        yield _family(c.CLUSTER_OBJECTS,
+                      {k: agent.objects[k] for k in c.CLUSTER_OBJECT_KINDS if k in agent.objects})
+    yield from _single(c.MACHINE_MEMORY, state.machine_memory if "kubelet" in state.sources else None)
+
+    derivation = envelope.derive_for(state)
+    settings = state.settings if "settings" in state.sources else None
+    sizing = settings.map_sizing if settings is not None else None
+    if sizing is not None and sizing.ratio is not None:
+        yield from _single(c.BPF_MAP_SIZE_RATIO, sizing.ratio)
+    if derivation is not None:
+        yield _family(c.BPF_MAP_MAX_ENTRIES, {m: derivation.entries[m] for m in c.DYNAMIC_MAPS})
+        yield _family(c.DERIVED_LOWER, {t.part: t.lower for t in derivation.terms})
+        yield _family(c.DERIVED_UPPER, {t.part: t.upper for t in derivation.terms})
+
+    memory = state.memory.get(AGENT) if "kubelet" in state.sources else None
+    reference: float | None = agent.parts.get("bpf_maps") if agent is not None else None
+    if reference is None and derivation is not None:
+        dynamic = derivation.term("bpf_dynamic_maps")
+        reference = dynamic.upper if dynamic is not None else None
+    if memory is not None:
+        yield from _single(c.AGENT_BPF_CHARGED, envelope.charged_estimate(memory.working_set, memory.rss, reference))
+
+    source = envelope.current(state, derivation)[2]
+    yield _family(c.ENVELOPE_SOURCE, {source: 1})
