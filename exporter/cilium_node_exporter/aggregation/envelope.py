@@ -42,9 +42,9 @@ GO_BASE = (128 * MiB, 330 * MiB)
 PER_IPCACHE_ENTRY = 10.5 * KiB
 # Load-balancer benchmark: 2.5-7 KB in use, 15 KB allocated per service (cilium/cilium PR #40121).
 PER_SERVICE = 15_000
-# 1k nodes, 30k pods, 6k identities, 30k policies: p50 1,566 MB (cilium/cilium PR #40227) less ~300 MB base
-# and 30k x 10.5 KiB leaves ~0.9 GB: ~30 KB per policy, identities included (an inference, docs/envelope.md).
-PER_POLICY = 30_000
+# 1k nodes, 30k pods, 6k identities, 30k policies, KPR on: p99 1,743 MB (1.17.5; cilium/cilium PR #40227) less
+# GO_BASE's 330 MiB and 30k x 10.5 KiB leaves 1.07 GB: 36 KB per policy, identities included (an inference).
+PER_POLICY = 36_000
 # Hubble's ring holds one decoded flow per slot until overwritten: 1.3-3.8 KB of Go heap per flow measured on
 # real flows by bench/hubble_flow_memory.py (the generated structs' layout); 4 KiB per slot covers the largest.
 PER_RING_SLOT = 4 * KiB
