@@ -116,11 +116,11 @@ AGENT_MEMORY_PART = _m("cilium_node_agent_memory_part_bytes", "gauge",
                        "node up to 1.16, maps named cilium_* in 1.17, those of Cilium's programs from 1.18); absent "
                        "when this release or this scrape does not say.", ("part",), (), "agent")
 AGENT_BPF_CHARGED = _m("cilium_node_agent_bpf_maps_charged_bytes", "gauge",
-                       "Estimate of the BPF map memory charged to the running cilium-agent container: its working "
-                       "set beyond its anonymous memory (kubelet), at most the map memory (bpf_maps part, else the "
-                       "derived dynamic maps). High after the container created the maps; near 0 after a restart "
-                       "that reused them (cilium/cilium#37935): the working set then drops although the maps "
-                       "are still there.", (), (), "kubelet")
+                       "Estimate of the BPF memory charged to the running cilium-agent container: its working set "
+                       "beyond its anonymous memory (kubelet), at most the agent's BPF memory (bpf_maps + bpf_progs "
+                       "parts, else the derived BPF terms). High after the container created the maps; low after a "
+                       "restart that reused them (cilium/cilium#37935): the working set then drops although the "
+                       "maps are still there.", (), (), "kubelet")
 CLUSTER_OBJECTS = _m("cilium_node_agent_cluster_objects", "gauge",
                      "What the agent holds state for, from its own metrics: ipcache_entries (cilium_bpf_map_pressure "
                      "of the ipcache map x its capacity: pods, nodes and CIDRs of the whole cluster), policies "

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cilium_node_simulator.memory_model import GiB, MapSizing, agent_entries
 from cilium_node_simulator.releases import parse_version
 
 Release = tuple[int, int]
@@ -52,6 +53,11 @@ DCM_FIELDS: dict[str, tuple[Release, Release]] = {
     "MonitorAggregationInterval": ALL, "EnableIPv4": ALL, "EnableIPv6": ALL, "ClusterName": ALL, "ClusterID": ALL,
     "RunDir": ALL, "StateDir": ALL, "EnableHealthChecking": ALL, "EnableBPFMasquerade": ALL, "AgentHealthPort": ALL,
     "EnablePolicy": ALL, "IPAM": ALL,
+    # BPF map sizing: what the agent computed at start (pkg/option/config.go DaemonConfig; SockRevNatEntries and
+    # EnableSocketLB moved out of DaemonConfig in 1.18: pkg/loadbalancer, pkg/kpr).
+    "CTMapEntriesGlobalTCP": ALL, "CTMapEntriesGlobalAny": ALL, "NATMapEntriesGlobal": ALL,
+    "NeighMapEntriesGlobal": ALL, "SockRevNatEntries": ((1, 14), (1, 17)), "BPFMapsDynamicSizeRatio": ALL,
+    "EnableSocketLB": ((1, 14), (1, 17)),
 }
 # spec.options: runtime options that are set at start (pkg/option/runtime_options.go; daemon_main sets
 # them: 1.14b lines 1323-1338, 1.16b 1332-1348, 1.18b 1144-1159).
@@ -104,6 +110,9 @@ class CiliumSpec:
     rate_limit: int = 0  # bpf-events-default-rate-limit, events/s for the node (1.17+; 0 = off)
     burst_limit: int = 0  # bpf-events-default-burst-limit (1.17+)
     kube_proxy_replacement: str = "false"
+    map_dynamic_size_ratio: float = 0.0025  # bpf-map-dynamic-size-ratio (the chart's default)
+    ipv6: bool = False  # enable-ipv6 (the chart's default: IPv4 only)
+    ct_global_tcp_max: int = 0  # bpf-ct-global-tcp-max set explicitly (0: not set, dynamic sizing)
 
     def check(self, release: Release) -> None:
         """Raise :class:`SettingsError` for a setting this release does not have or refuses."""
@@ -134,6 +143,21 @@ class CiliumSpec:
         for name in self.hubble_monitor_events:
             if not isinstance(name, str):
                 raise SettingsError(f"hubble_monitor_events: {name!r} is not a string")
+        if not 0.0 <= self.map_dynamic_size_ratio <= 1.0:
+            # pkg/option/config.go calculateBPFMapSizes: "must be > 0.0" / "must be ≤ 1.0"
+            raise SettingsError(f"map_dynamic_size_ratio: {self.map_dynamic_size_ratio} is outside 0.0-1.0 (the agent "
+                                "refuses to start)")
+
+    @property
+    def kpr(self) -> bool:
+        """kube-proxy replacement on: NodePort and socket LB enabled (initKubeProxyReplacementOptions)."""
+        return self.kube_proxy_replacement in ("true", "strict")
+
+    def sizing(self) -> MapSizing:
+        """The map sizing this configuration gives the agent."""
+        explicit = {"ct_tcp": self.ct_global_tcp_max} if self.ct_global_tcp_max else {}
+        return MapSizing(ratio=self.map_dynamic_size_ratio, explicit=explicit, ipv4=True, ipv6=self.ipv6,
+                         nodeport=self.kpr, socket_lb=self.kpr)
 
     def envoy_mode(self, release: Release) -> str:
         """The chart's choice: ``envoyDaemonSetEnabled`` (templates/_helpers.tpl 1.16b+) - a DaemonSet for
@@ -202,6 +226,7 @@ class AgentConfig:
 
     spec: CiliumSpec
     version: str
+    host_memory: int = 8 * GiB  # the node's MemTotal, which the agent sizes its maps by
     options: dict[str, str] = field(default_factory=dict)
     limiter: EventsRateLimiter | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -282,14 +307,20 @@ class AgentConfig:
             "BPFEventsDefaultBurstLimit": spec.burst_limit, "EnableHubble": True,
             "HubbleMonitorEvents": list(spec.hubble_monitor_events),
             "KubeProxyReplacement": spec.kube_proxy_replacement,
-            "EnableNodePort": spec.kube_proxy_replacement in ("true", "strict"),
+            "EnableNodePort": spec.kpr,
             "Version": "false",  # the --version bool flag read with GetString, not the Cilium version
             "EnableEnvoyConfig": False, "EnableL7Proxy": mode != "none", "ExternalEnvoyProxy": mode == "external",
             "MonitorAggregation": spec.monitor_aggregation, "MonitorAggregationInterval": 5_000_000_000,
-            "EnableIPv4": True, "EnableIPv6": False, "ClusterName": "default", "ClusterID": 0,
+            "EnableIPv4": True, "EnableIPv6": spec.ipv6, "ClusterName": "default", "ClusterID": 0,
             "RunDir": "/var/run/cilium", "StateDir": "/var/run/cilium/state", "EnableHealthChecking": True,
             "EnableBPFMasquerade": False, "AgentHealthPort": 9879, "EnablePolicy": "default", "IPAM": "cluster-pool",
+            "EnableSocketLB": spec.kpr, "BPFMapsDynamicSizeRatio": spec.map_dynamic_size_ratio,
         }
+        entries = agent_entries(self.host_memory, spec.sizing())
+        for key, kind in (("CTMapEntriesGlobalTCP", "ct_tcp"), ("CTMapEntriesGlobalAny", "ct_any"),
+                          ("NATMapEntriesGlobal", "nat"), ("NeighMapEntriesGlobal", "neigh"),
+                          ("SockRevNatEntries", "sock_rev")):
+            values[key] = entries[kind]
         dcm = {k: v for k, v in values.items() if has(DCM_FIELDS, k, release)}
         dcm["Devices"] = ["eth0"]  # added by hand by the handler
         with self._lock:
@@ -347,7 +378,9 @@ class AgentConfig:
         spec, release, mode = self.spec, self.release, self.envoy_mode
         data = {
             "cluster-name": "default", "cluster-id": "0", "ipam": "cluster-pool", "routing-mode": "tunnel",
-            "tunnel-protocol": "vxlan", "enable-ipv4": "true", "enable-ipv6": "false", "debug": "false",
+            "tunnel-protocol": "vxlan", "enable-ipv4": "true", "enable-ipv6": "true" if spec.ipv6 else "false",
+            "debug": "false", "preallocate-bpf-maps": "false",
+            "bpf-map-dynamic-size-ratio": str(spec.map_dynamic_size_ratio), "bpf-lb-sock": "false",
             "enable-hubble": "true", "hubble-socket-path": "/var/run/cilium/hubble.sock",
             "monitor-aggregation": spec.monitor_aggregation, "monitor-aggregation-interval": "5s",
             "monitor-aggregation-flags": "all", "kube-proxy-replacement": spec.kube_proxy_replacement,
@@ -365,6 +398,8 @@ class AgentConfig:
         if release >= (1, 17) and spec.rate_limit:
             data["bpf-events-default-rate-limit"] = str(spec.rate_limit)
             data["bpf-events-default-burst-limit"] = str(spec.burst_limit)
+        if spec.ct_global_tcp_max:  # the chart writes it only when bpf.ctTcpMax is set
+            data["bpf-ct-global-tcp-max"] = str(spec.ct_global_tcp_max)
         if spec.hubble_monitor_events:  # no Helm value: extraConfig, a whitespace-separated list
             data["hubble-monitor-events"] = " ".join(spec.hubble_monitor_events)
         return dict(sorted(data.items()))

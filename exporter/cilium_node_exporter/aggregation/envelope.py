@@ -224,6 +224,16 @@ def current(state: ExporterState, derivation: Derivation | None) -> tuple[int, i
     return (*state.envelope, "static")
 
 
+def bpf_reference(agent: AgentMemory | None, derivation: Derivation | None) -> float | None:
+    """The agent's BPF memory (maps and programs) as it reports it, else the derived envelope's BPF terms."""
+    parts = agent.parts if agent is not None else {}
+    if "bpf_maps" in parts:
+        return parts["bpf_maps"] + parts.get("bpf_progs", 0.0)
+    if derivation is None:
+        return None
+    return sum(t.upper for t in derivation.terms if t.part in ("bpf_dynamic_maps", "bpf_other"))
+
+
 def charged_estimate(working_set: int | None, rss: int | None, reference: float | None) -> float | None:
     """BPF map memory charged to the running container: its working set beyond its anonymous memory, at most
     the map memory ``reference``; None when an input is unknown."""

@@ -50,12 +50,9 @@ def envelope_families(state: ExporterState) -> Iterator[Metric]:
         yield _family(c.DERIVED_UPPER, {t.part: t.upper for t in derivation.terms})
 
     memory = state.memory.get(AGENT) if "kubelet" in state.sources else None
-    reference: float | None = agent.parts.get("bpf_maps") if agent is not None else None
-    if reference is None and derivation is not None:
-        dynamic = derivation.term("bpf_dynamic_maps")
-        reference = dynamic.upper if dynamic is not None else None
     if memory is not None:
-        yield from _single(c.AGENT_BPF_CHARGED, envelope.charged_estimate(memory.working_set, memory.rss, reference))
+        yield from _single(c.AGENT_BPF_CHARGED, envelope.charged_estimate(memory.working_set, memory.rss,
+                                                                           envelope.bpf_reference(agent, derivation)))
 
     source = envelope.current(state, derivation)[2]
     yield _family(c.ENVELOPE_SOURCE, {source: 1})

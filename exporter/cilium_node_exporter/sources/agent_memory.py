@@ -20,6 +20,7 @@ Which release exposes what (read in each release's ``pkg/metrics``; docs/envelop
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -55,25 +56,29 @@ def parse_memory(text: str) -> AgentMemory:
     The caller has parsed ``text`` already (a decode error is raised there); values that are not finite
     non-negative numbers are left out.
     """
+    return memory_from_samples((sample.name, sample.labels, sample.value)
+                               for family in text_string_to_metric_families(text) for sample in family.samples)
+
+
+def memory_from_samples(samples: Iterable[tuple[str, Mapping[str, str], float]]) -> AgentMemory:
+    """:func:`parse_memory` on samples already parsed: (name, labels, value)."""
     parts: dict[str, float] = {}
     capacity: dict[str, float] = {}
     pressure: dict[str, float] = {}
     objects: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            name, value = sample.name, sample.value
-            if not _usable(value):
-                continue
-            if name in PARTS:
-                parts[PARTS[name]] = value
-            elif name == MAP_CAPACITY and sample.labels.get("map_group") in _CAPACITY_GROUPS:
-                capacity[sample.labels["map_group"]] = value
-            elif name == MAP_PRESSURE and sample.labels.get("map_name") in _PRESSURE_MAPS:
-                pressure[sample.labels["map_name"]] = value
-            elif name == POLICY:
-                objects["policies"] = value
-            elif name == IDENTITY:
-                objects["identities"] = objects.get("identities", 0.0) + value
+    for name, labels, value in samples:
+        if not _usable(value):
+            continue
+        if name in PARTS:
+            parts[PARTS[name]] = value
+        elif name == MAP_CAPACITY and labels.get("map_group") in _CAPACITY_GROUPS:
+            capacity[labels["map_group"]] = value
+        elif name == MAP_PRESSURE and labels.get("map_name") in _PRESSURE_MAPS:
+            pressure[labels["map_name"]] = value
+        elif name == POLICY:
+            objects["policies"] = value
+        elif name == IDENTITY:
+            objects["identities"] = objects.get("identities", 0.0) + value
     ipcache = next(((p, g) for p, g in _IPCACHE if p in pressure), None)
     if ipcache is not None:
         objects["ipcache_entries"] = round(pressure[ipcache[0]] * capacity.get(ipcache[1], IPCACHE_CAPACITY))
