@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
         parts = {"bpf_maps": reported} if reported else {}
         d = derive(STATIC, sizing, int(gib * GiB), AgentMemory(parts, objects), 4095, "external")
         assert d is not None
-        print(f"| {setup} | {gib} GiB | {what}: {mib(measured)} | {mib(d.upper)} | {d.upper / measured:.2f} | "
+        print(f"| {setup} | {gib} GiB | {what}: {mib(measured)} MiB | {mib(d.upper)} MiB | {d.upper / measured:.2f} | "
               f"{source} |")
     return 0
 

@@ -169,3 +169,18 @@ def test_terms_follow_what_is_known() -> None:
     assert envelope(64, envoy="none").term("envoy_embedded") is None
     assert derive(STATIC, None, 64 * GiB, None, 4095, None) is None  # no map sizing: no derived envelope
     assert derive(STATIC, KPR, None, None, 4095, None) is None  # dynamic sizing without the node's memory
+
+
+def test_the_notes_tables_are_what_the_code_derives(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/envelope.md quotes bench/envelope_table.py's rows: a change of coefficient must change the note."""
+    from bench.envelope_table import main
+    from tests.support.paths import REPO
+
+    main([])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "GiB" in line]
+    note = (REPO / "docs" / "envelope.md").read_text()
+    derived = [r for r in rows if r.split(" | ")[1] in ("KPR", "CT only")]
+    assert len(derived) == 12 and all(r in note for r in derived)
+    for row in rows[12:]:  # the published ones: the note adds the assumptions to the setup column
+        cells = row.split(" | ")
+        assert f"| {cells[3]} | {cells[4]} |" in note, row
