@@ -14,6 +14,7 @@ from cilium_node_exporter import contract as c
 from cilium_node_exporter.aggregation import envelope
 from cilium_node_exporter.aggregation.containers import AGENT
 from cilium_node_exporter.aggregation.state import ExporterState
+from cilium_node_exporter.exposition.agent import _gauge
 
 
 def _family(metric: c.Metric, values: dict[str, float] | None = None) -> GaugeMetricFamily:
@@ -23,13 +24,6 @@ def _family(metric: c.Metric, values: dict[str, float] | None = None) -> GaugeMe
     return family
 
 
-def _single(metric: c.Metric, value: float | None) -> Iterator[Metric]:
-    if value is not None:
-        family = GaugeMetricFamily(metric.name, metric.help)
-        family.add_metric([], value)
-        yield family
-
-
 def envelope_families(state: ExporterState) -> Iterator[Metric]:
     """Memory by part, cluster objects, node memory, map sizing, the derived envelope and its source."""
     agent = state.agent_memory if "agent" in state.sources else None
@@ -37,13 +31,13 @@ def envelope_families(state: ExporterState) -> Iterator[Metric]:
         yield _family(c.AGENT_MEMORY_PART, {p: agent.parts[p] for p in c.MEMORY_PARTS if p in agent.parts})
         yield _family(c.CLUSTER_OBJECTS,
                       {k: agent.objects[k] for k in c.CLUSTER_OBJECT_KINDS if k in agent.objects})
-    yield from _single(c.MACHINE_MEMORY, state.machine_memory if "kubelet" in state.sources else None)
+    yield from _gauge(c.MACHINE_MEMORY, state.machine_memory if "kubelet" in state.sources else None)
 
     derivation = envelope.derive_for(state)
     settings = state.settings if "settings" in state.sources else None
     sizing = settings.map_sizing if settings is not None else None
     if sizing is not None and sizing.ratio is not None:
-        yield from _single(c.BPF_MAP_SIZE_RATIO, sizing.ratio)
+        yield from _gauge(c.BPF_MAP_SIZE_RATIO, sizing.ratio)
     if derivation is not None:
         yield _family(c.BPF_MAP_MAX_ENTRIES, {m: derivation.entries[m] for m in c.DYNAMIC_MAPS})
         yield _family(c.DERIVED_LOWER, {t.part: t.lower for t in derivation.terms})
@@ -51,7 +45,7 @@ def envelope_families(state: ExporterState) -> Iterator[Metric]:
 
     memory = state.memory.get(AGENT) if "kubelet" in state.sources else None
     if memory is not None:
-        yield from _single(c.AGENT_BPF_CHARGED, envelope.charged_estimate(memory.working_set, memory.rss,
+        yield from _gauge(c.AGENT_BPF_CHARGED, envelope.charged_estimate(memory.working_set, memory.rss,
                                                                            envelope.bpf_reference(agent, derivation)))
 
     source = envelope.current(state, derivation)[2]
