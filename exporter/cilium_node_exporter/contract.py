@@ -129,15 +129,12 @@ CLUSTER_OBJECTS = _m("cilium_node_agent_cluster_objects", "gauge",
 MACHINE_MEMORY = _m("cilium_node_machine_memory_bytes", "gauge",
                     "The node's total memory (kubelet Summary node.memory: availableBytes + workingSetBytes, the "
                     "machine's MemTotal), which Cilium sizes its dynamic BPF maps by.", (), (), "kubelet")
-BPF_MAP_MAX_ENTRIES = _m("cilium_node_bpf_map_max_entries", "gauge",
-                         "Capacity of the BPF maps Cilium sizes dynamically (map: ct_tcp, ct_any, nat, neigh, "
-                         "sock_rev): the agent's own values (agent API), else computed as Cilium does from "
-                         "bpf-map-dynamic-size-ratio, explicit sizes and the node's memory.", ("map",), (), "settings")
 BPF_MAP_SIZE_RATIO = _m("cilium_node_bpf_map_dynamic_size_ratio", "gauge",
                         "bpf-map-dynamic-size-ratio of this node's agent (0: dynamic sizing off).", (), (), "settings")
 DERIVED_LOWER = _m("cilium_node_agent_memory_derived_lower_bytes", "gauge",
                    "Lower bound of the cilium-agent's envelope derived for this node, by the part each term comes "
-                   "from (the sum over part is the bound; docs/envelope.md).", ("part",), (), "")
+                   "from (the sum over part is the bound; terms whose lower bound is 0 have no series; "
+                   "docs/envelope.md).", ("part",), (), "")
 DERIVED_UPPER = _m("cilium_node_agent_memory_derived_upper_bytes", "gauge",
                    "Upper bound of the cilium-agent's envelope derived for this node, by the part each term comes "
                    "from (the sum over part is the bound; docs/envelope.md).", ("part",), (), "")
@@ -224,8 +221,8 @@ ALL_METRICS: Final[tuple[Metric, ...]] = (
     AGENT_RESTARTS, AGENT_LAST_TERMINATED_REASON, AGENT_LAST_TERMINATED_TIMESTAMP, AGENT_INFO,
     ENVOY_WORKING_SET, ENVOY_RSS, ENVOY_USAGE, ENVOY_LIMIT, ENVOY_START_TIME, ENVOY_RESTARTS,
     ENVOY_LAST_TERMINATED_REASON, ENVOY_LAST_TERMINATED_TIMESTAMP, ENVOY_INFO,
-    AGENT_MEMORY_PART, AGENT_BPF_CHARGED, CLUSTER_OBJECTS, MACHINE_MEMORY, BPF_MAP_MAX_ENTRIES, BPF_MAP_SIZE_RATIO,
-    DERIVED_LOWER, DERIVED_UPPER, ENVELOPE_SOURCE,
+    AGENT_MEMORY_PART, AGENT_BPF_CHARGED, CLUSTER_OBJECTS, MACHINE_MEMORY, BPF_MAP_SIZE_RATIO, DERIVED_LOWER,
+    DERIVED_UPPER, ENVELOPE_SOURCE,
     CILIUM_INFO, AGENT_NOTIFICATIONS_ENABLED, HUBBLE_MONITOR_EVENTS, AGENT_EVENTS_RATE_LIMIT,
     DATAPATH_RATELIMIT_DROPPED,
     BUILD_INFO, SOURCE_UNAVAILABLE, SOURCE_UP, SOURCE_ERRORS, EVENTS, HUBBLE_RECONNECTS, HUBBLE_DISCONNECTED,
@@ -242,11 +239,11 @@ OPTIONAL_LABELS: Final = ("protocol", "endpoint_namespace", "policy")
 # Node annotation with a per-node memory envelope LOWER-UPPER (--envelope-from-node-annotation).
 ENVELOPE_ANNOTATION: Final = "cilium-node-exporter.io/memory-envelope"
 # Memory by part and the derived envelope (docs/envelope.md).
-ENVELOPE_METRICS: Final = (AGENT_MEMORY_PART, AGENT_BPF_CHARGED, CLUSTER_OBJECTS, MACHINE_MEMORY, BPF_MAP_MAX_ENTRIES,
-                           BPF_MAP_SIZE_RATIO, DERIVED_LOWER, DERIVED_UPPER, ENVELOPE_SOURCE)
+ENVELOPE_METRICS: Final = (AGENT_MEMORY_PART, AGENT_BPF_CHARGED, CLUSTER_OBJECTS, MACHINE_MEMORY, BPF_MAP_SIZE_RATIO,
+                           DERIVED_LOWER, DERIVED_UPPER, ENVELOPE_SOURCE)
 MEMORY_PARTS: Final = ("go_heap", "go_runtime", "process_rss", "bpf_maps", "bpf_progs")  # agent_memory_part_bytes
 CLUSTER_OBJECT_KINDS: Final = ("ipcache_entries", "policies", "services", "identities")  # agent_cluster_objects
-DYNAMIC_MAPS: Final = ("ct_tcp", "ct_any", "nat", "neigh", "sock_rev")  # bpf_map_max_entries{map}
+DYNAMIC_MAPS: Final = ("ct_tcp", "ct_any", "nat", "neigh", "sock_rev")  # the maps Cilium sizes by memory
 # The terms of the derived envelope (derived_{lower,upper}_bytes{part}).
 ENVELOPE_PARTS: Final = ("go_base", "cluster_pods", "services", "policies", "process_static", "hubble_ring",
                          "envoy_embedded", "bpf_dynamic_maps", "bpf_other")

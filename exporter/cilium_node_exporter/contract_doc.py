@@ -137,7 +137,6 @@ def render() -> str:
         f"- `kind` (events rate limit): {', '.join(c.RATE_LIMIT_KINDS)}",
         f"- `part` (memory by part): {', '.join(c.MEMORY_PARTS)}; (derived envelope): {', '.join(c.ENVELOPE_PARTS)}",
         f"- `kind` (cluster objects): {', '.join(c.CLUSTER_OBJECT_KINDS)}",
-        f"- `map` (dynamically sized BPF maps): {', '.join(c.DYNAMIC_MAPS)}",
         f"- `source` (envelope): {', '.join(c.ENVELOPE_SOURCES)}",
         f"- `envoy_mode`: {', '.join(c.ENVOY_MODES)}, {c.UNKNOWN_VALUE}",
         f"- `kube_proxy_replacement`: {', '.join(c.KUBE_PROXY_REPLACEMENT_MODES)}, {c.OVERFLOW_VALUE}, "

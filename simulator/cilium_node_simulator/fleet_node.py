@@ -37,6 +37,7 @@ from prometheus_client import CollectorRegistry
 from cilium_node_exporter.aggregation.agent import AgentDatapath
 from cilium_node_exporter.aggregation.datapath import DatapathCounters
 from cilium_node_exporter.aggregation.hubble_status import HubbleStatus
+from cilium_node_exporter.aggregation.memory import AgentMemory
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.api.observer import observer_pb2
 from cilium_node_exporter.app import build_registry
@@ -51,7 +52,7 @@ from cilium_node_exporter.sources.k8s_http import SourceError
 from cilium_node_exporter.sources.kubelet import KubeletSource
 from cilium_node_exporter.sources.settings import agent_api
 from cilium_node_simulator import kubelet_fake
-from cilium_node_simulator.agent_metrics_fake import memory_families
+from cilium_node_simulator.agent_metrics_fake import LB_PRESSURE_INTERVAL, memory_families
 from cilium_node_simulator.cilium_settings import AgentConfig
 from cilium_node_simulator.events import LOST_SOURCES, CompiledSpec, EventSpec
 from cilium_node_simulator.fleet_scenario import NodePlan, PhaseExtras
@@ -276,6 +277,8 @@ class NodeAgentMetrics(AgentMetricsSource):
         super().__init__(config, state)
         self.model = model
         self.runtime = runtime
+        self._memory_key: tuple[Any, ...] | None = None
+        self._memory: AgentMemory | None = None
 
     def read(self) -> None:
         where = f"agent metrics {self.config.agent_metrics_address}"
@@ -294,9 +297,14 @@ class NodeAgentMetrics(AgentMetricsSource):
                                                   totals.get("ratelimited"))
         started = self.model.agent.container_started
         uptime = (time.time() - started) * self.runtime.speed
-        families = memory_families(self.runtime.memory, self.runtime.agent_memory(), uptime, started)
-        self.state.agent_memory = memory_from_samples((name, labels, value) for name, _, samples in families
-                                                      for labels, value in samples)
+        sample, model = self.runtime.agent_memory(), self.runtime.memory
+        key = (id(model), sample, uptime >= LB_PRESSURE_INTERVAL)  # what the parsed families depend on
+        if key != self._memory_key:  # one node's memory changes with its ramps only: most scrapes reuse it
+            families = memory_families(model, sample, uptime, started)
+            self._memory = memory_from_samples((name, labels, value) for name, _, samples in families
+                                               for labels, value in samples)
+            self._memory_key = key
+        self.state.agent_memory = self._memory
 
 
 class FleetNode:

@@ -144,7 +144,6 @@ def test_derived_mode_puts_the_derived_bounds_on_the_envelope_gauges() -> None:
     assert m['cilium_node_agent_memory_derived_upper_bytes{part="cluster_pods"}'] == 6000 * 10.5 * 1024
     assert m['cilium_node_agent_memory_derived_upper_bytes{part="bpf_other"}'] == pytest.approx(
         330 * Mi - m['cilium_node_agent_memory_derived_upper_bytes{part="bpf_dynamic_maps"}'])
-    assert m['cilium_node_bpf_map_max_entries{map="ct_tcp"}'] == 602802
     assert m["cilium_node_bpf_map_dynamic_size_ratio"] == 0.0025
     assert m["cilium_node_machine_memory_bytes"] == 64 * 2**30
     assert m['cilium_node_agent_memory_part_bytes{part="process_rss"}'] == 280 * Mi

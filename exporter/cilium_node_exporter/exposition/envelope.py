@@ -1,5 +1,8 @@
-"""Metric families for the agent's memory by part and the derived envelope (docs/envelope.md).
+"""Metric families for the memory envelope, the agent's memory by part and the derived envelope
+(docs/envelope.md).
 
+The envelope gauges are always published: the node annotation override when read, else the derived
+envelope in derived mode when it can be derived, else the configured one (``aggregation/envelope.py``).
 Inputs that are unknown leave their series out: a part the agent does not report, a derived envelope
 without its inputs (no map sizing, no node memory), an estimate missing one of its terms.
 """
@@ -25,7 +28,13 @@ def _family(metric: c.Metric, values: dict[str, float] | None = None) -> GaugeMe
 
 
 def envelope_families(state: ExporterState) -> Iterator[Metric]:
-    """Memory by part, cluster objects, node memory, map sizing, the derived envelope and its source."""
+    """The envelope in force and its source, memory by part, cluster objects, node memory, map sizing and the
+    derived envelope's terms."""
+    derivation = envelope.derive_for(state)
+    lower, upper, source = envelope.current(state, derivation)
+    yield from _gauge(c.ENVELOPE_LOWER, lower)
+    yield from _gauge(c.ENVELOPE_UPPER, upper)
+    yield _family(c.ENVELOPE_SOURCE, {source: 1})
     agent = state.agent_memory if "agent" in state.sources else None
     if agent is not None:
         yield _family(c.AGENT_MEMORY_PART, {p: agent.parts[p] for p in c.MEMORY_PARTS if p in agent.parts})
@@ -33,20 +42,15 @@ def envelope_families(state: ExporterState) -> Iterator[Metric]:
                       {k: agent.objects[k] for k in c.CLUSTER_OBJECT_KINDS if k in agent.objects})
     yield from _gauge(c.MACHINE_MEMORY, state.machine_memory if "kubelet" in state.sources else None)
 
-    derivation = envelope.derive_for(state)
     settings = state.settings if "settings" in state.sources else None
     sizing = settings.map_sizing if settings is not None else None
     if sizing is not None and sizing.ratio is not None:
         yield from _gauge(c.BPF_MAP_SIZE_RATIO, sizing.ratio)
     if derivation is not None:
-        yield _family(c.BPF_MAP_MAX_ENTRIES, {m: derivation.entries[m] for m in c.DYNAMIC_MAPS})
-        yield _family(c.DERIVED_LOWER, {t.part: t.lower for t in derivation.terms})
+        yield _family(c.DERIVED_LOWER, {t.part: t.lower for t in derivation.terms if t.lower})  # zeros: no series
         yield _family(c.DERIVED_UPPER, {t.part: t.upper for t in derivation.terms})
 
     memory = state.memory.get(AGENT) if "kubelet" in state.sources else None
     if memory is not None:
         yield from _gauge(c.AGENT_BPF_CHARGED, envelope.charged_estimate(memory.working_set, memory.rss,
                                                                            envelope.bpf_reference(agent, derivation)))
-
-    source = envelope.current(state, derivation)[2]
-    yield _family(c.ENVELOPE_SOURCE, {source: 1})
