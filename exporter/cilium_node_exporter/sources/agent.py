@@ -51,6 +51,7 @@ MAP_PRESSURE = "cilium_bpf_map_pressure"
 RATELIMIT_DROPPED = "cilium_bpf_ratelimit_dropped_total"
 _WANTED = (b"cilium_drop_count", b"cilium_forward_count", MAP_PRESSURE.encode(), b"cilium_bpf_ratelimit_dropped")
 _EXACT = frozenset(name.encode() for name in agent_memory.FAMILIES)
+_EXACT_PREFIXES = tuple(_EXACT)
 _ENUM_NAMES = frozenset(DROP_REASON_NAME_BY_CODE.values())
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 # Cilium has a few dozen BPF maps; a cap keeps a broken or hostile endpoint from growing our series.
@@ -133,7 +134,9 @@ def _wanted(line: bytes) -> bool:
         parts = line.split(b" ", 3)
         return len(parts) > 2 and parts[1] in (b"HELP", b"TYPE") and (parts[2].startswith(_WANTED)
                                                                       or parts[2] in _EXACT)
-    return line.startswith(_WANTED) or line.split(b"{", 1)[0].split(b" ", 1)[0] in _EXACT
+    # a sample of a family read by exact name: its name ends at "{" or " " (startswith first: it is cheap)
+    return line.startswith(_WANTED) or (line.startswith(_EXACT_PREFIXES)
+                                        and line.split(b" ", 1)[0].split(b"{", 1)[0] in _EXACT)
 
 
 def parse_metrics(text: str) -> AgentDatapath:
