@@ -28,13 +28,14 @@ def build_registry(state: ExporterState, serving: Serving | None = None) -> Coll
     """Registry with the exporter's collector and the standard process/python collectors (and the basic auth
     failures when ``serving`` has basic auth)."""
     from cilium_node_exporter.exposition.agent import agent_families
+    from cilium_node_exporter.exposition.envelope import envelope_families
     from cilium_node_exporter.exposition.settings import settings_families
 
     registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)  # for name[]
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
-    registry.register(ExporterCollector(state, builders=[agent_families, settings_families]))
+    registry.register(ExporterCollector(state, builders=[agent_families, envelope_families, settings_families]))
     if serving is not None and serving.auth is not None:
         auth = serving.auth
         registry.register(WebAuthCollector(lambda: dict(auth.failures), lambda: serving.users))
@@ -60,7 +61,7 @@ def run(config: Config, stop_event: threading.Event | None = None) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop_event``); return the process exit code."""
     stop = stop_event or threading.Event()
     state = ExporterState(sources=config.sources.names, envelope=config.memory_envelope,
-                          optional=config.sources.optional)
+                          optional=config.sources.optional, envelope_mode=config.memory_envelope_mode)
     try:
         web = WebConfigFile(config.web_config_file) if config.web_config_file else None
     except WebConfigError as exc:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cilium_node_exporter import __version__
-from cilium_node_exporter.contract import OPTIONAL_LABELS, SOURCES
+from cilium_node_exporter.contract import ENVELOPE_MODES, OPTIONAL_LABELS, SOURCES
 from cilium_node_exporter.units import UnitError, parse_duration, parse_envelope
 
 ENV_PREFIX = "CNE_"
@@ -331,8 +331,13 @@ FLAGS: tuple[Flag, ...] = (
     _flag("memory-envelope", "200Mi-500Mi", "Expected cilium-agent memory envelope LOWER-UPPER (Kubernetes "
           "quantities: 200Mi, 1Gi, 500M, bytes).", ENVELOPE, _envelope, "RANGE", helm="memoryEnvelope"),
     _switch("envelope-from-node-annotation", "Read a per-node envelope from the node annotation "
-            "cilium-node-exporter.io/memory-envelope (needs RBAC nodes get).", ENVELOPE,
+            "cilium-node-exporter.io/memory-envelope (needs RBAC nodes get); it wins over both modes.", ENVELOPE,
             helm="envelopeFromNodeAnnotation"),
+    _flag("memory-envelope-mode", "static", "static: the envelope bounds are --memory-envelope. derived: they are "
+          "derived per node from its memory, Cilium's BPF map sizing and the cluster's scale (docs/envelope.md; "
+          "needs the kubelet and settings sources, and the agent source for the scale), falling back to "
+          "--memory-envelope while an input is unknown. The derived bounds are exported by part in both modes.",
+          ENVELOPE, _choice(*ENVELOPE_MODES), "MODE", helm="memoryEnvelopeMode"),
 )
 FLAGS_BY_NAME: dict[str, Flag] = {f.name: f for f in FLAGS}
 
@@ -386,6 +391,7 @@ class Config:
     settings_interval: float
     memory_envelope: tuple[int, int]
     envelope_from_node_annotation: bool
+    memory_envelope_mode: str
 
     def has_label(self, name: str) -> bool:
         """True when the optional dimension ``name`` is switched on."""

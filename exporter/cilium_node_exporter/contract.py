@@ -107,6 +107,42 @@ AGENT_LAST_TERMINATED_TIMESTAMP = _m("cilium_node_agent_last_terminated_timestam
 AGENT_INFO = _m("cilium_node_agent_info", "gauge", "The cilium-agent pod found on this node (always 1).",
                 ("agent_namespace", "agent_pod", "agent_uid"), (), "apiserver")
 
+# --- agent memory by part and the derived envelope (docs/envelope.md) --------------------------------------
+AGENT_MEMORY_PART = _m("cilium_node_agent_memory_part_bytes", "gauge",
+                       "The cilium-agent's memory by part, from its own metrics endpoint: go_heap "
+                       "(go_memstats_heap_inuse_bytes), go_runtime (go_memstats_sys_bytes: all the Go runtime "
+                       "obtained from the OS), process_rss (cilium_process_resident_memory_bytes), bpf_maps and "
+                       "bpf_progs (cilium_bpf_{maps,progs}_virtual_memory_max_bytes: every map and program on the "
+                       "node up to 1.16, maps named cilium_* in 1.17, those of Cilium's programs from 1.18); absent "
+                       "when this release or this scrape does not say.", ("part",), (), "agent")
+AGENT_BPF_CHARGED = _m("cilium_node_agent_bpf_maps_charged_bytes", "gauge",
+                       "Estimate of the BPF memory charged to the running cilium-agent container: its working set "
+                       "beyond its anonymous memory (kubelet), at most the agent's BPF memory (bpf_maps + bpf_progs "
+                       "parts, else the derived BPF terms). High after the container created the maps; low after a "
+                       "restart that reused them (cilium/cilium#37935): the working set then drops although the "
+                       "maps are still there.", (), (), "kubelet")
+CLUSTER_OBJECTS = _m("cilium_node_agent_cluster_objects", "gauge",
+                     "What the agent holds state for, from its own metrics: ipcache_entries (cilium_bpf_map_pressure "
+                     "of the ipcache map x its capacity: pods, nodes and CIDRs of the whole cluster), policies "
+                     "(cilium_policy), services (load-balancer reverse-NAT entries: service frontends), identities "
+                     "(sum of cilium_identity); absent when not reported.", ("kind",), (), "agent")
+MACHINE_MEMORY = _m("cilium_node_machine_memory_bytes", "gauge",
+                    "The node's total memory (kubelet Summary node.memory: availableBytes + workingSetBytes, the "
+                    "machine's MemTotal), which Cilium sizes its dynamic BPF maps by.", (), (), "kubelet")
+BPF_MAP_SIZE_RATIO = _m("cilium_node_bpf_map_dynamic_size_ratio", "gauge",
+                        "bpf-map-dynamic-size-ratio of this node's agent (0: dynamic sizing off).", (), (), "settings")
+DERIVED_LOWER = _m("cilium_node_agent_memory_derived_lower_bytes", "gauge",
+                   "Lower bound of the cilium-agent's envelope derived for this node, by the part each term comes "
+                   "from (the sum over part is the bound; terms whose lower bound is 0 have no series; "
+                   "docs/envelope.md).", ("part",), (), "")
+DERIVED_UPPER = _m("cilium_node_agent_memory_derived_upper_bytes", "gauge",
+                   "Upper bound of the cilium-agent's envelope derived for this node, by the part each term comes "
+                   "from (the sum over part is the bound; docs/envelope.md).", ("part",), (), "")
+ENVELOPE_SOURCE = _m("cilium_node_agent_memory_envelope_source", "gauge",
+                     "Where the envelope bounds come from now (always 1): static (--memory-envelope), derived "
+                     "(--memory-envelope-mode=derived and every input known) or annotation (the node's own).",
+                     ("source",), (), "")
+
 # --- cilium-envoy (external Envoy DaemonSet, Cilium 1.16+ default) ------------------------------------
 ENVOY_WORKING_SET = _m("cilium_node_envoy_memory_working_set_bytes", "gauge",
                        "Working set of the cilium-envoy container on this node (kubelet Summary API); absent when "
@@ -198,6 +234,8 @@ ALL_METRICS: Final[tuple[Metric, ...]] = (
     AGENT_RESTARTS, AGENT_LAST_TERMINATED_REASON, AGENT_LAST_TERMINATED_TIMESTAMP, AGENT_INFO,
     ENVOY_WORKING_SET, ENVOY_RSS, ENVOY_USAGE, ENVOY_LIMIT, ENVOY_START_TIME, ENVOY_RESTARTS,
     ENVOY_LAST_TERMINATED_REASON, ENVOY_LAST_TERMINATED_TIMESTAMP, ENVOY_INFO,
+    AGENT_MEMORY_PART, AGENT_BPF_CHARGED, CLUSTER_OBJECTS, MACHINE_MEMORY, BPF_MAP_SIZE_RATIO, DERIVED_LOWER,
+    DERIVED_UPPER, ENVELOPE_SOURCE,
     CILIUM_INFO, AGENT_NOTIFICATIONS_ENABLED, HUBBLE_MONITOR_EVENTS, AGENT_EVENTS_RATE_LIMIT,
     DATAPATH_RATELIMIT_DROPPED,
     BUILD_INFO, SOURCE_UNAVAILABLE, SOURCE_UP, SOURCE_ERRORS, EVENTS, HUBBLE_RECONNECTS, HUBBLE_DISCONNECTED,
@@ -213,6 +251,17 @@ SOURCES: Final = ("hubble", "kubelet", "apiserver", "agent", "settings")
 OPTIONAL_LABELS: Final = ("protocol", "endpoint_namespace", "policy")
 # Node annotation with a per-node memory envelope LOWER-UPPER (--envelope-from-node-annotation).
 ENVELOPE_ANNOTATION: Final = "cilium-node-exporter.io/memory-envelope"
+# Memory by part and the derived envelope (docs/envelope.md).
+ENVELOPE_METRICS: Final = (AGENT_MEMORY_PART, AGENT_BPF_CHARGED, CLUSTER_OBJECTS, MACHINE_MEMORY, BPF_MAP_SIZE_RATIO,
+                           DERIVED_LOWER, DERIVED_UPPER, ENVELOPE_SOURCE)
+MEMORY_PARTS: Final = ("go_heap", "go_runtime", "process_rss", "bpf_maps", "bpf_progs")  # agent_memory_part_bytes
+CLUSTER_OBJECT_KINDS: Final = ("ipcache_entries", "policies", "services", "identities")  # agent_cluster_objects
+DYNAMIC_MAPS: Final = ("ct_tcp", "ct_any", "nat", "neigh", "sock_rev")  # the maps Cilium sizes by memory
+# The terms of the derived envelope (derived_{lower,upper}_bytes{part}).
+ENVELOPE_PARTS: Final = ("go_base", "cluster_pods", "services", "policies", "process_static", "hubble_ring",
+                         "envoy_embedded", "bpf_dynamic_maps", "bpf_other")
+ENVELOPE_MODES: Final = ("static", "derived")  # --memory-envelope-mode
+ENVELOPE_SOURCES: Final = ("static", "derived", "annotation")  # agent_memory_envelope_source{source}
 ERROR_REASONS: Final = ("connect", "timeout", "tls", "auth", "http", "decode", "protocol", "rejected")
 WEB_AUTH_FAILURE_REASONS: Final = ("missing", "invalid", "unknown_user", "wrong_password", "throttled")
 EVENT_KINDS: Final = ("drop", "policy_verdict", "l7", "lost", "other")

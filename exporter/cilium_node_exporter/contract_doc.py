@@ -19,6 +19,8 @@ SECTIONS = (
     ("Agent and Envoy memory (source `kubelet`) and envelope", "kubelet"),
     ("Agent and Envoy lifecycle (source `apiserver`)", "apiserver"),
     ("The node's Cilium settings (source `settings`)", "settings"),
+    ("Agent memory by part and the derived envelope (sources `agent`, `kubelet`, `settings`; docs/envelope.md)",
+     "envelope"),
     ("The exporter's own health", ""),
 )
 
@@ -73,6 +75,14 @@ PER_RELEASE = (
     "threshold** (Cilium's gauge with threshold: 0 for most maps, 0.1 for the policy maps, which are reported once as "
     "`map_name=\"cilium_policy_*\"`; conntrack maps update at garbage collection). An absent series means "
     "below the threshold or unknown, never 0: alert on `> x`, not on absence | 1.14-1.19 (`pkg/metrics/metrics.go`) |",
+    "| memory by part: `cilium_node_agent_memory_part_bytes` | bytes now (gauges) | `bpf_maps`/`bpf_progs`: every map "
+    "and program on the node up to 1.16 (`bpftool`), maps named `cilium_*` in 1.17, those of Cilium's programs from "
+    "1.18 (`pkg/metrics/bpf.go`); kernels before 6.4 report key + value per entry, less than is allocated. "
+    "`go_*` and `process_rss` alike 1.14-1.19 (client_golang collectors) |",
+    "| cluster objects: `cilium_node_agent_cluster_objects` | `ipcache_entries`: ipcache map pressure x its capacity "
+    "(`map_name` `ipcache` up to 1.17, `ipcache_v2` from 1.18; capacity 512,000); `services`: reverse-NAT "
+    "(frontend) entries, only while Cilium reports that map's pressure (1.18+ every `lb-pressure-metrics-interval`) | "
+    "capacity from `cilium_bpf_map_capacity` 1.15+ |",
     "",
 )
 
@@ -99,8 +109,10 @@ def render() -> str:
         "",
     ]
     for title, source in SECTIONS:
-        if source:
-            members = [m for m in c.ALL_METRICS if m.source == source]
+        if source == "envelope":
+            members = list(c.ENVELOPE_METRICS)
+        elif source:
+            members = [m for m in c.ALL_METRICS if m.source == source and m not in c.ENVELOPE_METRICS]
         else:
             members = [m for m in c.ALL_METRICS if m.name.startswith(c.SELF_PREFIX)]
         if source == "kubelet":
@@ -123,6 +135,9 @@ def render() -> str:
         f"- `event` (agent notifications): {', '.join(c.NOTIFICATION_EVENTS)}; (Hubble monitor events): "
         f"{', '.join(c.MONITOR_EVENTS)}",
         f"- `kind` (events rate limit): {', '.join(c.RATE_LIMIT_KINDS)}",
+        f"- `part` (memory by part): {', '.join(c.MEMORY_PARTS)}; (derived envelope): {', '.join(c.ENVELOPE_PARTS)}",
+        f"- `kind` (cluster objects): {', '.join(c.CLUSTER_OBJECT_KINDS)}",
+        f"- `source` (envelope): {', '.join(c.ENVELOPE_SOURCES)}",
         f"- `envoy_mode`: {', '.join(c.ENVOY_MODES)}, {c.UNKNOWN_VALUE}",
         f"- `kube_proxy_replacement`: {', '.join(c.KUBE_PROXY_REPLACEMENT_MODES)}, {c.OVERFLOW_VALUE}, "
         f"{c.UNKNOWN_VALUE}",

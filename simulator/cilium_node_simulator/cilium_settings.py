@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cilium_node_simulator.memory_model import GiB, MapSizing, agent_entries
 from cilium_node_simulator.releases import parse_version
 
 Release = tuple[int, int]
@@ -88,6 +89,29 @@ DCM_FIELDS: dict[str, tuple[Release, Release]] = {
     "AgentHealthPort": ((1, 14), (1, 18)),
     "EnablePolicy": ALL,  # [v1.14.16 pkg/option/config.go:1792] to [hubble-v1.19.4 pkg/option/config.go:1391]
     "IPAM": ALL,  # [v1.14.16 pkg/option/config.go:2163] to [hubble-v1.19.4 pkg/option/config.go:1634]
+    # BPF map sizing: what the agent computed at start (DaemonConfig); SockRevNatEntries and EnableSocketLB left
+    # DaemonConfig in 1.18 (pkg/loadbalancer, pkg/kpr). 1.14 as hubble-v0.12.3 vendors it (1.14.2).
+    # [hubble-v0.12.3 vendor/github.com/cilium/cilium/pkg/option/config.go:1507] to
+    # [hubble-v1.19.4 vendor/github.com/cilium/cilium/pkg/option/config.go:1238]
+    "CTMapEntriesGlobalTCP": ALL,
+    # [hubble-v0.12.3 vendor/github.com/cilium/cilium/pkg/option/config.go:1511] to
+    # [hubble-v1.19.4 vendor/github.com/cilium/cilium/pkg/option/config.go:1242]
+    "CTMapEntriesGlobalAny": ALL,
+    # [hubble-v0.12.3 vendor/github.com/cilium/cilium/pkg/option/config.go:1537] to
+    # [hubble-v1.19.4 vendor/github.com/cilium/cilium/pkg/option/config.go:1286]
+    "NATMapEntriesGlobal": ALL,
+    # [hubble-v0.12.3 vendor/github.com/cilium/cilium/pkg/option/config.go:1541] to
+    # [hubble-v1.19.4 vendor/github.com/cilium/cilium/pkg/option/config.go:1290]
+    "NeighMapEntriesGlobal": ALL,
+    # [hubble-v0.12.3 vendor/github.com/cilium/cilium/pkg/option/config.go:1552] to
+    # [hubble-v1.17.5 vendor/github.com/cilium/cilium/pkg/option/config.go:1496]
+    "SockRevNatEntries": ((1, 14), (1, 17)),
+    # [hubble-v0.12.3 vendor/github.com/cilium/cilium/pkg/option/config.go:1533] to
+    # [hubble-v1.19.4 vendor/github.com/cilium/cilium/pkg/option/config.go:1282]
+    "BPFMapsDynamicSizeRatio": ALL,
+    # [hubble-v0.12.3 vendor/github.com/cilium/cilium/pkg/option/config.go:1734] to
+    # [hubble-v1.17.5 vendor/github.com/cilium/cilium/pkg/option/config.go:1623]
+    "EnableSocketLB": ((1, 14), (1, 17)),
 }
 # spec.options: the daemon's option library (the runtime options; daemon_main sets the notification ones at start:
 # [v1.14.16 daemon/cmd/daemon_main.go:1323-1338] [v1.16.15 daemon/cmd/daemon_main.go:1332-1348]
@@ -217,6 +241,9 @@ class CiliumSpec:
     rate_limit: int = 0  # bpf-events-default-rate-limit, events/s for the node (1.17+; 0 = off)
     burst_limit: int = 0  # bpf-events-default-burst-limit (1.17+)
     kube_proxy_replacement: str = "false"
+    map_dynamic_size_ratio: float = 0.0025  # bpf-map-dynamic-size-ratio (the chart's default)
+    ipv6: bool = False  # enable-ipv6 (the chart's default: IPv4 only)
+    ct_global_tcp_max: int = 0  # bpf-ct-global-tcp-max set explicitly (0: not set, dynamic sizing)
 
     def check(self, release: Release) -> None:
         """Raise :class:`SettingsError` for a setting this release does not have or refuses."""
@@ -247,6 +274,21 @@ class CiliumSpec:
         for name in self.hubble_monitor_events:
             if not isinstance(name, str):
                 raise SettingsError(f"hubble_monitor_events: {name!r} is not a string")
+        if not 0.0 <= self.map_dynamic_size_ratio <= 1.0:
+            # pkg/option/config.go calculateBPFMapSizes: "must be > 0.0" / "must be ≤ 1.0"
+            raise SettingsError(f"map_dynamic_size_ratio: {self.map_dynamic_size_ratio} is outside 0.0-1.0 (the agent "
+                                "refuses to start)")
+
+    @property
+    def kpr(self) -> bool:
+        """kube-proxy replacement on: NodePort and socket LB enabled (initKubeProxyReplacementOptions)."""
+        return self.kube_proxy_replacement in ("true", "strict")
+
+    def sizing(self) -> MapSizing:
+        """The map sizing this configuration gives the agent."""
+        explicit = {"ct_tcp": self.ct_global_tcp_max} if self.ct_global_tcp_max else {}
+        return MapSizing(ratio=self.map_dynamic_size_ratio, explicit=explicit, ipv4=True, ipv6=self.ipv6,
+                         nodeport=self.kpr, socket_lb=self.kpr)
 
     def envoy_mode(self, release: Release) -> str:
         """The chart's choice: ``envoyDaemonSetEnabled``
@@ -316,6 +358,7 @@ class AgentConfig:
 
     spec: CiliumSpec
     version: str
+    host_memory: int = 8 * GiB  # the node's MemTotal, which the agent sizes its maps by
     options: dict[str, str] = field(default_factory=dict)
     limiter: EventsRateLimiter | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -420,14 +463,20 @@ class AgentConfig:
             "BPFEventsDefaultBurstLimit": spec.burst_limit, "EnableHubble": True,
             "HubbleMonitorEvents": list(self.monitor_event_names()),
             "KubeProxyReplacement": spec.kube_proxy_replacement,
-            "EnableNodePort": spec.kube_proxy_replacement in ("true", "strict"),
+            "EnableNodePort": spec.kpr,
             "Version": "false",  # the --version bool flag read with GetString, not the Cilium version
             "EnableEnvoyConfig": False, "EnableL7Proxy": mode != "none", "ExternalEnvoyProxy": mode == "external",
             "MonitorAggregation": spec.monitor_aggregation, "MonitorAggregationInterval": 5_000_000_000,
-            "EnableIPv4": True, "EnableIPv6": False, "ClusterName": "default", "ClusterID": 0,
+            "EnableIPv4": True, "EnableIPv6": spec.ipv6, "ClusterName": "default", "ClusterID": 0,
             "RunDir": "/var/run/cilium", "StateDir": "/var/run/cilium/state", "EnableHealthChecking": True,
             "EnableBPFMasquerade": False, "AgentHealthPort": 9879, "EnablePolicy": "default", "IPAM": "cluster-pool",
+            "EnableSocketLB": spec.kpr, "BPFMapsDynamicSizeRatio": spec.map_dynamic_size_ratio,
         }
+        entries = agent_entries(self.host_memory, spec.sizing())
+        for key, kind in (("CTMapEntriesGlobalTCP", "ct_tcp"), ("CTMapEntriesGlobalAny", "ct_any"),
+                          ("NATMapEntriesGlobal", "nat"), ("NeighMapEntriesGlobal", "neigh"),
+                          ("SockRevNatEntries", "sock_rev")):
+            values[key] = entries[kind]
         dcm = {k: v for k, v in values.items() if has(DCM_FIELDS, k, release)}
         dcm["Devices"] = ["eth0"]  # added by hand by the handler
         with self._lock:
@@ -487,7 +536,9 @@ class AgentConfig:
         spec, release, mode = self.spec, self.release, self.envoy_mode
         data = {
             "cluster-name": "default", "cluster-id": "0", "ipam": "cluster-pool", "routing-mode": "tunnel",
-            "tunnel-protocol": "vxlan", "enable-ipv4": "true", "enable-ipv6": "false", "debug": "false",
+            "tunnel-protocol": "vxlan", "enable-ipv4": "true", "enable-ipv6": "true" if spec.ipv6 else "false",
+            "debug": "false", "preallocate-bpf-maps": "false",
+            "bpf-map-dynamic-size-ratio": str(spec.map_dynamic_size_ratio), "bpf-lb-sock": "false",
             "enable-hubble": "true", "hubble-socket-path": "/var/run/cilium/hubble.sock",
             "monitor-aggregation": spec.monitor_aggregation, "monitor-aggregation-interval": "5s",
             "monitor-aggregation-flags": "all", "kube-proxy-replacement": spec.kube_proxy_replacement,
@@ -505,6 +556,8 @@ class AgentConfig:
         if release >= (1, 17) and spec.rate_limit:
             data["bpf-events-default-rate-limit"] = str(spec.rate_limit)
             data["bpf-events-default-burst-limit"] = str(spec.burst_limit)
+        if spec.ct_global_tcp_max:  # the chart writes it only when bpf.ctTcpMax is set
+            data["bpf-ct-global-tcp-max"] = str(spec.ct_global_tcp_max)
         if spec.hubble_monitor_events_text is not None:  # no Helm value: extraConfig, as the user wrote it
             data["hubble-monitor-events"] = spec.hubble_monitor_events_text
         elif spec.hubble_monitor_events:  # a whitespace-separated list

@@ -75,7 +75,8 @@ class Fleet:
         for c in clusters:
             for name, a in assign(c.scenario, c.nodes, speed, seed=seed):
                 self.nodes[(c.name, name)] = FleetNode(name, c.name, a.plan, c.scenario.sources,
-                                                       c.scenario.memory_envelope, speed)
+                                                       c.scenario.memory_envelope, speed,
+                                                       memory_envelope_mode=c.scenario.memory_envelope_mode)
         self.address = ""
         # Prometheus (2.30+) takes a target's scrape interval and timeout from these labels, SD-provided ones too.
         self.scrape_labels = {"__scrape_interval__": scrape_interval, "__scrape_timeout__": scrape_interval} \

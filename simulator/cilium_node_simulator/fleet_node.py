@@ -24,6 +24,7 @@ Hubble stream, reconnect and resume logic is exercised by the single-node tests,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 import time
@@ -36,11 +37,13 @@ from prometheus_client import CollectorRegistry
 from cilium_node_exporter.aggregation.agent import AgentDatapath
 from cilium_node_exporter.aggregation.datapath import DatapathCounters
 from cilium_node_exporter.aggregation.hubble_status import HubbleStatus
+from cilium_node_exporter.aggregation.memory import AgentMemory
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.api.observer import observer_pb2
 from cilium_node_exporter.app import build_registry
 from cilium_node_exporter.config import Config, parse_args
 from cilium_node_exporter.sources.agent import AgentMetricsSource, direction_label, reason_name
+from cilium_node_exporter.sources.agent_memory import memory_from_samples
 from cilium_node_exporter.sources.apiserver import parse_pod
 from cilium_node_exporter.sources.components import components
 from cilium_node_exporter.sources.hubble.decode import FlowCounter
@@ -49,6 +52,7 @@ from cilium_node_exporter.sources.k8s_http import SourceError
 from cilium_node_exporter.sources.kubelet import KubeletSource
 from cilium_node_exporter.sources.settings import agent_api
 from cilium_node_simulator import kubelet_fake
+from cilium_node_simulator.agent_metrics_fake import LB_PRESSURE_INTERVAL, memory_families
 from cilium_node_simulator.cilium_settings import AgentConfig
 from cilium_node_simulator.events import LOST_SOURCES, CompiledSpec, EventSpec
 from cilium_node_simulator.fleet_scenario import NodePlan, PhaseExtras
@@ -264,13 +268,17 @@ class NodeAgentMetrics(AgentMetricsSource):
 
     Like the agent-metrics fake: nothing listens without Cilium's ``prometheus.enabled`` (the source is then
     unavailable), and the connection is closed while the agent container is not running; otherwise Cilium's
-    reason strings and directions go through the source's own mapping.
+    reason strings and directions go through the source's own mapping, and the memory families the fake
+    serves (:func:`~cilium_node_simulator.agent_metrics_fake.memory_families`) through the source's reading of
+    them, without the text format.
     """
 
     def __init__(self, config: Config, state: ExporterState, model: NodeModel, runtime: ScenarioRuntime) -> None:
         super().__init__(config, state)
         self.model = model
         self.runtime = runtime
+        self._memory_key: tuple[Any, ...] | None = None
+        self._memory: AgentMemory | None = None
 
     def read(self) -> None:
         where = f"agent metrics {self.config.agent_metrics_address}"
@@ -287,20 +295,33 @@ class NodeAgentMetrics(AgentMetricsSource):
             forwarded[direction_label(direction)] += n
         self.state.agent_datapath = AgentDatapath(dict(dropped), dict(forwarded), dict(totals["map_pressure"]),
                                                   totals.get("ratelimited"))
+        started = self.model.agent.container_started
+        uptime = (time.time() - started) * self.runtime.speed
+        sample, model = self.runtime.agent_memory(), self.runtime.memory
+        key = (id(model), sample, uptime >= LB_PRESSURE_INTERVAL)  # what the parsed families depend on
+        if key != self._memory_key:  # one node's memory changes with its ramps only: most scrapes reuse it
+            families = memory_families(model, sample, uptime, started)
+            self._memory = memory_from_samples((name, labels, value) for name, _, samples in families
+                                               for labels, value in samples)
+            self._memory_key = key
+        self.state.agent_memory = self._memory
 
 
 class FleetNode:
     """One node: its runtime, Cilium pods, exporter state and registry (see the module docstring)."""
 
     def __init__(self, name: str, cluster: str, plan: NodePlan, sources: str, memory_envelope: str,
-                 speed: float, exporter_flags: tuple[str, ...] = EXPORTER_FLAGS) -> None:
+                 speed: float, exporter_flags: tuple[str, ...] = EXPORTER_FLAGS,
+                 memory_envelope_mode: str = "static") -> None:
         self.name = name
         self.cluster = cluster
         self.plan = plan
         self.config = parse_args([f"--node-name={name}", f"--sources={sources}",
-                                  f"--memory-envelope={memory_envelope}", *exporter_flags], environ={})
+                                  f"--memory-envelope={memory_envelope}",
+                                  f"--memory-envelope-mode={memory_envelope_mode}", *exporter_flags], environ={})
         self.state = ExporterState(sources=self.config.sources.names, envelope=self.config.memory_envelope,
-                                   optional=self.config.sources.optional)
+                                   optional=self.config.sources.optional,
+                                   envelope_mode=self.config.memory_envelope_mode)
         self.hubble = NodeHubble(self)
         self.runtime = ScenarioRuntime(plan.scenario, self.hubble, speed=speed, tick=TICK)
         self.model = NodeModel(self.runtime, name, namespace=self.config.cilium_namespace)
@@ -338,7 +359,8 @@ class FleetNode:
         """The agent's configuration for the release the node runs now (the runtime's own for the first)."""
         version = self.extras().version
         if version not in self._configs:
-            self._configs[version] = AgentConfig(self.plan.scenario.cilium, version)
+            self._configs[version] = AgentConfig(self.plan.scenario.cilium, version,
+                                                 host_memory=self.plan.scenario.host.memory)
         return self._configs[version]
 
     def _refresh_pods(self) -> None:
@@ -347,6 +369,8 @@ class FleetNode:
         if self.hubble.take_rollout():
             self.model.agent.version = self.extras().version  # the image the DaemonSet rolled out
             self.model.recreate("agent")
+            # what the new release's agent reports of its memory (the maps' scope changes with 1.17)
+            self.runtime.memory = dataclasses.replace(self.runtime.memory, release=self.agent_config().release)
         if "apiserver" not in self.config.sources:
             return
         for component in components(self.config):

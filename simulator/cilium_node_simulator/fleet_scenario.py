@@ -20,6 +20,7 @@ The three keys are inherited by later phases like the ``agent`` block. File form
   version: 1.16.5                   # the Cilium release every node starts on
   sources: auto                     # the exporter's --sources on every node (default auto)
   memory_envelope: 200Mi-600Mi      # the exporter's --memory-envelope (default: the exporter's)
+  memory_envelope_mode: static      # the exporter's --memory-envelope-mode (static or derived)
   groups:                           # nodes are given to the groups in order
     - name: canary
       nodes: 1                      # a count, a share of the cluster ("10%") or "rest" (the default)
@@ -61,7 +62,8 @@ from cilium_node_simulator.scenario import (
     read_named_yaml,
 )
 
-_TOP_KEYS = {"name", "description", "nodes", "version", "sources", "memory_envelope", "groups"}
+_TOP_KEYS = {"name", "description", "nodes", "version", "sources", "memory_envelope", "memory_envelope_mode",
+             "groups"}
 _GROUP_KEYS = {"name", "nodes", "stagger", "jitter", "scenario"}
 FLEET_PHASE_KEYS = ("version", "rollout", "hubble", "exporter")
 EXPORTER_STATES = ("up", "down", "absent")
@@ -105,6 +107,7 @@ class FleetScenario:
     sources: str = FLAGS_BY_NAME["sources"].default  # the exporter's --sources
     memory_envelope: str = FLAGS_BY_NAME["memory-envelope"].default
     source: str = "<memory>"
+    memory_envelope_mode: str = FLAGS_BY_NAME["memory-envelope-mode"].default
 
 
 @dataclass(frozen=True)
@@ -249,6 +252,11 @@ def parse_fleet(data: Any, source: str = "<memory>") -> FleetScenario:
         parse_envelope(envelope)
     except (UnitError, ValueError) as exc:
         raise ScenarioError(f"{source}: memory_envelope: {exc}") from None
+    mode = str(data.get("memory_envelope_mode", FLAGS_BY_NAME["memory-envelope-mode"].default))
+    try:
+        FLAGS_BY_NAME["memory-envelope-mode"].parse(mode)
+    except ValueError as exc:
+        raise ScenarioError(f"{source}: memory_envelope_mode: {exc}") from None
     groups_data = data.get("groups")
     if not isinstance(groups_data, list) or not groups_data:
         raise ScenarioError(f"{source}: 'groups' must be a non-empty list")
@@ -266,7 +274,8 @@ def parse_fleet(data: Any, source: str = "<memory>") -> FleetScenario:
             stagger=_seconds(g.get("stagger", 0), f"{where}.stagger"), jitter=float(jitter),
             plan=parse_node_plan(g["scenario"], version, f"{where}.scenario")))
     return FleetScenario(name=name, groups=tuple(groups), description=str(data.get("description", "")).strip(),
-                         nodes=nodes, version=version, sources=sources, memory_envelope=envelope, source=source)
+                         nodes=nodes, version=version, sources=sources, memory_envelope=envelope, source=source,
+                         memory_envelope_mode=mode)
 
 
 def builtin_fleets() -> dict[str, Path]:
@@ -308,7 +317,8 @@ def _node_scenario(plan: NodePlan, delay: float, factor: float, speed: float, na
     rates divided by ``speed`` (the runtime multiplies them back: see the module docstring)."""
 
     def agent(spec: AgentSpec) -> AgentSpec:
-        return replace(spec, working_set=_scaled_ramp(spec.working_set, factor), rss=_scaled_ramp(spec.rss, factor))
+        return replace(spec, working_set=_scaled_ramp(spec.working_set, factor), rss=_scaled_ramp(spec.rss, factor),
+                       process=_scaled_ramp(spec.process, factor))
 
     phases: list[Phase] = []
     for i, p in enumerate(plan.scenario.phases):

@@ -30,6 +30,7 @@ from cilium_node_simulator.cilium_settings import AgentConfig, CiliumSpec
 from cilium_node_simulator.k8s import NAMESPACE, NodeModel, TlsFiles, Tokens, make_tls
 from cilium_node_simulator.kubeapi_fake import KubeApiFake
 from cilium_node_simulator.kubelet_fake import KubeletFake
+from cilium_node_simulator.memory_model import Cluster, Host, MemoryModel, MemorySample
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +52,46 @@ class AgentState:
 class FixedAgent:
     """An agent runtime without a timeline: its state is whatever :meth:`set` last made it; ``envoy`` is the
     cilium-envoy pod's (None: no such pod, Envoy embedded), ``cilium`` the agent's configuration
-    (:class:`~cilium_node_simulator.cilium_settings.AgentConfig` of ``version``)."""
+    (:class:`~cilium_node_simulator.cilium_settings.AgentConfig` of ``version``). Its memory by part follows
+    :mod:`.memory_model` on ``host`` for ``cluster``: with ``process`` set (the process's RSS), the working set is
+    that plus the maps charged to the container (``owns_maps``: the container created them)."""
 
     def __init__(self, version: str = "1.19.4", cilium: CiliumSpec | None = None, envoy: AgentState | None = None,
+                 host: Host | None = None, cluster: Cluster | None = None, process: int | None = None,
                  **state: Any) -> None:
         self.state = AgentState(**state)
         self.envoy = envoy
-        self.cilium = AgentConfig(cilium or CiliumSpec(), version)
+        self.version = version
+        self.process = process
+        self.owns_maps = True
+        self.leaked = 0
+        self.move(host or Host(), cluster or Cluster(), cilium or CiliumSpec())
+
+    def move(self, host: Host, cluster: Cluster, cilium: CiliumSpec | None = None) -> None:
+        """The agent as it would start on ``host`` in ``cluster`` (its configuration and map sizes with them)."""
+        spec = cilium or self.cilium.spec
+        self.host = host
+        self.cilium = AgentConfig(spec, self.version, host_memory=host.memory)
+        self.memory = MemoryModel(self.cilium.release, host, cluster, spec.sizing())
+
+    def agent_memory(self) -> MemorySample:
+        return self.memory.sample(self.process if self.process is not None else self.state.rss, self.owns_maps,
+                                  self.leaked)
 
     def agent_state(self) -> AgentState:
-        return self.state
+        if self.process is None:
+            return self.state
+        sample = self.agent_memory()
+        return dataclasses.replace(self.state, working_set=sample.working_set, rss=sample.anon)
 
     def envoy_state(self) -> AgentState | None:
         return self.envoy
 
     def set(self, **changes: Any) -> None:
+        """Change the state; ``process``, ``owns_maps`` and ``leaked`` change the memory model's inputs."""
+        for key in ("process", "owns_maps", "leaked"):
+            if key in changes:
+                setattr(self, key, changes.pop(key))
         self.state = dataclasses.replace(self.state, **changes)
 
     def set_envoy(self, **changes: Any) -> None:

@@ -4,7 +4,8 @@ The payload has the real shape (``k8s.io/kubelet/pkg/apis/stats/v1alpha1``, as i
 node block, other pods with and without a memory limit, and the Cilium pods (cilium-agent, and
 cilium-envoy with external Envoy) whose memory follows the scenario. ``availableBytes`` is present
 only under a limit; while a container is not running (between an OOM kill and its restart) its pod
-is absent, as a real kubelet does.
+is absent, as a real kubelet does. The node block's ``availableBytes + workingSetBytes`` is the node's
+memory (the root cgroup's limit, which cAdvisor sets to MemTotal: the runtime's ``host``, 8 GiB without one).
 """
 
 from __future__ import annotations
@@ -76,13 +77,14 @@ def summary(model: NodeModel, fault: str = "none", now: float | None = None) -> 
         pods.append(_pod(pod.name, pod.namespace, pod.uid, pod.created, [container], now, s.working_set))
     if fault == "wrong-shape":
         return pods
+    total = getattr(getattr(model.runtime, "host", None), "memory", 8 * 2**30)
     return {"node": {"nodeName": model.node, "startTime": rfc3339(boot), "cpu": _cpu(now),
-                     "memory": _memory(now, 1_500_000_000, 900_000_000, 2_100_000_000, 8 * 2**30),
+                     "memory": _memory(now, 1_500_000_000, 900_000_000, 2_100_000_000, total),
                      "systemContainers": [
                          {"name": "kubelet", "startTime": rfc3339(boot), "cpu": _cpu(now),
                           "memory": _memory(now, 60_000_000, 40_000_000, 80_000_000, None)},
                          {"name": "pods", "startTime": rfc3339(boot), "cpu": _cpu(now),
-                          "memory": _memory(now, 700_000_000, 500_000_000, 900_000_000, 7 * 2**30)}]},
+                          "memory": _memory(now, 700_000_000, 500_000_000, 900_000_000, total - 2**30)}]},
             "pods": pods}
 
 

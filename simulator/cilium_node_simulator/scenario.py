@@ -36,6 +36,7 @@ from cilium_node_simulator.cilium_settings import (
     SettingsError,
 )
 from cilium_node_simulator.events import LOST_SOURCES, CompiledSpec, EventSpec, SpecError
+from cilium_node_simulator.memory_model import Cluster, Host, MemoryModel, MemorySample
 from cilium_node_simulator.releases import parse_version
 from cilium_node_simulator.ring import check_capacity
 from cilium_node_simulator.truth import GroundTruth, flow_truth
@@ -54,6 +55,9 @@ scenario file format (YAML; built-in files: --list-scenarios):
   loop: false                    # true: repeat the phases forever
   repeat: 1                      # or: play the phases this many times
   agent: {working_set: 300Mi, limit: null}   # initial cilium-agent state (optional)
+  host: {memory: 64Gi, kernel: "6.8"}   # the node: MemTotal (Cilium sizes its BPF maps by it) and kernel
+  cluster: {pods: 6000, nodes: 200, services: 300, policies: 100, identities: 900, endpoints: 30}
+                                 # what the agent holds state for (its metrics report it)
   envoy: {working_set: 60Mi, limit: 256Mi}     # initial cilium-envoy state (external Envoy only)
   cilium:                        # the agent's startup configuration (cilium-config), all optional
     envoy: external              # external (own DaemonSet: 1.16+ default) | embedded (1.14/1.15
@@ -66,6 +70,7 @@ scenario file format (YAML; built-in files: --list-scenarios):
     rate_limit: 0                # bpf-events-default-rate-limit, events/s (1.17+; with burst_limit)
     burst_limit: 0
     kube_proxy_replacement: "false"
+    map_dynamic_size_ratio: 0.0025   # bpf-map-dynamic-size-ratio; ipv6: false; ct_global_tcp_max: 0
   phases:
     - name: baseline
       duration: 5m               # 30s, 5m, 1h30m or seconds
@@ -87,8 +92,13 @@ scenario file format (YAML; built-in files: --list-scenarios):
         oom_kill: false          # ... or an OOM kill (last reason OOMKilled); both restart Hubble
         running: true            # false: the agent (and Hubble) is down for the phase; a later
                                  # phase with running: true (restart: true) brings it back
-      map_pressure: {cilium_ct4_global: 0.95}   # BPF map fill ratios on the agent metrics
-                                 # endpoint for this phase (drop and forward counters there follow
+        process: {from: 280Mi, to: 900Mi}   # instead of working_set: the agent process's RSS; the working
+                                 # set is then the process plus the BPF maps charged to the container
+        maps_recreated: false    # this phase's (re)start creates the BPF maps anew (charged to the
+                                 # new container); a restart otherwise reuses them (not charged)
+        map_leak: {from: 0, to: 300Mi}   # entries leaked into the maps that grow
+      map_pressure: {ct4_global: 0.95}   # BPF map fill ratios on the agent metrics (Cilium's map_name:
+                                 # the map's name without "cilium_") for this phase (drop and forward counters follow
                                  # the events above and reset when the agent restarts)
       envoy: {working_set: {from: 60Mi, to: 256Mi}, limit: 256Mi, oom_kill: false}
                                  # the cilium-envoy container, keys as for agent (its restarts
@@ -111,15 +121,20 @@ scenario file format (YAML; built-in files: --list-scenarios):
 """
 
 _TOP_KEYS = {"name", "description", "node", "version", "ring_capacity", "seed", "loop", "repeat", "agent",
-             "envoy", "cilium", "phases"}
+             "envoy", "cilium", "phases", "host", "cluster"}
 _PHASE_KEYS = {"name", "duration", "rates", "lost", "server_restart", "agent", "envoy", "cilium", "map_pressure"}
 _CILIUM_KEYS = {"envoy", "prometheus", "drop_events", "policy_verdict_events", "trace_events", "monitor_aggregation",
-                "hubble_monitor_events", "rate_limit", "burst_limit", "kube_proxy_replacement"}
+                "hubble_monitor_events", "rate_limit", "burst_limit", "kube_proxy_replacement",
+                "map_dynamic_size_ratio", "ipv6", "ct_global_tcp_max"}
 _RUNTIME_KEYS = {"drop_notification", "policy_verdict_notification", "trace_notification", "monitor_aggregation"}
 ENVOY_DEFAULT = 60 * 2**20  # working set of an idle cilium-envoy
 # BPF map fill ratios the agent metrics endpoint serves when a phase does not set `map_pressure`.
-DEFAULT_MAP_PRESSURE = {"cilium_ct4_global": 0.12, "cilium_lb4_services_v2": 0.02, "cilium_ipcache_v2": 0.01}
-_AGENT_KEYS = {"working_set", "rss", "limit", "restart", "oom_kill", "running"}
+# Cilium labels them with the map's name less "cilium_" (pkg/bpf/map_linux.go NonPrefixedName); the ipcache and
+# reverse-NAT maps' pressures come from the memory model (memory_model.py), per release.
+DEFAULT_MAP_PRESSURE = {"ct4_global": 0.12, "lb4_services_v2": 0.02}
+_AGENT_KEYS = {"working_set", "rss", "limit", "restart", "oom_kill", "running", "process", "maps_recreated",
+               "map_leak"}
+_CLUSTER_KEYS = {"pods", "nodes", "services", "policies", "identities", "endpoints"}
 _LOST_KEYS = {"source", "rate", "count", "cpu"}
 # The agent's metrics-map directions ([v1.16.15 pkg/maps/metricsmap/metricsmap.go:78-81]: 0 UNKNOWN, 1 INGRESS,
 # 2 EGRESS, 3 SERVICE) for the Hubble TrafficDirection of a simulated drop (not 1:1 in reality: SERVICE has no
@@ -153,6 +168,9 @@ class AgentSpec:
     restart: bool = False
     oom_kill: bool = False
     running: bool | None = None
+    process: Ramp | None = None  # the agent process's RSS (instead of working_set: the memory model adds the maps)
+    maps_recreated: bool = False
+    map_leak: Ramp | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +209,8 @@ class Scenario:
     source: str = "<memory>"
     envoy: AgentSpec = field(default_factory=AgentSpec)
     cilium: CiliumSpec = field(default_factory=CiliumSpec)
+    host: Host = field(default_factory=Host)
+    cluster: Cluster = field(default_factory=Cluster)
 
     @property
     def duration(self) -> float:
@@ -272,11 +292,49 @@ def _agent(data: Any, where: str) -> AgentSpec:
     running = None
     if "running" in data:
         running = _bool(data, "running", where)
+    if "process" in data and ("working_set" in data or "rss" in data):
+        raise ScenarioError(f"{where}: give either process (the working set then follows the memory model) or "
+                            "working_set/rss, not both")
     return AgentSpec(
         working_set=_ramp(data["working_set"], f"{where}.working_set") if "working_set" in data else None,
         rss=_ramp(data["rss"], f"{where}.rss") if "rss" in data else None,
         limit=limit, restart=_bool(data, "restart", where), oom_kill=_bool(data, "oom_kill", where),
-        running=running)
+        running=running, process=_ramp(data["process"], f"{where}.process") if "process" in data else None,
+        maps_recreated=_bool(data, "maps_recreated", where),
+        map_leak=_ramp(data["map_leak"], f"{where}.map_leak") if "map_leak" in data else None)
+
+
+def _envoy(data: Any, where: str) -> AgentSpec:
+    spec = _agent(data, where)
+    if spec.process is not None or spec.maps_recreated or spec.map_leak is not None:
+        raise ScenarioError(f"{where}: process, maps_recreated and map_leak are the agent's (cilium-envoy has no "
+                            "BPF maps): use working_set")
+    return spec
+
+
+def _count(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ScenarioError(f"{where}: expected a whole number >= 0, got {value!r}")
+    return value
+
+
+def _host(data: Any, where: str) -> Host:
+    data = _check_keys(data, {"memory", "kernel"}, where)
+    memory = _quantity(data["memory"], f"{where}.memory") if "memory" in data else Host().memory
+    kernel = Host().kernel
+    if "kernel" in data:
+        parts = str(data["kernel"]).split(".")
+        if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+            raise ScenarioError(f"{where}.kernel: a kernel version like 6.8, got {data['kernel']!r}")
+        kernel = (int(parts[0]), int(parts[1]))
+    if memory < 2**30:
+        raise ScenarioError(f"{where}.memory: a node has at least 1Gi, got {data.get('memory')!r}")
+    return Host(memory, kernel)
+
+
+def _cluster(data: Any, where: str) -> Cluster:
+    data = _check_keys(data, _CLUSTER_KEYS, where)
+    return Cluster(**{key: _count(data[key], f"{where}.{key}") for key in data})
 
 
 def _lost(data: Any, where: str) -> LostSpec:
@@ -300,7 +358,7 @@ def _lost(data: Any, where: str) -> LostSpec:
 def _map_pressure(data: Any, where: str) -> dict[str, float]:
     if not isinstance(data, Mapping) or not data:
         raise ScenarioError(f"{where}: expected a mapping of BPF map name to fill ratio, "
-                            "e.g. {cilium_ct4_global: 0.95}")
+                            "e.g. {ct4_global: 0.95}")
     out = {}
     for name, ratio in data.items():
         if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
@@ -321,6 +379,15 @@ def _cilium(data: Any, where: str, release: tuple[int, int]) -> CiliumSpec:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
                 raise ScenarioError(f"{where}.{key}: must be a whole number of events per second (uint32)")
             kw[key] = value
+    if "ipv6" in data:
+        kw["ipv6"] = _bool(data, "ipv6", where)
+    if "ct_global_tcp_max" in data:
+        kw["ct_global_tcp_max"] = _count(data["ct_global_tcp_max"], f"{where}.ct_global_tcp_max")
+    if "map_dynamic_size_ratio" in data:
+        ratio = data["map_dynamic_size_ratio"]
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float):
+            raise ScenarioError(f"{where}.map_dynamic_size_ratio: a number from 0 to 1, got {ratio!r}")
+        kw["map_dynamic_size_ratio"] = float(ratio)
     for key in ("envoy", "monitor_aggregation", "kube_proxy_replacement"):
         if key in data:
             value = data[key]
@@ -406,7 +473,7 @@ def _parse(data: Any, source: str) -> Scenario:
             agent=_agent(pdata["agent"], f"{where}.agent") if "agent" in pdata else AgentSpec(),
             map_pressure=_map_pressure(pdata["map_pressure"], f"{where}.map_pressure") if "map_pressure" in pdata
             else None,
-            envoy=_agent(pdata["envoy"], f"{where}.envoy") if "envoy" in pdata else AgentSpec(),
+            envoy=_envoy(pdata["envoy"], f"{where}.envoy") if "envoy" in pdata else AgentSpec(),
             cilium=_runtime_options(pdata["cilium"], f"{where}.cilium") if "cilium" in pdata else None))
         if "envoy" in pdata and cilium.envoy_mode(release) != "external":
             raise ScenarioError(f"{where}.envoy: there is no cilium-envoy pod with Envoy "
@@ -424,8 +491,9 @@ def _parse(data: Any, source: str) -> Scenario:
                     node=node, version=version, ring_capacity=ring, seed=seed,
                     loop=_bool(data, "loop", source), repeat=repeat, source=source,
                     agent=_agent(data["agent"], f"{source}: agent") if "agent" in data else AgentSpec(),
-                    envoy=_agent(data["envoy"], f"{source}: envoy") if "envoy" in data else AgentSpec(),
-                    cilium=cilium)
+                    envoy=_envoy(data["envoy"], f"{source}: envoy") if "envoy" in data else AgentSpec(),
+                    cilium=cilium, host=_host(data["host"], f"{source}: host") if "host" in data else Host(),
+                    cluster=_cluster(data["cluster"], f"{source}: cluster") if "cluster" in data else Cluster())
 
 
 def builtin_files(folder_name: str) -> dict[str, Path]:
@@ -485,9 +553,19 @@ class _AgentTrack:
     last_reason: str | None = None
     last_terminated_at: float | None = None
     started_at: float = field(default_factory=time.time)
+    process: Ramp | None = None  # the process's RSS when the memory model makes the working set
+    owns_maps: bool = True  # the running container created the BPF maps (the first one on a fresh node did)
+    leak: Ramp = Ramp(0, 0)
 
     def apply(self, spec: AgentSpec, now: float) -> tuple[bool, bool]:
         """Enter a phase; returns (restarted, running changed)."""
+        if spec.process is not None:
+            self.process = spec.process
+        elif spec.working_set is not None:
+            self.process = None
+        elif self.process is not None:
+            self.process = Ramp(self.process.end, self.process.end)
+        self.leak = spec.map_leak or Ramp(self.leak.end, self.leak.end)
         ws_end, rss_end = self.working_set.end, (self.rss.end if self.rss else None)
         self.working_set = spec.working_set or Ramp(ws_end, ws_end)
         if spec.rss is not None:
@@ -512,6 +590,8 @@ class _AgentTrack:
             self.running = spec.running
             if self.running and not was:
                 self.started_at = now
+        if restarted or (self.running and not was):  # a new container: it reuses the pinned maps, unless
+            self.owns_maps = spec.maps_recreated     # this start recreates them
         return restarted, was != self.running
 
 
@@ -533,7 +613,9 @@ class ScenarioRuntime:
         self._lock = threading.Lock()
         self._agent = _AgentTrack()
         self._agent.apply(scenario.agent, time.time())
-        self.cilium = AgentConfig(scenario.cilium, scenario.version)
+        self.cilium = AgentConfig(scenario.cilium, scenario.version, host_memory=scenario.host.memory)
+        self.host = scenario.host
+        self.memory = MemoryModel(self.cilium.release, scenario.host, scenario.cluster, scenario.cilium.sizing())
         self._envoy: _AgentTrack | None = None
         if self.cilium.envoy_mode == "external":
             self._envoy = _AgentTrack(working_set=Ramp(ENVOY_DEFAULT, ENVOY_DEFAULT))
@@ -592,17 +674,40 @@ class ScenarioRuntime:
         """The cilium-envoy container; None when Envoy is not a pod of its own (embedded, or no L7 proxy)."""
         return self._container_state(self._envoy) if self._envoy is not None else None
 
+    def _fraction(self) -> tuple[float, float]:
+        """(fraction of the current phase played, simulated seconds into it); call with the lock held."""
+        phase = self.phase
+        in_phase = min((time.monotonic() - self._phase_real_start) * self.speed, phase.duration)
+        if self.finished.is_set():
+            in_phase = phase.duration
+        return in_phase / phase.duration, in_phase
+
+    def agent_memory(self) -> MemorySample:
+        """The agent's memory by part now (:mod:`.memory_model`): the process from the phase's ``process`` (else
+        its RSS), the maps from the node's memory and the map sizing, charged to the container that created them."""
+        with self._lock:
+            return self._memory_sample(self._agent, self._fraction()[0])
+
+    def _memory_sample(self, a: _AgentTrack, frac: float) -> MemorySample:
+        if a.process is not None:
+            process = a.process.at(frac)
+        else:
+            process = a.rss.at(frac) if a.rss is not None else int(a.working_set.at(frac) * 0.85)
+        return self.memory.sample(process, a.owns_maps, a.leak.at(frac))
+
     def _container_state(self, a: _AgentTrack) -> AgentState:
         with self._lock:
             phase = self.phase
-            in_phase = min((time.monotonic() - self._phase_real_start) * self.speed, phase.duration)
-            if self.finished.is_set():
-                in_phase = phase.duration
-            frac = in_phase / phase.duration
-            ws = a.working_set.at(frac)
-            rss = a.rss.at(frac) if a.rss is not None else int(ws * 0.85)
+            frac, in_phase = self._fraction()
+            if a.process is not None:
+                sample = self._memory_sample(a, frac)
+                ws, rss, usage = sample.working_set, sample.anon, sample.usage
+            else:
+                ws = a.working_set.at(frac)
+                rss = a.rss.at(frac) if a.rss is not None else int(ws * 0.85)
+                usage = ws + 32 * 2**20
             return AgentState(
-                working_set=ws, rss=rss, usage=ws + 32 * 2**20, limit=a.limit,
+                working_set=ws, rss=rss, usage=usage, limit=a.limit,
                 restart_count=a.restart_count, last_terminated_reason=a.last_reason,
                 last_terminated_at=a.last_terminated_at, started_at=a.started_at, running=a.running,
                 phase=phase.name, elapsed=self._phase_sim_start + in_phase)

@@ -465,6 +465,7 @@ BAD_VALUES = {
     "wrong type int": "port: \"9969\"\n",
     "socket group as a name": "hubble:\n  socketGroup: cilium\n",
     "envelope without upper bound": "memoryEnvelope: 500Mi\n",
+    "unknown envelope mode": "memoryEnvelopeMode: dynamic\n",
     "unknown source": "sources: [hubble, cadvisor]\n",
     "bad duration": "podMonitor:\n  interval: 30 seconds\n",
     "unknown extra label": "extraLabels: [pod]\n",

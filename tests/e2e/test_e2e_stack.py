@@ -106,7 +106,7 @@ def test_full_ct_map_fires_bpf_map_pressure_from_the_agent_source(run: Run) -> N
     node = "sim-datapath-errors"
     d = delivered(run, "CiliumNodeBpfMapPressure", node, by=150)
     check_alert(d, node)
-    assert d.labels["map_name"] == "cilium_ct4_global"
+    assert d.labels["map_name"] == "ct4_global"  # Cilium drops the "cilium_" prefix
     # with the agent source on, the drop SLO reads the packet-exact datapath counters
     assert run.stack.query(f'cilium_node_datapath_dropped_packets_total{{node="{node}",'
                            'reason="CT_MAP_INSERTION_FAILED"} > 0')

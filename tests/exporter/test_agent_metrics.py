@@ -130,7 +130,7 @@ def test_source_against_the_simulator(cluster: Cluster) -> None:
     assert m.series(dropped, direction="service", reason="SERVICE_BACKEND_NOT_FOUND")
     assert m.series("cilium_node_datapath_forwarded_packets_total", direction="egress")
     assert m.series("cilium_node_datapath_forwarded_packets_total", direction="service")
-    assert m.value("cilium_node_bpf_map_pressure", map_name="cilium_ct4_global") == 0.12
+    assert m.value("cilium_node_bpf_map_pressure", map_name="ct4_global") == 0.12
     scrape(state)
     assert cluster.agent.requests == 1  # cached within a second
     for fault, reason in (("500", "http"), ("garbage", "decode"), ("slow", "timeout")):

@@ -203,7 +203,7 @@ phases:
   - name: drops
     duration: 2s
     rates: [{type: drop, reason: CT_MAP_INSERTION_FAILED, direction: egress, rate: 50}, {type: trace, rate: 20}]
-    map_pressure: {cilium_ct4_global: 0.95}
+    map_pressure: {ct4_global: 0.95}
   - name: restarted
     duration: 30s
     agent: {restart: true}
@@ -214,13 +214,13 @@ phases:
     try:
         ct = ("CT: Map insertion failed", "EGRESS")
         first = wait_until(lambda: (d := runtime.agent_datapath())["dropped"].get(ct) and d, timeout=5)
-        assert first["map_pressure"] == {"cilium_ct4_global": 0.95}
+        assert first["map_pressure"] == {"ct4_global": 0.95}
         assert first["forwarded"]["INGRESS"] > 0
         wait_until(lambda: runtime.phase.name == "restarted", timeout=5)
         after = wait_until(lambda: (d := runtime.agent_datapath())["dropped"] and d, timeout=5)
         assert ("CT: Map insertion failed", "EGRESS") not in after["dropped"]  # counters reset with the agent
         assert set(after["dropped"]) == {("Policy denied", "INGRESS")}
-        assert after["map_pressure"]["cilium_ct4_global"] < 0.5
+        assert after["map_pressure"]["ct4_global"] < 0.5
     finally:
         runtime.stop()
         server.stop()

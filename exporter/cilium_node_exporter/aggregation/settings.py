@@ -12,6 +12,25 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class MapSizing:
+    """How the agent sizes its large BPF maps (``pkg/option/config.go`` ``calculateBPFMapSizes``).
+
+    ``entries`` (by ``contract.DYNAMIC_MAPS``) are the agent's own values when ``effective`` (the agent API
+    reports what it computed at start), else only the sizes set explicitly (ConfigMap keys), which win over
+    dynamic sizing. The booleans say which maps exist (IPv4/IPv6, NAT and neighbour maps with NodePort,
+    the socket reverse-NAT map with socket LB); None is unknown.
+    """
+
+    ratio: float | None = None  # bpf-map-dynamic-size-ratio; 0 = dynamic sizing off
+    entries: Mapping[str, int] = field(default_factory=dict)
+    effective: bool = False
+    ipv4: bool | None = None
+    ipv6: bool | None = None
+    nodeport: bool | None = None
+    socket_lb: bool | None = None
+
+
+@dataclass(frozen=True)
 class CiliumSettings:
     """One reading of the settings; ``origin`` says where they came from (agent-api, configmap or both), and
     :meth:`origin_of` where one family's values came from."""
@@ -27,6 +46,7 @@ class CiliumSettings:
     # where each known family came from (agent-api or configmap): the series' origin label
     origins: Mapping[str, str] = field(default_factory=dict)
     unreadable: tuple[str, ...] = ()  # fields the source had but no agent would write (left unknown, counted)
+    map_sizing: MapSizing | None = None
 
     def origin_of(self, family: str) -> str:
         """``agent-api`` or ``configmap``: where ``family`` (info, notifications, hubble_monitor_events,

@@ -14,6 +14,7 @@ from cilium_node_exporter.aggregation.containers import ContainerMemory, Contain
 from cilium_node_exporter.aggregation.datapath import DatapathCounters
 from cilium_node_exporter.aggregation.health import SourceHealth, StreamGap
 from cilium_node_exporter.aggregation.hubble_status import HubbleStatus
+from cilium_node_exporter.aggregation.memory import AgentMemory
 from cilium_node_exporter.aggregation.settings import CiliumSettings
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ class ExporterState:
     agent_datapath: AgentDatapath | None = None
     settings: CiliumSettings | None = None
     envelope_override: tuple[int, int] | None = None  # from the node annotation, when enabled
+    envelope_mode: str = "static"  # contract.ENVELOPE_MODES (--memory-envelope-mode)
+    agent_memory: AgentMemory | None = None  # the agent's memory by part (agent metrics source)
+    machine_memory: int | None = None  # the node's total memory (kubelet Summary node block)
 
     def __post_init__(self) -> None:
         for name in self.sources:

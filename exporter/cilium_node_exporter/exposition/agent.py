@@ -1,10 +1,9 @@
-"""Metric families for the memory envelope, the Cilium containers' memory and lifecycle (cilium-agent,
-cilium-envoy) and the agent's datapath packet counters.
+"""Metric families for the Cilium containers' memory and lifecycle (cilium-agent, cilium-envoy) and the
+agent's datapath packet counters; the memory envelope's are in :mod:`.envelope`.
 
-The envelope gauges are always published (the node annotation override, when read, replaces the
-configured envelope). The other families come from the snapshots the sources keep in the state:
-a missing snapshot (no such pod, or the source failing) means no series; a ``None`` field means
-the kubelet omitted it, and the series is left out rather than exported as zero.
+The families come from the snapshots the sources keep in the state: a missing snapshot (no such pod,
+or the source failing) means no series; a ``None`` field means the kubelet omitted it, and the series
+is left out rather than exported as zero.
 """
 
 from __future__ import annotations
@@ -57,11 +56,7 @@ def _counter(metric: c.Metric, value: float | None) -> Iterator[Metric]:
 
 
 def agent_families(state: ExporterState) -> Iterator[Metric]:
-    """The envelope gauges (always), then whatever the container and agent sources recorded."""
-    lower, upper = state.envelope_override or state.envelope
-    yield from _gauge(c.ENVELOPE_LOWER, lower)
-    yield from _gauge(c.ENVELOPE_UPPER, upper)
-
+    """Whatever the container and agent sources recorded."""
     memory = dict(state.memory) if "kubelet" in state.sources else {}
     pods = dict(state.pods) if "apiserver" in state.sources else {}
     for component, families in FAMILIES.items():

@@ -1,7 +1,7 @@
 """Packet-exact datapath counters from the cilium-agent's own Prometheus endpoint.
 
 Read at scrape time (``--agent-metrics-address``, Cilium's ``prometheus.enabled=true``, port 9962)
-with prometheus-client's text parser. Only the four families the contract re-exports are kept;
+with prometheus-client's text parser. Only the families the contract reads are kept;
 other lines are dropped while the body streams in (in linear time: one ``bytearray`` and ``find``),
 lines longer than :data:`MAX_LINE` are skipped unread, and the kept lines may total at most
 :data:`MAX_KEPT`, so whatever the endpoint serves costs at most a few MiB here.
@@ -15,6 +15,9 @@ default) makes it unavailable rather than down.
 ``pkg/maps/ratelimitmap/ratelimitmap.go``) counts the monitor notifications the BPF events rate
 limiter discarded; its sample exists once the limiter has checked a first event (the metrics map
 entry is created then, with 0: ``bpf/lib/ratelimit.h`` ``ratelimit_check_and_take``).
+
+The agent's memory by part and its cluster objects come from a few more families, by exact name
+(:mod:`.agent_memory`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from cilium_node_exporter.aggregation.agent import AgentDatapath
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.config import Config
 from cilium_node_exporter.contract import DROP_REASON_NAME_BY_CODE, DROP_REASON_NAME_BY_STRING, OVERFLOW_VALUE
-from cilium_node_exporter.sources import k8s_http
+from cilium_node_exporter.sources import agent_memory, k8s_http
 from cilium_node_exporter.sources.k8s_http import Endpoint, SourceError
 from cilium_node_exporter.sources.scrape_time import ScrapeTimeSource
 
@@ -48,6 +51,8 @@ FORWARD_COUNT = "cilium_forward_count_total"
 MAP_PRESSURE = "cilium_bpf_map_pressure"
 RATELIMIT_DROPPED = "cilium_bpf_ratelimit_dropped_total"
 _WANTED = (b"cilium_drop_count", b"cilium_forward_count", MAP_PRESSURE.encode(), b"cilium_bpf_ratelimit_dropped")
+_EXACT = frozenset(name.encode() for name in agent_memory.FAMILIES)
+_EXACT_PREFIXES = tuple(_EXACT)
 _ENUM_NAMES = frozenset(DROP_REASON_NAME_BY_CODE.values())
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 # Cilium has a few dozen BPF maps; a cap keeps a broken or hostile endpoint from growing our series.
@@ -101,7 +106,7 @@ def filter_lines(chunks: Iterable[bytes]) -> str:
             kept.extend(b"\n")
             if len(kept) > MAX_KEPT:
                 raise SourceError("protocol", f"agent metrics: the kept families (drops, forwards, map "
-                                              f"pressure, rate limit) exceed {MAX_KEPT} bytes")
+                                              f"pressure, rate limit, memory) exceed {MAX_KEPT} bytes")
 
     for chunk in chunks:
         buf.extend(chunk)
@@ -128,8 +133,11 @@ def filter_lines(chunks: Iterable[bytes]) -> str:
 def _wanted(line: bytes) -> bool:
     if line.startswith(b"# "):
         parts = line.split(b" ", 3)
-        return len(parts) > 2 and parts[1] in (b"HELP", b"TYPE") and parts[2].startswith(_WANTED)
-    return line.startswith(_WANTED)
+        return len(parts) > 2 and parts[1] in (b"HELP", b"TYPE") and (parts[2].startswith(_WANTED)
+                                                                      or parts[2] in _EXACT)
+    # a sample of a family read by exact name: its name ends at "{" or " " (startswith first: it is cheap)
+    return line.startswith(_WANTED) or (line.startswith(_EXACT_PREFIXES)
+                                        and line.split(b" ", 1)[0].split(b"{", 1)[0] in _EXACT)
 
 
 def parse_metrics(text: str) -> AgentDatapath:
@@ -173,10 +181,13 @@ class AgentMetricsSource(ScrapeTimeSource):
         chunks = k8s_http.get_chunks(self.endpoint, "", timeout=self.timeout(self.config.agent_timeout),
                                      max_bytes=MAX_BYTES, what=f"agent metrics {self.config.agent_metrics_address}",
                                      accept=ACCEPT)
-        self.state.agent_datapath = parse_metrics(filter_lines(chunks))
+        text = filter_lines(chunks)
+        self.state.agent_datapath = parse_metrics(text)
+        self.state.agent_memory = agent_memory.parse_memory(text)
 
     def clear(self) -> None:
         self.state.agent_datapath = None
+        self.state.agent_memory = None
 
     def describe(self, exc: SourceError) -> str:
         if exc.absent:

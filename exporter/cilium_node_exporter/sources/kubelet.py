@@ -52,6 +52,18 @@ def check_node(doc: Any, node_name: str) -> None:
                                       f"node {node_name!r} (check --kubelet-address / kubelet.address)")
 
 
+def machine_memory(doc: Any) -> int | None:
+    """The node's total memory from the Summary's node block: ``availableBytes + workingSetBytes``, the root
+    cgroup's limit, which cAdvisor sets to the machine's memory (``/proc/meminfo`` MemTotal, what Cilium sizes
+    its maps by; equal to ``machine_memory_bytes`` in a real 1.35 scrape). None when either is absent."""
+    node = doc.get("node") if isinstance(doc, dict) else None
+    memory = node.get("memory") if isinstance(node, dict) else None
+    if not isinstance(memory, dict):
+        return None
+    available, working_set = _uint(memory, "availableBytes"), _uint(memory, "workingSetBytes")
+    return available + working_set if available is not None and working_set is not None else None
+
+
 def parse_summary(doc: Any, namespace: str, container: str,
                   prefer_uid: str | None = None) -> ContainerMemory | None:
     """A container's memory from a Summary document; None when no pod on the node has that container.
@@ -151,9 +163,11 @@ class KubeletSource(ScrapeTimeSource):
             if found is not None:
                 memory[component.name] = found
         self.state.memory = memory
+        self.state.machine_memory = machine_memory(doc)
 
     def clear(self) -> None:
         self.state.memory = {}
+        self.state.machine_memory = None
 
     def describe(self, exc: SourceError) -> str:
         if exc.reason == "tls":

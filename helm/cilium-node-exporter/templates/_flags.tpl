@@ -62,6 +62,9 @@
 {{- if not (kindIs "invalid" $.Values.envelopeFromNodeAnnotation) }}
 - --envelope-from-node-annotation={{ $.Values.envelopeFromNodeAnnotation }}
 {{- end }}
+{{- with $.Values.memoryEnvelopeMode }}
+- --memory-envelope-mode={{ . }}
+{{- end }}
 {{- end }}
 {{- define "cne.flagDefault.log-level" -}}info{{- end }}
 {{- define "cne.flagDefault.log-format" -}}text{{- end }}
@@ -83,3 +86,4 @@
 {{- define "cne.flagDefault.settings-configmap" -}}cilium-config{{- end }}
 {{- define "cne.flagDefault.memory-envelope" -}}200Mi-500Mi{{- end }}
 {{- define "cne.flagDefault.envelope-from-node-annotation" -}}false{{- end }}
+{{- define "cne.flagDefault.memory-envelope-mode" -}}static{{- end }}

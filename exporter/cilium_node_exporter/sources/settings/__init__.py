@@ -37,7 +37,7 @@ from cilium_node_exporter.aggregation.settings import CiliumSettings
 from cilium_node_exporter.aggregation.state import ExporterState
 from cilium_node_exporter.config import Config
 from cilium_node_exporter.sources.k8s_http import Endpoint, SourceError
-from cilium_node_exporter.sources.settings import agent_api, configmap
+from cilium_node_exporter.sources.settings import agent_api, configmap, map_sizing
 from cilium_node_exporter.sources.settings import values as v
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,9 @@ def _first(a: T | None, b: T | None) -> T | None:
 
 def fill(primary: CiliumSettings, secondary: CiliumSettings) -> CiliumSettings:
     """``primary`` (the agent API) with the start-up-only settings it does not show taken from ``secondary``
-    (the ConfigMap): hubble-monitor-events, kube-proxy-replacement, the Envoy mode. Runtime options
-    (notifications, monitor aggregation) are never filled: the ConfigMap holds only their start-up value."""
+    (the ConfigMap): hubble-monitor-events, kube-proxy-replacement, the Envoy mode, the map sizes set explicitly.
+    Runtime options (notifications, monitor aggregation) are never filled: the ConfigMap holds only their
+    start-up value."""
     origins = dict(primary.origins)
     events = primary.hubble_monitor_events
     if not events and secondary.hubble_monitor_events:
@@ -63,7 +64,8 @@ def fill(primary: CiliumSettings, secondary: CiliumSettings) -> CiliumSettings:
         origins["hubble_monitor_events"] = secondary.origin
     merged = replace(primary, hubble_monitor_events=events, origins=origins,
                      kube_proxy_replacement=_first(primary.kube_proxy_replacement, secondary.kube_proxy_replacement),
-                     envoy_mode=_first(primary.envoy_mode, secondary.envoy_mode))
+                     envoy_mode=_first(primary.envoy_mode, secondary.envoy_mode),
+                     map_sizing=map_sizing.fill(primary.map_sizing, secondary.map_sizing))
     return merged if merged == primary else replace(merged, origin=f"{primary.origin}+{secondary.origin}")
 
 

@@ -18,7 +18,8 @@ Where each setting comes from (``OPT`` = ``spec.options``, the effective runtime
 - events rate and burst limit: DCM ``BPFEventsDefaultRateLimit`` / ``BPFEventsDefaultBurstLimit``, 1.17+;
 - kube-proxy-replacement: DCM ``KubeProxyReplacement``, 1.14-1.17 only;
 - Envoy mode: DCM ``EnableL7Proxy`` (false: no Envoy) and ``ExternalEnvoyProxy``, 1.14-1.19;
-- version: healthz ``cilium.msg``, 1.14-1.19.
+- version: healthz ``cilium.msg``, 1.14-1.19;
+- BPF map sizing: DCM, see :mod:`.map_sizing`.
 
 Field presence per release: ``pkg/option/config.go`` ``DaemonConfig`` of the 1.14.2-1.19.4 tags
 (``HubbleMonitorEvents`` and ``EnableHubble`` moved to ``pkg/hubble/cell`` in 1.17, ``KubeProxyReplacement``
@@ -32,6 +33,7 @@ from typing import Any
 from cilium_node_exporter.aggregation.settings import CiliumSettings
 from cilium_node_exporter.sources import k8s_http
 from cilium_node_exporter.sources.k8s_http import Endpoint, SourceError
+from cilium_node_exporter.sources.settings import map_sizing
 from cilium_node_exporter.sources.settings import values as v
 
 ORIGIN = "agent-api"
@@ -119,4 +121,4 @@ def parse(config: Any, health: Any) -> CiliumSettings:
         origin=ORIGIN, version=version[0] if version else None, envoy_mode=envoy_mode,
         kube_proxy_replacement=v.kube_proxy_replacement(dcm.get("KubeProxyReplacement")),
         monitor_aggregation=aggregation, notifications=notifications, hubble_monitor_events=monitor_events,
-        rate_limit=rate_limit, unreadable=unreadable)
+        rate_limit=rate_limit, unreadable=unreadable, map_sizing=map_sizing.from_daemon_config(dcm))

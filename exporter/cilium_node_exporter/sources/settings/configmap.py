@@ -17,7 +17,8 @@ which Cilium's sources define per release:
 - ``kube-proxy-replacement``: always written by the chart; absent is unknown;
 - ``external-envoy-proxy`` (1.14+; agent default false = embedded) and ``enable-l7-proxy`` (default true);
 - the events rate limit is not taken from here: its keys are honoured only from 1.17 and the ConfigMap
-  does not say which release reads it; the version is not in the ConfigMap either.
+  does not say which release reads it; the version is not in the ConfigMap either;
+- BPF map sizing: see :mod:`.map_sizing`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from cilium_node_exporter.aggregation.settings import CiliumSettings
 from cilium_node_exporter.contract import MONITOR_EVENTS
 from cilium_node_exporter.sources import k8s_http
 from cilium_node_exporter.sources.k8s_http import Endpoint, SourceError
+from cilium_node_exporter.sources.settings import map_sizing
 from cilium_node_exporter.sources.settings import values as v
 
 ORIGIN = "configmap"
@@ -90,4 +92,5 @@ def parse(doc: Any, version: v.Version | None = None) -> CiliumSettings:
         origin=ORIGIN, envoy_mode=envoy_mode,
         kube_proxy_replacement=v.kube_proxy_replacement(data.get("kube-proxy-replacement")),
         monitor_aggregation=v.monitor_aggregation(data.get("monitor-aggregation", "")),
-        notifications=notifications, hubble_monitor_events=monitor_events)
+        notifications=notifications, hubble_monitor_events=monitor_events,
+        map_sizing=map_sizing.from_configmap(data))
