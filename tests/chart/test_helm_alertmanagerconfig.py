@@ -32,16 +32,13 @@ def matcher_text(m: dict[str, str]) -> str:
     return f'{m["name"]}{m["matchType"]}"{m["value"]}"'
 
 
-def as_plain_route(route: dict[str, Any]) -> dict[str, Any]:
-    """An AlertmanagerConfig route back in Alertmanager's format (as alerts/routing.py writes it)."""
-    keys = {"groupBy": "group_by", "groupWait": "group_wait", "groupInterval": "group_interval",
-            "repeatInterval": "repeat_interval"}
-    out: dict[str, Any] = {"receiver": route["receiver"]}
+def as_ir_route(route: dict[str, Any]) -> dict[str, Any]:
+    """An AlertmanagerConfig route back in alerts/routing.py's form (matchers as [label, op, value])."""
+    out = dict(route)
     if "matchers" in route:
-        out["matchers"] = [matcher_text(m) for m in route["matchers"]]
-    out.update({keys[k]: v for k, v in route.items() if k in keys})
+        out["matchers"] = [[m["name"], m["matchType"], m["value"]] for m in route["matchers"]]
     if "routes" in route:
-        out["routes"] = [as_plain_route(r) for r in route["routes"]]
+        out["routes"] = [as_ir_route(r) for r in route["routes"]]
     return out
 
 
@@ -65,7 +62,7 @@ def test_the_generators_route_and_inhibitions(config: dict[str, Any]) -> None:
     obj = amc(**config)
     assert obj["metadata"]["namespace"] == NAMESPACE
     route, inhibit = expected(config)
-    assert as_plain_route(obj["spec"]["route"]) == route
+    assert plain_route(as_ir_route(obj["spec"]["route"])) == route
     assert as_plain_inhibit(obj["spec"]["inhibitRules"]) == inhibit
     assert {"namespace", "alertname"} == {m["name"] for m in obj["spec"]["route"]["matchers"]}
     assert [r["receiver"] for r in obj["spec"]["route"]["routes"]] == ["page", "ticket", "none"]
