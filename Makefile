@@ -19,9 +19,10 @@ $(VENV)/.installed: pyproject.toml simulator/pyproject.toml
 
 # Debian's real Prometheus, promtool and Alertmanager for the rule and end-to-end tests; buildah, mmdebstrap
 # and runc to build the image from the Dockerfile and run it, docker-registry to push it and the chart
-# (tests/image, tests/release); shellcheck for actionlint; Chromium to render the SLO report (tests/report).
-SYSTEM_DEPS := prometheus prometheus-alertmanager buildah mmdebstrap runc docker-registry shellcheck chromium fonts-dejavu-core
-SYSTEM_CMDS := promtool prometheus-alertmanager buildah mmdebstrap runc docker-registry shellcheck chromium
+# (tests/image, tests/release); shellcheck for actionlint; Chromium to render the SLO report (tests/report); jq for the
+# runbooks' client-side filters (tests/alerts/test_runbooks.py).
+SYSTEM_DEPS := prometheus prometheus-alertmanager buildah mmdebstrap runc docker-registry shellcheck chromium fonts-dejavu-core jq
+SYSTEM_CMDS := promtool prometheus-alertmanager buildah mmdebstrap runc docker-registry shellcheck chromium jq
 system-deps:
 	@missing=; for c in $(SYSTEM_CMDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \
@@ -47,6 +48,7 @@ rules: setup
 
 dashboards: setup
 	$(PY) -m dashboards.generate
+	$(PY) scripts/dashboards_guide.py
 
 bench: setup
 	$(PY) bench/decode.py

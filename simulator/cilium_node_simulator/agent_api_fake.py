@@ -12,7 +12,7 @@ client that can connect may call every endpoint, writes included (``pkg/api``; t
 root:cilium mode is the only guard). ``requests`` records ``(method, path, brief header)`` of every
 request, so tests can check that a client only reads, and how. Faults (``fault``): ``disabled`` (403
 "administratively disabled", as with ``enable-cilium-api-server-access`` excluding the endpoint,
-``pkg/api/apidisable.go``), ``500``, ``garbage``, ``slow``, ``huge``, ``reset``.
+[v1.16.15 pkg/api/apidisable.go:30]), ``500``, ``garbage``, ``slow``, ``huge``, ``reset``.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ class AgentApiFake:
                 os.unlink(self.path)  # the agent removes a stale socket before listening
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             server = _UnixServer(self.path, self)
-            os.chmod(self.path, 0o660)  # pkg/api/const.go SocketFileMode
+            os.chmod(self.path, 0o660)  # SocketFileMode [v1.16.15 pkg/api/const.go:15]
             self._server = server
             self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="sim-agent-api",
                                             daemon=True)

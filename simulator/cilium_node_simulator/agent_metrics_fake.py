@@ -8,10 +8,10 @@ the scenario: when the runtime offers ``agent_datapath()`` (a mapping ``{"droppe
 {(reason_string, DIRECTION): packets}, "forwarded": {DIRECTION: packets}, "map_pressure": {map_name:
 ratio}, "ratelimited": events or None}``), its totals are served; otherwise packets accumulate at
 fixed rates. The rate-limit counter appears only once the 1.17+ limiter checked a first event
-(``pkg/maps/ratelimitmap/ratelimitmap.go`` exports the BPF metrics map's entries, which
-``bpf/lib/ratelimit.h`` creates at the first check). While the agent container is not running the
-endpoint drops connections, like a dead agent. :class:`NoAgentMetrics` is a node without the
-endpoint (Cilium's ``prometheus.enabled=false``, the chart default): a port nothing listens on.
+([v1.17.8 pkg/maps/ratelimitmap/ratelimitmap.go:188] exports the BPF metrics map's entries, which
+``ratelimit_check_and_take`` creates at the first check [v1.17.8 bpf/lib/ratelimit.h:61]). While the agent
+container is not running the endpoint drops connections, like a dead agent. :class:`NoAgentMetrics` is a node
+without the endpoint (Cilium's ``prometheus.enabled=false``, the chart default): a port nothing listens on.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from typing import Any
 from cilium_node_simulator.k8s import FakeHandler, FakeServer, NodeModel
 from cilium_node_simulator.scenario import DEFAULT_MAP_PRESSURE
 
-# Labels as pkg/maps/metricsmap/metricsmap.go writes them: reason = pkg/monitor/api/drop.go DropReasonExt
-# ("<code>, <ext>" for a code the agent has no string for), direction INGRESS/EGRESS/SERVICE/UNKNOWN.
+# Labels as the metrics map writes them [v1.16.15 pkg/maps/metricsmap/metricsmap.go:78-81]: reason = DropReasonExt
+# [v1.16.15 pkg/monitor/api/drop.go:112] ("<code>, <ext>" for a code the agent has no string for), direction
+# INGRESS/EGRESS/SERVICE/UNKNOWN.
 DEFAULT_DROP_RATES = {("Policy denied", "INGRESS"): 3.0, ("Policy denied", "EGRESS"): 1.0,
                       ("Stale or unroutable IP", "INGRESS"): 0.2, ("Service backend not found", "SERVICE"): 0.1,
                       ("206, 0", "EGRESS"): 0.1}

@@ -1,15 +1,12 @@
 """Cilium's enums and strings as the simulator knows them: its own tables, never the exporter's.
 
 A fake that shares the exporter's assumptions cannot catch them, so everything the simulator needs
-to build flows and its ground truth is written here from Cilium's sources:
-
-- ``api/v1/flow/flow.proto`` (Verdict, TrafficDirection, LostEventSource, L7FlowType): the numbers
-  are the wire format and identical in 1.14-1.19 (read at 1.14.2, 1.16.6 and 1.19.4); the
-  DropReason *names* are taken from the generated descriptor of that proto (the 1.19.4 file, the
-  project's wire format), which is Cilium's own enum, not a hand copy.
-- ``pkg/monitor/api/types.go`` (PolicyMatchType strings, identical 1.14-1.19).
-- ``pkg/monitor/api/drop.go`` (the agent's human drop-reason strings and ``DropReasonExt``).
-- ``pkg/identity/numericidentity.go`` (reserved identities 1-8, identical 1.14-1.19).
+to build flows and its ground truth is written here from Cilium's sources (citations ``[LABEL path:lines]``,
+:mod:`.sources`, next to each table): ``api/v1/flow/flow.proto`` enums, whose numbers are the wire format and
+identical 1.14-1.19 (the DropReason *names* are taken from the generated descriptor of that proto, the 1.19.4
+file that is the project's wire format: Cilium's own enum, not a hand copy), ``pkg/monitor/api`` (policy match
+strings, message types, the agent's drop-reason strings), ``pkg/identity/numericidentity.go`` (reserved
+identities) and the Kafka API key names Hubble shows.
 """
 
 from __future__ import annotations
@@ -18,23 +15,25 @@ from typing import Final
 
 from cilium_node_exporter.api.flow import flow_pb2
 
-# flow.proto `Verdict` (identical 1.14-1.19).
+# [hubble-v0.12.3 api/v1/flow/flow.proto:298-321] to [hubble-v1.19.4 api/v1/flow/flow.proto:402-425]
 VERDICTS: Final = {"VERDICT_UNKNOWN": 0, "FORWARDED": 1, "DROPPED": 2, "ERROR": 3, "AUDIT": 4, "REDIRECTED": 5,
                    "TRACED": 6, "TRANSLATED": 7}
-# flow.proto `TrafficDirection` (identical 1.14-1.19).
+# [hubble-v0.12.3 api/v1/flow/flow.proto:398-402] to [hubble-v1.19.4 api/v1/flow/flow.proto:518-522]
 TRAFFIC_DIRECTIONS: Final = {"TRAFFIC_DIRECTION_UNKNOWN": 0, "INGRESS": 1, "EGRESS": 2}
-# flow.proto `LostEventSource` (identical 1.14-1.19).
+# [hubble-v0.12.3 api/v1/flow/flow.proto:597-611] to [hubble-v1.19.4 api/v1/flow/flow.proto:772-786]
 LOST_EVENT_SOURCES: Final = {"UNKNOWN_LOST_EVENT_SOURCE": 0, "PERF_EVENT_RING_BUFFER": 1,
                              "OBSERVER_EVENTS_QUEUE": 2, "HUBBLE_RING_BUFFER": 3}
-# flow.proto `L7FlowType`.
+# [hubble-v0.12.3 api/v1/flow/flow.proto:188-193] to [hubble-v1.19.4 api/v1/flow/flow.proto:265-270]
 L7_REQUEST, L7_RESPONSE, L7_SAMPLE = 1, 2, 3
-# pkg/monitor/api/types.go: MessageTypeDrop 1, MessageTypeTrace 4, MessageTypePolicyVerdict 5,
-# MessageTypeAccessLog 129 (L7 flows, set by pkg/hubble/parser/seven/parser.go).
+# MessageTypeDrop 1, MessageTypeTrace 4, MessageTypePolicyVerdict 5, MessageTypeAccessLog 129
+# [v1.16.15 pkg/monitor/api/types.go:21-54] (L7 flows: [v1.16.15 pkg/hubble/parser/seven/parser.go:155]).
 EVENT_DROP, EVENT_TRACE, EVENT_POLICY_VERDICT, EVENT_L7 = 1, 4, 5, 129
-# pkg/monitor/api/types.go PolicyMatchType String(): number -> Cilium's string.
+# PolicyMatchType String(): number -> Cilium's string [v1.14.16 pkg/monitor/api/types.go:544-562] to
+# [hubble-v1.19.4 pkg/monitor/api/types.go:458-476].
 POLICY_MATCH_TYPES: Final = {0: "none", 1: "L3-Only", 2: "L3-L4", 3: "L4-Only", 4: "all", 5: "L3-Proto",
                              6: "Proto-Only"}
-# pkg/identity/numericidentity.go reserved identities.
+# reserved identities 1-8 [v1.14.16 pkg/identity/numericidentity.go] [v1.16.15 pkg/identity/numericidentity.go:98-126]
+# [main pkg/identity/numericidentity.go].
 RESERVED_IDENTITIES: Final = {"host": 1, "world": 2, "unmanaged": 3, "health": 4, "init": 5, "remote-node": 6,
                               "kube-apiserver": 7, "ingress": 8}
 IDENTITY_HOST: Final = RESERVED_IDENTITIES["host"]
@@ -43,9 +42,10 @@ IDENTITY_HEALTH: Final = RESERVED_IDENTITIES["health"]
 IDENTITY_KUBE_APISERVER: Final = RESERVED_IDENTITIES["kube-apiserver"]
 # DropReason: value -> enum name, from flow.proto (see the module docstring).
 DROP_REASON_NAMES: Final = {v.number: v.name for v in flow_pb2.DropReason.DESCRIPTOR.values}
-# pkg/monitor/api/drop.go `errors`: the agent's drop-reason strings in cilium_drop_count_total{reason}
-# (read at main, mhofstetter/cilium 9eaea51, whose map no longer has 189; 189 "Authentication required"
-# as in the release branches' file; 1.16.15 has the same strings for every code it knows).
+# `errors`: the agent's drop-reason strings in cilium_drop_count_total{reason}, the drop codes (0, 2 and 130 up) of
+# [v1.18.3 pkg/monitor/api/drop.go:17-107] [hubble-v1.19.4 pkg/monitor/api/drop.go:17-108]; every earlier release has
+# the same string for each code it knows [v1.14.16 pkg/monitor/api/drop.go:17-96]
+# [v1.16.15 pkg/monitor/api/drop.go:17-103]; main adds 206 [main pkg/monitor/api/drop.go:17-109].
 DROP_REASON_TEXT: Final = {
     0: "Success", 2: "Invalid packet", 130: "Invalid source mac", 131: "Invalid destination mac",
     132: "Invalid source ip", 133: "Policy denied", 134: "Invalid packet", 135: "CT: Truncated or invalid header",
@@ -76,9 +76,11 @@ DROP_REASON_TEXT: Final = {
     199: "IGMP handled", 200: "IGMP subscribed", 201: "Multicast handled", 202: "Host datapath not ready",
     203: "Endpoint policy program not available", 204: "No Egress IP configured", 205: "Punt to proxy",
 }
-# Kafka error codes the proxylib parser writes into a Denied entry (cilium/proxy proxylib/kafka/parser.go).
+# The Kafka error code proxylib writes into a Denied entry [proxy-1.16.15 proxylib/kafka/parser.go:110]
+# [proxy-1.16.15 proxylib/kafka/kafkalib/error.go:39].
 KAFKA_TOPIC_AUTHORIZATION_FAILED = 29
-# cilium/proxy pkg/policy/api/kafka ApiKeyToString: the key names Hubble shows (0 is "produce").
+# ApiKeyToString: the key names Hubble shows (0 is "produce") [v1.16.15 pkg/envoy/accesslog_server.go:195]
+# [v1.16.15 vendor/github.com/cilium/proxy/pkg/policy/api/kafka/kafka.go:135-156].
 KAFKA_API_KEYS: Final = {"produce": 0, "fetch": 1, "offsets": 2, "metadata": 3, "leaderandisr": 4,
                          "stopreplica": 5, "updatemetadata": 6, "controlledshutdown": 7, "offsetcommit": 8,
                          "offsetfetch": 9, "findcoordinator": 10, "joingroup": 11, "heartbeat": 12,
@@ -87,7 +89,7 @@ KAFKA_API_KEYS: Final = {"produce": 0, "fetch": 1, "offsets": 2, "metadata": 3, 
 
 
 def drop_reason_text(code: int, ext: int = 0) -> str:
-    """The agent's reason string for ``code`` (``pkg/monitor/api/drop.go`` ``DropReasonExt``): the known
+    """The agent's reason string for ``code`` (``DropReasonExt`` [v1.16.15 pkg/monitor/api/drop.go]): the known
     string (``", <ext>"`` appended for a non-zero extended error), or ``"<code>, <ext>"`` when unknown."""
     text = DROP_REASON_TEXT.get(code)
     if text is None:

@@ -2,17 +2,17 @@
 (``GET /v1/config``, ``GET /v1/healthz``) and the ``cilium-config`` ConfigMap show, and what it does to
 the events Hubble receives.
 
-Everything here comes from this module's own tables, read from Cilium's sources per release (1.14-1.19):
-the ``DaemonConfig`` fields (``pkg/option/config.go`` of each tag: which keys
-``status.daemonConfigurationMap`` has), the runtime options (``pkg/option/runtime_options.go``:
-``spec.options``), the Helm chart's ``templates/cilium-configmap.yaml`` (which ConfigMap keys exist) and
-the datapath and Hubble behaviour (notifications switched off, the 1.17+ BPF events rate limiter,
+Everything here comes from this module's own tables, read from Cilium's sources per release (1.14-1.19;
+citations ``[LABEL path:lines]``, :mod:`.sources`): the ``DaemonConfig`` fields (``pkg/option/config.go``: which
+keys ``status.daemonConfigurationMap`` has), the runtime options (``pkg/option/daemon.go``: ``spec.options``),
+the Helm chart's ``install/kubernetes/cilium/templates/cilium-configmap.yaml`` (which ConfigMap keys exist) and the
+datapath and Hubble behaviour (notifications switched off, the 1.17+ BPF events rate limiter,
 ``hubble-monitor-events`` with its quirks). It never reads the exporter's parsing code.
 
 The scenario's ``cilium:`` block holds the *startup* configuration (the ConfigMap: flags); a phase's
 ``cilium:`` block holds *runtime* option changes, as ``cilium-dbg config DropNotification=false`` makes
 them (``PATCH /v1/config``: ``spec.options`` changes, ``daemonConfigurationMap`` and the ConfigMap do not;
-an agent restart resets them from the flags, ``daemon/cmd/daemon_main.go``).
+an agent restart resets them from the flags [v1.16.15 daemon/cmd/daemon_main.go:1332-1348]).
 """
 
 from __future__ import annotations
@@ -27,56 +27,166 @@ from cilium_node_simulator.releases import parse_version
 Release = tuple[int, int]
 ALL: tuple[Release, Release] = ((1, 14), (1, 99))
 
-# Monitor event types (pkg/monitor/api/types.go) of the events the simulator produces.
+# Monitor event types of the events the simulator produces [v1.16.15 pkg/monitor/api/types.go:21-54].
 DROP, TRACE, POLICY_VERDICT, ACCESS_LOG = 1, 4, 5, 129
-# Events that go through the BPF events map (and its 1.17+ rate limiter: bpf/lib/drop.h, policy_log.h,
-# trace.h); L7 access logs come from the proxy through the monitor agent and are not limited.
+# Events that go through the BPF events map and its 1.17+ rate limiter [v1.17.8 bpf/lib/drop.h:79-83]
+# [v1.17.8 bpf/lib/policy_log.h:88-92] [v1.17.8 bpf/lib/trace.h:244-248]; L7 access logs come from the proxy through
+# the monitor agent and are not limited [v1.16.15 pkg/proxy/logger/monitoragent_lognotifier.go:22].
 PERF_EVENT_TYPES = frozenset({DROP, TRACE, POLICY_VERDICT})
 
-# pkg/monitor/api/types.go MessageTypeNames; "recorder" (MessageTypeNameRecCapture) is gone in 1.19.
+# Monitor message type names (MessageTypeNames) Hubble's monitor filter knows; each entry cites the first and the last
+# release that has it (the 1.19 tree as vendored by cilium/hubble v1.19.4).
 MONITOR_TYPE_NAMES: dict[str, tuple[Release, Release]] = {
-    "drop": ALL, "debug": ALL, "capture": ALL, "trace": ALL, "l7": ALL, "agent": ALL, "policy-verdict": ALL,
-    "recorder": ((1, 14), (1, 18)), "trace-sock": ALL}
+    "drop": ALL,  # [v1.14.16 pkg/monitor/api/types.go:77] to [hubble-v1.19.4 pkg/monitor/api/types.go:73]
+    "debug": ALL,  # [v1.14.16 pkg/monitor/api/types.go:78] to [hubble-v1.19.4 pkg/monitor/api/types.go:74]
+    "capture": ALL,  # [v1.14.16 pkg/monitor/api/types.go:79] to [hubble-v1.19.4 pkg/monitor/api/types.go:75]
+    "trace": ALL,  # [v1.14.16 pkg/monitor/api/types.go:80] to [hubble-v1.19.4 pkg/monitor/api/types.go:76]
+    "l7": ALL,  # [v1.14.16 pkg/monitor/api/types.go:81] to [hubble-v1.19.4 pkg/monitor/api/types.go:77]
+    "agent": ALL,  # [v1.14.16 pkg/monitor/api/types.go:82] to [hubble-v1.19.4 pkg/monitor/api/types.go:78]
+    "policy-verdict": ALL,  # [v1.14.16 pkg/monitor/api/types.go:83] to [hubble-v1.19.4 pkg/monitor/api/types.go:79]
+    "recorder": ((1, 14), (1, 18)),  # [v1.14.16 pkg/monitor/api/types.go:84] to [v1.18.3 pkg/monitor/api/types.go:85]
+    "trace-sock": ALL,  # [v1.14.16 pkg/monitor/api/types.go:85] to [hubble-v1.19.4 pkg/monitor/api/types.go:80]
+}
 
-# status.daemonConfigurationMap: DaemonConfig fields (Go names) and the releases whose DaemonConfig has
-# them (pkg/option/config.go, vendored tags 1.14.2, 1.15.4, 1.16.6, 1.17.5, 1.18.6, 1.19.4). A real map
-# has ~330 keys; these are the ones that matter plus some context.
+# status.daemonConfigurationMap: DaemonConfig fields (Go names, the map's keys) and the releases whose DaemonConfig
+# has them, cited in the first and the last release that has each. A real map has ~330 keys; these are the ones
+# that matter plus some context.
 DCM_FIELDS: dict[str, tuple[Release, Release]] = {
-    "BPFEventsDropEnabled": ((1, 16), (1, 99)), "BPFEventsPolicyVerdictEnabled": ((1, 16), (1, 99)),
+    # [v1.16.15 pkg/option/config.go:2387] to [hubble-v1.19.4 pkg/option/config.go:1770]
+    "BPFEventsDropEnabled": ((1, 16), (1, 99)),
+    # [v1.16.15 pkg/option/config.go:2390] to [hubble-v1.19.4 pkg/option/config.go:1773]
+    "BPFEventsPolicyVerdictEnabled": ((1, 16), (1, 99)),
+    # [v1.16.15 pkg/option/config.go:2393] to [hubble-v1.19.4 pkg/option/config.go:1776]
     "BPFEventsTraceEnabled": ((1, 16), (1, 99)),
-    "BPFEventsDefaultRateLimit": ((1, 17), (1, 99)), "BPFEventsDefaultBurstLimit": ((1, 17), (1, 99)),
-    "EnableHubble": ((1, 14), (1, 16)), "HubbleMonitorEvents": ((1, 14), (1, 16)),
-    "KubeProxyReplacement": ((1, 14), (1, 17)), "EnableNodePort": ((1, 14), (1, 17)),
-    "Version": ((1, 14), (1, 18)),
-    "EnableEnvoyConfig": ALL, "EnableL7Proxy": ALL, "ExternalEnvoyProxy": ALL, "MonitorAggregation": ALL,
-    "MonitorAggregationInterval": ALL, "EnableIPv4": ALL, "EnableIPv6": ALL, "ClusterName": ALL, "ClusterID": ALL,
-    "RunDir": ALL, "StateDir": ALL, "EnableHealthChecking": ALL, "EnableBPFMasquerade": ALL, "AgentHealthPort": ALL,
-    "EnablePolicy": ALL, "IPAM": ALL,
+    # [v1.17.8 pkg/option/config.go:1461] to [hubble-v1.19.4 pkg/option/config.go:1270]
+    "BPFEventsDefaultRateLimit": ((1, 17), (1, 99)),
+    # [v1.17.8 pkg/option/config.go:1469] to [hubble-v1.19.4 pkg/option/config.go:1278]
+    "BPFEventsDefaultBurstLimit": ((1, 17), (1, 99)),
+    "EnableHubble": ((1, 14), (1, 16)),  # [v1.14.16 pkg/option/config.go:2214] to [v1.16.15 pkg/option/config.go:2100]
+    # [v1.14.16 pkg/option/config.go:2287] to [v1.16.15 pkg/option/config.go:2203]
+    "HubbleMonitorEvents": ((1, 14), (1, 16)),
+    # [v1.14.16 pkg/option/config.go:2085] to [v1.17.8 pkg/option/config.go:1923]
+    "KubeProxyReplacement": ((1, 14), (1, 17)),
+    "EnableNodePort": ((1, 14), (1, 17)),  # [v1.14.16 pkg/option/config.go:2019] to [v1.17.8 pkg/option/config.go:1853]
+    "Version": ((1, 14), (1, 18)),  # [v1.14.16 pkg/option/config.go:1837] to [v1.18.3 pkg/option/config.go:1542]
+    "EnableEnvoyConfig": ALL,  # [v1.14.16 pkg/option/config.go:1824] to [hubble-v1.19.4 pkg/option/config.go:1423]
+    "EnableL7Proxy": ALL,  # [v1.14.16 pkg/option/config.go:1730] to [hubble-v1.19.4 pkg/option/config.go:1347]
+    "ExternalEnvoyProxy": ALL,  # [v1.14.16 pkg/option/config.go:1439] to [hubble-v1.19.4 pkg/option/config.go:1167]
+    "MonitorAggregation": ALL,  # [v1.14.16 pkg/option/config.go:1830] to [hubble-v1.19.4 pkg/option/config.go:1425]
+    # [v1.14.16 pkg/option/config.go:1563] to [hubble-v1.19.4 pkg/option/config.go:1255]
+    "MonitorAggregationInterval": ALL,
+    "EnableIPv4": ALL,  # [v1.14.16 pkg/option/config.go:1700] to [hubble-v1.19.4 pkg/option/config.go:1323]
+    "EnableIPv6": ALL,  # [v1.14.16 pkg/option/config.go:1703] to [hubble-v1.19.4 pkg/option/config.go:1326]
+    "ClusterName": ALL,  # [v1.14.16 pkg/option/config.go:1539] to [hubble-v1.19.4 pkg/option/config.go:1231]
+    "ClusterID": ALL,  # [v1.14.16 pkg/option/config.go:1542] to [hubble-v1.19.4 pkg/option/config.go:1234]
+    "RunDir": ALL,  # [v1.14.16 pkg/option/config.go:1438] to [hubble-v1.19.4 pkg/option/config.go:1166]
+    "StateDir": ALL,  # [v1.14.16 pkg/option/config.go:1478] to [hubble-v1.19.4 pkg/option/config.go:1188]
+    "EnableHealthChecking": ALL,  # [v1.14.16 pkg/option/config.go:1933] to [hubble-v1.19.4 pkg/option/config.go:1509]
+    "EnableBPFMasquerade": ALL,  # [v1.14.16 pkg/option/config.go:1819] to [hubble-v1.19.4 pkg/option/config.go:1417]
+    # moved to the agent-health cell's own config before 1.19 (1ebbc9d2ae, 2025-12-11): not in 1.19.4's DaemonConfig
+    # [v1.14.16 pkg/option/config.go:1490] to [v1.18.3 pkg/option/config.go:1257]
+    "AgentHealthPort": ((1, 14), (1, 18)),
+    "EnablePolicy": ALL,  # [v1.14.16 pkg/option/config.go:1792] to [hubble-v1.19.4 pkg/option/config.go:1391]
+    "IPAM": ALL,  # [v1.14.16 pkg/option/config.go:2163] to [hubble-v1.19.4 pkg/option/config.go:1634]
 }
-# spec.options: runtime options that are set at start (pkg/option/runtime_options.go; daemon_main sets
-# them: 1.14b lines 1323-1338, 1.16b 1332-1348, 1.18b 1144-1159).
+# spec.options: the daemon's option library (the runtime options; daemon_main sets the notification ones at start:
+# [v1.14.16 daemon/cmd/daemon_main.go:1323-1338] [v1.16.15 daemon/cmd/daemon_main.go:1332-1348]
+# [v1.18.3 daemon/cmd/daemon_main.go:1144-1159]), cited in the first and the last release that has each.
 OPTION_KEYS: dict[str, tuple[Release, Release]] = {
-    "ConntrackAccounting": ALL, "ConntrackLocal": ((1, 14), (1, 17)), "Debug": ALL, "DebugLB": ALL,
-    "DropNotification": ALL, "MonitorAggregationLevel": ALL, "PolicyAccounting": ((1, 16), (1, 99)),
-    "PolicyAuditMode": ALL, "PolicyTracing": ALL, "PolicyVerdictNotification": ALL, "SourceIPVerification": ALL,
-    "TraceNotification": ALL, "DebugTagged": ((1, 19), (1, 99)),
+    "ConntrackAccounting": ALL,  # [v1.14.16 pkg/option/daemon.go:18] to [hubble-v1.19.4 pkg/option/daemon.go:20]
+    "ConntrackLocal": ((1, 14), (1, 17)),  # [v1.14.16 pkg/option/daemon.go:19] to [v1.17.8 pkg/option/daemon.go:20]
+    "Debug": ALL,  # [v1.14.16 pkg/option/daemon.go:20] to [hubble-v1.19.4 pkg/option/daemon.go:22]
+    "DebugLB": ALL,  # [v1.14.16 pkg/option/daemon.go:21] to [hubble-v1.19.4 pkg/option/daemon.go:23]
+    "DropNotification": ALL,  # [v1.14.16 pkg/option/daemon.go:23] to [hubble-v1.19.4 pkg/option/daemon.go:26]
+    "MonitorAggregationLevel": ALL,  # [v1.14.16 pkg/option/daemon.go:27] to [hubble-v1.19.4 pkg/option/daemon.go:30]
+    # [v1.16.15 pkg/option/daemon.go:19] to [hubble-v1.19.4 pkg/option/daemon.go:21]
+    "PolicyAccounting": ((1, 16), (1, 99)),
+    "PolicyAuditMode": ALL,  # [v1.14.16 pkg/option/daemon.go:26] to [hubble-v1.19.4 pkg/option/daemon.go:29]
+    "PolicyTracing": ALL,  # [v1.14.16 pkg/option/daemon.go:14] to [hubble-v1.19.4 pkg/option/daemon.go:16]
+    "PolicyVerdictNotification": ALL,  # [v1.14.16 pkg/option/daemon.go:25] to [hubble-v1.19.4 pkg/option/daemon.go:28]
+    "SourceIPVerification": ALL,  # [v1.14.16 pkg/option/daemon.go:28] to [hubble-v1.19.4 pkg/option/daemon.go:31]
+    "TraceNotification": ALL,  # [v1.14.16 pkg/option/daemon.go:24] to [hubble-v1.19.4 pkg/option/daemon.go:27]
+    "DebugTagged": ((1, 19), (1, 99)),  # [hubble-v1.19.4 pkg/option/daemon.go:25]
 }
-# GET /v1/healthz top-level keys (api/v1/models/status_response.go) per release.
+# GET /v1/healthz top-level keys (StatusResponse's JSON names), cited in the first and the last release that has each.
 HEALTHZ_KEYS: dict[str, tuple[Release, Release]] = {
-    "auth-certificate-provider": ALL, "bandwidth-manager": ALL, "bpf-maps": ALL, "cilium": ALL, "client-id": ALL,
-    "clock-source": ALL, "cluster": ALL, "cluster-mesh": ALL, "cni-chaining": ALL, "cni-file": ALL,
-    "container-runtime": ALL, "controllers": ALL, "encryption": ALL, "host-firewall": ALL,
-    "host-routing": ((1, 14), (1, 15)), "hubble": ALL, "identity-range": ALL, "ipam": ALL, "ipv4-big-tcp": ALL,
-    "ipv6-big-tcp": ALL, "kube-proxy-replacement": ALL, "kubernetes": ALL, "kvstore": ALL, "masquerading": ALL,
-    "nodeMonitor": ALL, "proxy": ALL, "stale": ALL, "srv6": ((1, 15), (1, 99)), "attach-mode": ((1, 16), (1, 99)),
-    "datapath-mode": ((1, 16), (1, 99)), "routing": ((1, 16), (1, 99)), "hubble-metrics": ((1, 18), (1, 99)),
+    # [v1.14.16 api/v1/models/status_response.go:28] to [hubble-v1.19.4 api/v1/models/status_response.go:29]
+    "auth-certificate-provider": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:31] to [hubble-v1.19.4 api/v1/models/status_response.go:32]
+    "bandwidth-manager": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:34] to [hubble-v1.19.4 api/v1/models/status_response.go:35]
+    "bpf-maps": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:37] to [hubble-v1.19.4 api/v1/models/status_response.go:38]
+    "cilium": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:43] to [hubble-v1.19.4 api/v1/models/status_response.go:44]
+    "client-id": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:46] to [hubble-v1.19.4 api/v1/models/status_response.go:47]
+    "clock-source": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:49] to [hubble-v1.19.4 api/v1/models/status_response.go:50]
+    "cluster": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:52] to [hubble-v1.19.4 api/v1/models/status_response.go:53]
+    "cluster-mesh": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:55] to [hubble-v1.19.4 api/v1/models/status_response.go:56]
+    "cni-chaining": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:58] to [hubble-v1.19.4 api/v1/models/status_response.go:59]
+    "cni-file": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:61] to [hubble-v1.19.4 api/v1/models/status_response.go:62]
+    "container-runtime": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:64] to [hubble-v1.19.4 api/v1/models/status_response.go:65]
+    "controllers": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:67] to [hubble-v1.19.4 api/v1/models/status_response.go:71]
+    "encryption": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:70] to [hubble-v1.19.4 api/v1/models/status_response.go:74]
+    "host-firewall": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:73] to [v1.15.7 api/v1/models/status_response.go:73]
+    "host-routing": ((1, 14), (1, 15)),
+    # [v1.14.16 api/v1/models/status_response.go:76] to [hubble-v1.19.4 api/v1/models/status_response.go:77]
+    "hubble": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:79] to [hubble-v1.19.4 api/v1/models/status_response.go:83]
+    "identity-range": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:82] to [hubble-v1.19.4 api/v1/models/status_response.go:86]
+    "ipam": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:85] to [hubble-v1.19.4 api/v1/models/status_response.go:89]
+    "ipv4-big-tcp": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:88] to [hubble-v1.19.4 api/v1/models/status_response.go:92]
+    "ipv6-big-tcp": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:91] to [hubble-v1.19.4 api/v1/models/status_response.go:95]
+    "kube-proxy-replacement": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:94] to [hubble-v1.19.4 api/v1/models/status_response.go:98]
+    "kubernetes": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:97] to [hubble-v1.19.4 api/v1/models/status_response.go:101]
+    "kvstore": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:100] to [hubble-v1.19.4 api/v1/models/status_response.go:104]
+    "masquerading": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:103] to [hubble-v1.19.4 api/v1/models/status_response.go:107]
+    "nodeMonitor": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:106] to [hubble-v1.19.4 api/v1/models/status_response.go:110]
+    "proxy": ALL,
+    # [v1.14.16 api/v1/models/status_response.go:109] to [hubble-v1.19.4 api/v1/models/status_response.go:119]
+    "stale": ALL,
+    # [v1.15.7 api/v1/models/status_response.go:109] to [hubble-v1.19.4 api/v1/models/status_response.go:116]
+    "srv6": ((1, 15), (1, 99)),
+    # [v1.16.15 api/v1/models/status_response.go:28] to [hubble-v1.19.4 api/v1/models/status_response.go:26]
+    "attach-mode": ((1, 16), (1, 99)),
+    # [v1.16.15 api/v1/models/status_response.go:70] to [hubble-v1.19.4 api/v1/models/status_response.go:68]
+    "datapath-mode": ((1, 16), (1, 99)),
+    # [v1.16.15 api/v1/models/status_response.go:112] to [hubble-v1.19.4 api/v1/models/status_response.go:113]
+    "routing": ((1, 16), (1, 99)),
+    # [v1.18.3 api/v1/models/status_response.go:82] to [hubble-v1.19.4 api/v1/models/status_response.go:80]
+    "hubble-metrics": ((1, 18), (1, 99)),
 }
-# kube-proxy-replacement values the chart accepts (cilium-configmap.yaml: 1.14/1.15 computed from
-# true/false/disabled/partial/strict; 1.16+ "true"/"false" only) and the healthz mode the agent reports
-# (1.14b daemon/cmd/status.go line 217, 1.16b line 259).
+# kube-proxy-replacement values the chart accepts: 1.14/1.15 true, false and the deprecated disabled, partial, strict
+# [v1.14.16 install/kubernetes/cilium/templates/cilium-configmap.yaml:69-70]
+# [v1.15.7 install/kubernetes/cilium/templates/cilium-configmap.yaml:69-70]; 1.16+ true or false only
+# [v1.16.15 install/kubernetes/cilium/templates/cilium-configmap.yaml:70-71]. The healthz mode the agent reports:
+# [v1.14.16 daemon/cmd/status.go:217-231] [v1.16.15 daemon/cmd/status.go:259-266].
 KPR_VALUES: dict[str, tuple[Release, Release]] = {
-    "true": ALL, "false": ALL, "strict": ((1, 14), (1, 15)), "partial": ((1, 14), (1, 15)),
-    "disabled": ((1, 14), (1, 15))}
+    "true": ALL,  # [v1.14.16 install/kubernetes/cilium/templates/cilium-configmap.yaml:69] to 1.18.3's :81
+    "false": ALL,  # [v1.14.16 install/kubernetes/cilium/templates/cilium-configmap.yaml:69] to 1.18.3's :81
+    "strict": ((1, 14), (1, 15)),  # [v1.15.7 install/kubernetes/cilium/templates/cilium-configmap.yaml:69]
+    "partial": ((1, 14), (1, 15)),  # [v1.15.7 install/kubernetes/cilium/templates/cilium-configmap.yaml:69]
+    "disabled": ((1, 14), (1, 15)),  # [v1.15.7 install/kubernetes/cilium/templates/cilium-configmap.yaml:69]
+}
 _AGGREGATION = {"none": "None", "lowest": "Lowest", "low": "Low", "medium": "Medium", "max": "Max"}
 ENVOY_MODES = ("external", "embedded", "none")
 
@@ -120,7 +230,7 @@ class CiliumSpec:
             raise SettingsError(f"rate_limit: the BPF events rate limiter exists from Cilium 1.17 (this scenario "
                                 f"is {version})")
         if bool(self.rate_limit) != bool(self.burst_limit):
-            # pkg/option/config.go 1.17b lines 3225-3231: log.Fatalf for one without the other
+            # log.Fatalf for one without the other [v1.17.8 pkg/option/config.go:3228-3231]
             raise SettingsError("rate_limit and burst_limit: give both or neither (the agent refuses to start "
                                 "with only one)")
         if self.monitor_aggregation not in _AGGREGATION:
@@ -136,8 +246,9 @@ class CiliumSpec:
                 raise SettingsError(f"hubble_monitor_events: {name!r} is not a string")
 
     def envoy_mode(self, release: Release) -> str:
-        """The chart's choice: ``envoyDaemonSetEnabled`` (templates/_helpers.tpl 1.16b+) - a DaemonSet for
-        new 1.16+ installs, embedded before."""
+        """The chart's choice: ``envoyDaemonSetEnabled``
+        [v1.16.15 install/kubernetes/cilium/templates/_helpers.tpl:147-159] - a DaemonSet for new 1.16+ installs,
+        embedded before."""
         if self.envoy is not None:
             return self.envoy
         return "external" if release >= (1, 16) else "embedded"
@@ -160,7 +271,7 @@ class RuntimeOptions:
 
 @dataclass
 class EventsRateLimiter:
-    """The node's BPF events token bucket (``bpf/lib/ratelimit.h`` ``ratelimit_check_and_take``, 1.17+): one
+    """The node's BPF events token bucket (``ratelimit_check_and_take`` [v1.17.8 bpf/lib/ratelimit.h:61], 1.17+): one
     bucket (key = usage only), topped up by ``rate`` tokens every full second, capped at ``burst``; a new
     bucket starts with ``rate`` tokens. ``dropped`` lives in a pinned BPF map: it survives agent restarts.
     ``checked`` is when the metrics map entry exists (created, with 0, at the first check)."""
@@ -261,7 +372,7 @@ class AgentConfig:
         return frozenset(t for t, key in off.items() if options.get(key) == "Disabled")
 
     def hubble_filtered_types(self) -> frozenset[int]:
-        """Event types Hubble's monitor filter drops (``pkg/hubble/monitor/filter.go``): none without a list
+        """Event types Hubble's monitor filter drops [v1.16.15 pkg/hubble/monitor/filter.go:34-100]: none without a list
         or when a name is unknown (the filter then fails and is not installed); L7 access logs arrive as
         agent events (``SendEvent`` -> ``notifyAgentEvent``) and pass only when ``agent`` is listed."""
         names = self.spec.hubble_monitor_events
@@ -273,7 +384,8 @@ class AgentConfig:
 
     # --- GET /v1/config -------------------------------------------------------------------------
     def config_doc(self) -> dict[str, Any]:
-        """``DaemonConfiguration`` (1.14b/1.16b daemon/cmd/config.go, 1.17b+ daemon/restapi/config.go)."""
+        """``DaemonConfiguration`` [v1.14.16 daemon/cmd/config.go:194-231] [v1.16.15 daemon/cmd/config.go:179-216]
+        [v1.17.8 daemon/restapi/config.go:364] [v1.18.3 daemon/restapi/config.go:387]."""
         spec, release = self.spec, self.release
         mode = self.envoy_mode
         values: dict[str, Any] = {
@@ -304,18 +416,19 @@ class AgentConfig:
 
     # --- GET /v1/healthz ------------------------------------------------------------------------
     def version_message(self) -> str:
-        """``cilium.msg``: ``"<version> (v<version>-<short git hash>)"`` (1.16b daemon/cmd/status.go line 710;
+        """``cilium.msg``: ``"<version> (v<version>-<short git hash>)"`` [v1.16.15 daemon/cmd/status.go:710] (
         the hash as in ``Makefile.defs`` ``GIT_VERSION``, the one Hubble's version string carries too)."""
         core = self.build.core
         return f"{core} (v{core}-{self.build.revision})"
 
     def healthz(self, brief: bool, hubble_flows: tuple[int, int, int] = (0, 4095, 0)) -> dict[str, Any]:
-        """``StatusResponse``; ``brief`` returns cluster.ciliumHealth and cilium only (1.16b status.go 674-698)."""
+        """``StatusResponse``; ``brief`` returns cluster.ciliumHealth and cilium only
+        [v1.16.15 daemon/cmd/status.go:674-700]."""
         cilium = {"state": "Ok", "msg": self.version_message()}
         if brief:
             return {"cilium": cilium, "cluster": {"ciliumHealth": {"state": "Ok"}}}
         release, mode, kpr = self.release, self.envoy_mode, self.spec.kube_proxy_replacement
-        # 1.16+ report only True/False (1.16b status.go line 259); before, the flag value capitalised
+        # 1.16+ report only True/False [v1.16.15 daemon/cmd/status.go:259-266]; before, the flag value capitalised
         kpr_mode = ("True" if kpr == "true" else "False") if release >= (1, 16) else kpr.capitalize()
         current, capacity, seen = hubble_flows
         doc: dict[str, Any] = {key: {"state": "Disabled"} for key in HEALTHZ_KEYS if has(HEALTHZ_KEYS, key, release)}
@@ -335,7 +448,7 @@ class AgentConfig:
         })
         if release < (1, 18):
             doc["hubble"]["metrics"] = {"state": "Disabled"}
-        if mode == "none":  # the proxy cell returns nil without the L7 proxy (1.16b pkg/proxy/cell.go line 60)
+        if mode == "none":  # the proxy cell returns nil without the L7 proxy [v1.16.15 pkg/proxy/cell.go:59-66]
             del doc["proxy"]
         for key in ("stale", "client-id"):
             doc.pop(key, None)
@@ -343,7 +456,8 @@ class AgentConfig:
 
     # --- the cilium-config ConfigMap ------------------------------------------------------------
     def configmap_data(self) -> dict[str, str]:
-        """``data`` of cilium-config as the release's chart renders it (templates/cilium-configmap.yaml)."""
+        """``data`` of cilium-config as the release's chart renders it
+        ([v1.16.15 install/kubernetes/cilium/templates/cilium-configmap.yaml], per release)."""
         spec, release, mode = self.spec, self.release, self.envoy_mode
         data = {
             "cluster-name": "default", "cluster-id": "0", "ipam": "cluster-pool", "routing-mode": "tunnel",

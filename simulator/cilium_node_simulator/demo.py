@@ -2,19 +2,22 @@
 when installed, Prometheus with the alert pack and Alertmanager, all on 127.0.0.1.
 
 It prints where to look and what is about to happen in the scenario, then tells the story as it happens: each
-alert going pending, firing and resolved in Prometheus (with the time into the demo and into the scenario),
-what Alertmanager holds back (inhibited by a cause), and what it delivers to the ``page`` and ``ticket``
-receivers of the shipped configuration (``alerts/alertmanager/alertmanager.yaml``, its webhooks pointed at a
-receiver inside the demo, its timers shortened). Ctrl-C (or ``--duration``) stops every process it started and
-prints a summary. Prometheus and Alertmanager are optional (Debian: ``apt-get install prometheus
-prometheus-alertmanager``); the rule pack is read from the checkout's ``alerts/`` directory, rendered with its
-accelerated preset so that alerts fire within the tour.
+alert going pending, firing and resolved in Prometheus, what Alertmanager holds back (inhibited by a cause) and
+what it delivers to the ``page`` and ``ticket`` receivers of the shipped configuration
+(``alerts/alertmanager/alertmanager.yaml``, its webhooks pointed at a receiver inside the demo, its timers
+shortened), each line with two clocks: *demo time* (``m:ss`` of real time since the simulator started) and, in
+brackets, *sim* time (the scenario's own clock, ``--speed`` times faster), its phase and, once it loops, its
+pass. Ctrl-C (or ``--duration``) stops every process it started and prints a summary. Prometheus and
+Alertmanager are optional (Debian: ``apt-get install prometheus prometheus-alertmanager``); the rule pack is
+read from the checkout's ``alerts/`` directory, rendered with its accelerated preset so that alerts fire within
+the tour.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import shutil
 import signal
 import sys
@@ -30,6 +33,7 @@ from typing import Any, TextIO
 import yaml
 
 from cilium_node_exporter.mixin import names as n
+from cilium_node_exporter.mixin import slo
 from cilium_node_exporter.mixin.config import duration_seconds, merge
 from cilium_node_exporter.units import parse_quantity
 from cilium_node_simulator import stack
@@ -53,6 +57,8 @@ class PackAlert:
     severity: str
     summary: str
     receiver: str  # where the shipped routes send it: page, ticket, none
+    exprs: tuple[str, ...] = ()  # one per rule of that name (a burn-rate alert has one per window pair)
+    held_back_by: tuple[str, ...] = ()  # alerts whose firing makes Alertmanager inhibit this one
 
     @property
     def route(self) -> str:
@@ -60,17 +66,50 @@ class PackAlert:
 
 
 def read_pack(rule_files: Iterable[Path], alertmanager: dict[str, Any]) -> dict[str, PackAlert]:
-    """The alerts of the rendered rule files, with the receiver the Alertmanager routes pick by severity."""
+    """The alerts of the rendered rule files, with the receiver the Alertmanager routes pick by severity and the
+    alerts its inhibit rules hold them back with."""
     receivers = stack.receivers_by_severity(alertmanager)
     default = alertmanager["route"]["receiver"]
-    out = {}
+    held = inhibitors(alertmanager)
+    out: dict[str, PackAlert] = {}
     for path in rule_files:
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in group["rules"]:
                 if "alert" in rule:
-                    severity = rule.get("labels", {}).get("severity", "")
-                    out[rule["alert"]] = PackAlert(rule["alert"], severity, rule["annotations"]["summary"],
-                                                   receivers.get(severity, default))
+                    name, severity = rule["alert"], rule.get("labels", {}).get("severity", "")
+                    exprs = (out[name].exprs if name in out else ()) + (rule["expr"],)
+                    out[name] = PackAlert(name, severity, rule["annotations"]["summary"],
+                                          receivers.get(severity, default), exprs, held.get(name, ()))
+    return out
+
+
+def _alertnames(matchers: Iterable[str]) -> list[str]:
+    """Alert names an Alertmanager matcher list selects by ``alertname="A"`` or ``alertname=~"A|B"``."""
+    names = []
+    for matcher in matchers:
+        found = re.fullmatch(r'alertname\s*(=~?)\s*"([^"]*)"', matcher.strip())
+        if found:
+            names += found.group(2).split("|") if found.group(1) == "=~" else [found.group(2)]
+    return names
+
+
+def inhibitors(alertmanager: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Alert name -> the alert names whose firing inhibits it (the configuration's ``inhibit_rules``)."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for rule in alertmanager.get("inhibit_rules", ()):
+        sources = _alertnames(rule.get("source_matchers", ()))
+        for target in _alertnames(rule.get("target_matchers", ())):
+            out[target] += [s for s in sources if s not in out[target]]
+    return {target: tuple(sources) for target, sources in out.items()}
+
+
+def envelope_burns(pack: dict[str, PackAlert]) -> list[tuple[str, slo.BurnWindow]]:
+    """The pack's budget-burn alerts of the memory-envelope SLO with their window pair, found by the SLIs their
+    expressions read (whatever they are called)."""
+    out = []
+    for pair in slo.burn_windows(PACK, slo.MEMORY):
+        reads = [re.compile(re.escape(n.memory_ratio(w)) + r"\b") for w in (pair.long, pair.short)]
+        out += [(a.name, pair) for a in pack.values() if any(all(r.search(e) for r in reads) for e in a.exprs)]
     return out
 
 
@@ -98,12 +137,40 @@ def _crossing(w0: int, w1: int, level: float) -> float | None:
     return (level - w0) / (w1 - w0) if w0 <= level < w1 else None
 
 
+def _falls_below(before: int, w0: int, w1: int, level: float) -> float | None:
+    """Where in a phase (0..1) the working set goes back to ``level`` or below: at its start (``before`` was the
+    end of the previous phase) or during a ramp down."""
+    if before > level >= w0:
+        return 0.0
+    return (w0 - level) / (w0 - w1) if w1 <= level < w0 else None
+
+
+def surges(scenario: Scenario) -> list[list[tuple[str, float, float]]]:
+    """Per phase of one pass, the denial surge alerts it should bring: (alert, denials/s, the previous phase's).
+    The pack compares a node's denial rate with a floor and with a factor times the node's own recent average."""
+    out: list[list[tuple[str, float, float]]] = []
+    previous: Phase | None = None
+    for phase in scenario.phases:
+        brings = []
+        for l7, name in ((False, n.POLICY_DENIAL_SURGE), (True, n.L7_DENIAL_SURGE)):
+            rate, before = _denials(phase, l7), _denials(previous, l7) if previous else 0.0
+            prefix = "l7DenialSurge" if l7 else "policyDenialSurge"
+            if rate > float(PACK[prefix + "Floor"]) and rate > float(PACK[prefix + "Factor"]) * before:
+                brings.append((name, rate, before))
+        out.append(brings)
+        previous = phase
+    return out
+
+
 def timeline(scenario: Scenario, speed: float, upper: int,
              pack: dict[str, PackAlert] | None = None) -> list[tuple[float, str]]:
     """(real seconds from start, what happens) for the first pass through the scenario, with the pack's alert
     (and where the shipped routes send it) that each change brings; ``pack`` None: names without routes."""
 
+    brought: set[str] = set()
+
     def alert(name: str) -> str:
+        brought.add(name)
         if pack is None:
             return name
         return f"{name} ({pack[name].route})" if name in pack else f"{name} (not in the loaded pack)"
@@ -113,9 +180,11 @@ def timeline(scenario: Scenario, speed: float, upper: int,
     ws = scenario.agent.working_set.start if scenario.agent.working_set else 300 * 2**20
     limit = scenario.agent.limit if isinstance(scenario.agent.limit, int) else None
     near = limit * float(PACK["memoryNearLimitRatio"]) if limit else None
-    previous: Phase | None = None
     kills: list[float] = []
-    for phase in scenario.phases:
+    above_at: list[float] = []  # when the working set crosses the envelope upwards
+    below_at: list[float] = []  # and when it is back inside
+    per_phase = surges(scenario)
+    for index, phase in enumerate(scenario.phases):
         start, length = sim / speed, phase.duration / speed
         ramp = phase.agent.working_set
         w0, w1 = (ramp.start, ramp.end) if ramp else (ws, ws)
@@ -128,23 +197,85 @@ def timeline(scenario: Scenario, speed: float, upper: int,
             what += f": agent working set {w0 / 2**20:.0f}Mi -> {w1 / 2**20:.0f}Mi"
             if w0 < w1 and w0 <= upper:  # the forecast warns while the agent is still inside its envelope
                 brings.append(alert(n.AGENT_GROWTH_FORECAST))
-        for l7, name in ((False, n.POLICY_DENIAL_SURGE), (True, n.L7_DENIAL_SURGE)):
-            rate, before = _denials(phase, l7), _denials(previous, l7) if previous else 0.0
-            prefix = "l7DenialSurge" if l7 else "policyDenialSurge"
-            if rate > float(PACK[prefix + "Floor"]) and rate > float(PACK[prefix + "Factor"]) * before:
-                what += f": {rate:g} {'L7' if l7 else 'policy'} denials/s (from {before:g})"
-                brings.append(alert(name))
+        for name, rate, before in per_phase[index]:
+            what += f": {rate:g} {'L7' if name == n.L7_DENIAL_SURGE else 'policy'} denials/s (from {before:g})"
+            brings.append(alert(name))
         events.append((start, what + (f"  -> {', '.join(brings)}" if brings else "")))
+        back = _falls_below(ws, w0, w1, upper)
+        if back is not None and above_at:
+            below_at.append(start + back * length)
         for level, text, name in ((upper, f"crosses its envelope ({upper / 2**20:.0f}Mi)", n.AGENT_ABOVE_ENVELOPE),
                                   (near, f"reaches {float(PACK['memoryNearLimitRatio']):.0%} of its limit",
                                    n.AGENT_NEAR_LIMIT)):
             at = _crossing(w0, w1, level) if level else None
             if at is not None:
                 events.append((start + at * length, f"the agent on node {scenario.node} {text}  -> {alert(name)}"))
-        ws, previous = w1, phase
+                if level == upper:
+                    above_at.append(start + at * length)
+        ws = w1
         sim += phase.duration
     events += _kill_loop(kills, scenario, speed, alert)
+    for back in below_at[:1]:
+        go_on = _burns_go_on(scenario, speed, pack, back - above_at[0])
+        events.append((back, f"the agent on node {scenario.node} is back inside its envelope: "
+                             f"{n.AGENT_ABOVE_ENVELOPE} resolves{go_on}"))
+    if pack is not None and above_at:
+        events += _budget_burn(above_at[0], pack, brought)
+    if scenario.loop:
+        events.append((scenario.duration / speed, _next_pass(scenario, speed, per_phase)))
     return sorted(events, key=lambda e: e[0])
+
+
+def _budget_burn(crossing: float, pack: dict[str, PackAlert], brought: set[str]) -> list[tuple[float, str]]:
+    """When time above the envelope starts burning the memory-envelope SLO's budget, and what Alertmanager does
+    with the burn alerts while an alert of the story that inhibits them fires (real seconds: the accelerated
+    windows are real time)."""
+    burns = envelope_burns(pack)
+    if not burns:
+        return []
+    budget = 1 - slo.objective(PACK, slo.MEMORY)
+    # both windows must hold more bad time than factor x budget: the short one is the last to get there
+    after = min(pair.factor * budget * duration_seconds(pair.short) for _, pair in burns)
+    names = list(dict.fromkeys(name for name, _ in burns))
+    pairs = ", ".join(f"{p.long}/{p.short}" for _, p in burns)
+    what = (f"time above the envelope spends the memory-envelope SLO's error budget ({budget:.0%} of the time)"
+            f"  -> {', '.join(f'{name} ({pack[name].route}, windows {pairs})' for name in names)}")
+    held = sorted({h for name in names for h in pack[name].held_back_by} & brought)
+    if held:
+        what += f"; Alertmanager holds it back while {' or '.join(held)} fires (one problem, one notification)"
+    return [(crossing + after, what)]
+
+
+def _burns_go_on(scenario: Scenario, speed: float, pack: dict[str, PackAlert] | None, above: float) -> str:
+    """What the working set falling back inside the envelope does not resolve: the budget burns (``above``: real
+    seconds it spent above)."""
+    burns = envelope_burns(pack or {})
+    if not burns:
+        return ""
+    names = ", ".join(dict.fromkeys(name for name, _ in burns))
+    text = (f"; {names} does not: the time spent above the envelope stays in its windows, so Alertmanager now "
+            "delivers what it held back. A burn resolves once its short window holds no more of that time")
+    if not scenario.loop:
+        return text + " (" + ", ".join(f"{p.short} later for {p.long}/{p.short}" for _, p in burns) + ")"
+    gap = scenario.duration / speed - above  # until the next pass goes above again
+    stay = [f"{p.long}/{p.short}" for _, p in burns if duration_seconds(p.short) >= gap]
+    text += f": each {_clock(scenario.duration / speed)} pass goes above again"
+    return text + (f", so {', '.join(stay)} keep{'s' if len(stay) == 1 else ''} firing while the tour loops"
+                   if stay else "")
+
+
+def _next_pass(scenario: Scenario, speed: float, per_phase: list[list[tuple[str, float, float]]]) -> str:
+    """The line for the second pass of a looping scenario: what repeats, and why the surge alerts do not."""
+    period = scenario.duration / speed
+    text = f"pass 2: the scenario starts again (every {_clock(period)})"
+    names = list(dict.fromkeys(name for brings in per_phase for name, _, _ in brings))
+    baseline = duration_seconds(PACK["denialBaselineWindow"])
+    if names and period < baseline:
+        text += (f"; the memory alerts come again, but not {' nor '.join(names)}: they compare the node with "
+                 f"{PACK['policyDenialSurgeFactor']:g} times its own average over the last "
+                 f"{PACK['denialBaselineWindow']} (denialBaselineWindow), which now holds pass 1's storms. A storm "
+                 "that comes back every few minutes is this node's normal, as it would be on a real node")
+    return text
 
 
 def _kill_loop(kills: list[float], scenario: Scenario, speed: float, alert: Any) -> list[tuple[float, str]]:
@@ -181,8 +312,20 @@ class AlertHistory:
     delivered: list[str] = field(default_factory=list)  # "ticket firing 1:02"
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where the scenario is at a moment of demo time: its pass (1 unless it loops), phase and sim time."""
+
+    passes: int
+    phase: int
+    sim: float  # simulated seconds into the pass
+
+
 class Story:
-    """Turns what Prometheus, Alertmanager and the webhook report into lines on ``out``, and a summary."""
+    """Turns what Prometheus, Alertmanager and the webhook report into lines on ``out``, and a summary.
+
+    Lines carry *demo time* (``m:ss`` of real time since the simulator started) and, in brackets, *sim* time (the
+    scenario's clock, ``speed`` times faster), its phase and pass. Each look's lines are printed in time order."""
 
     def __init__(self, scenario: Scenario, speed: float, pack: dict[str, PackAlert], started: float,
                  out: TextIO = sys.stdout) -> None:
@@ -192,22 +335,32 @@ class Story:
         self.inhibited: set[tuple[str, str]] = set()  # (alert key, inhibitor title)
         self.seen_deliveries = 0
         self.notifications: dict[str, int] = defaultdict(int)  # receiver -> alerts delivered
+        self.lines: list[tuple[float, str]] = []  # said, not printed yet
+        self.surges = surges(scenario)
+        self.position = self.at(0.0)
+        self.phase_started = 0.0
 
     def now(self) -> float:
         return time.monotonic() - self.started
 
-    def when(self, t: float) -> str:
-        """``m:ss`` since the scenario started and where it is then (a looping scenario wraps)."""
-        sim = t * self.speed
+    def at(self, t: float) -> Position:
+        """The scenario's position ``t`` seconds of demo time after it started (a looping scenario wraps)."""
+        sim, passes = t * self.speed, 1
         if self.scenario.loop and self.scenario.duration:
+            passes += int(sim // self.scenario.duration)
             sim %= self.scenario.duration
-        phase, end = self.scenario.phases[-1].name, 0.0
-        for p in self.scenario.phases:
+        end = 0.0
+        for index, p in enumerate(self.scenario.phases):
             end += p.duration
             if sim < end:
-                phase = p.name
-                break
-        return f"{_clock(t):>5}  (scenario {_clock(sim)} {phase})"
+                return Position(passes, index, sim)
+        return Position(passes, len(self.scenario.phases) - 1, sim)
+
+    def when(self, t: float) -> str:
+        """Demo time, then sim time, phase and (from the second) pass."""
+        pos = self.at(t)
+        pass_text = f", pass {pos.passes}" if pos.passes > 1 else ""
+        return f"{_clock(t):>5}  (sim {_clock(pos.sim)} {self.scenario.phases[pos.phase].name}{pass_text})"
 
     def _entry(self, labels: dict[str, str]) -> tuple[str, AlertHistory]:
         name = labels.get("alertname", "?")
@@ -218,7 +371,33 @@ class Story:
         return title, self.history[title]
 
     def say(self, t: float, text: str) -> None:
-        print(f"{self.when(t)}  {text}", file=self.out, flush=True)
+        self.lines.append((t, f"{self.when(t)}  {text}"))
+
+    def flush(self) -> None:
+        """Print what was said since the last flush, in time order (a notification Alertmanager sent a moment ago
+        arrives with the next look at Prometheus)."""
+        for _, line in sorted(self.lines, key=lambda x: x[0]):
+            print(line, file=self.out, flush=True)
+        self.lines.clear()
+
+    def tick(self) -> None:
+        """Say when a phase ends without the surge alert it brought on the first pass, and when a pass begins."""
+        t = self.now()
+        pos = self.at(t)
+        if (pos.passes, pos.phase) == (self.position.passes, self.position.phase):
+            return
+        ended, started = self.position, self.phase_started
+        self.position, self.phase_started = pos, t
+        if ended.passes > 1:
+            for name, rate, _ in self.surges[ended.phase]:
+                if not any(h.pending or h.firing for title, h in self.history.items()
+                           if title.split("{")[0] == name and any(started <= x <= t for x in h.pending + h.firing)):
+                    kind = "L7" if name == n.L7_DENIAL_SURGE else "policy"
+                    self.say(t, f"phase '{self.scenario.phases[ended.phase].name}' of pass {ended.passes} is over: "
+                                f"{rate:g} {kind} denials/s again and no {name}, as expected: the node's "
+                                f"{PACK['denialBaselineWindow']} average it compares with holds the earlier passes")
+        if pos.passes != ended.passes:
+            self.say(t, f"the scenario starts again: pass {pos.passes}")
 
     def prometheus(self, alerts: list[dict[str, Any]]) -> None:
         """Prometheus' active alerts (/api/v1/alerts): new, pending -> firing, gone (resolved)."""
@@ -260,17 +439,22 @@ class Story:
 
     def deliveries(self, received: list[Delivery]) -> None:
         """Notifications the webhook got since the last call: which receiver, which alert, firing or resolved."""
+        offset = time.time() - self.now()  # wall clock -> demo time
         for d in received[self.seen_deliveries:]:
-            t = d.received - (time.time() - self.now())
+            t = d.received - offset
             title, entry = self._entry(d.labels)
             entry.delivered.append(f"{d.receiver} {d.status} {_clock(t)}")
             self.notifications[d.receiver] += 1
-            self.say(t, f"delivered to {d.receiver.upper()}: {title} {d.status}")
+            note = ""
+            if d.status == "firing" and entry.held_back and not any(self.active.get(c) == "firing"
+                                                                     for c in entry.held_back):
+                note = f" (held back while {' and '.join(sorted(entry.held_back))} fired; that has resolved)"
+            self.say(t, f"delivered to {d.receiver.upper()}: {title} {d.status}{note}")
         self.seen_deliveries = len(received)
 
     def summary(self) -> list[str]:
         t = self.now()
-        lines = ["", f"Summary after {_clock(t)} (m:ss since the scenario started):"]
+        lines = ["", f"Summary after {_clock(t)} of demo time (m:ss since the simulator started):"]
         if not self.history:
             return [*lines, "  no alert went pending."]
         width = max(len(h.title) for h in self.history.values())
@@ -288,18 +472,22 @@ class Story:
 
 
 # --- the demo ----------------------------------------------------------------------------------------
+REVIEW_FILE = "cilium-node-exporter-demo-review.html"
+
+
 def report_hint(prom_url: str, started: float) -> list[str]:
-    """How to write the SLO review (``cilium-node-exporter report``) from the demo's Prometheus."""
+    """How to write the SLO review (``cilium-node-exporter report``) from the demo's Prometheus, into the
+    temporary directory (not the checkout the demo runs from)."""
     exe = Path(sys.executable).with_name("cilium-node-exporter")
     with contextlib.suppress(ValueError):
         exe = exe.relative_to(Path.cwd())
     command = exe if exe.exists() else Path("cilium-node-exporter")
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+    output = Path(tempfile.gettempdir()) / REVIEW_FILE
     return ["", "The SLO review of this demo (what a platform team takes to its monthly meeting), once the tour",
             "has run for a few minutes, from another terminal while the demo runs:",
-            f"  {command} report --prometheus-url {prom_url} --from {since} --min-node-hours 0 "
-            "--output demo-review.html",
-            "  then open demo-review.html in a browser (Markdown or JSON: --format markdown|json)."]
+            f"  {command} report --prometheus-url {prom_url} --from {since} --min-node-hours 0 --output {output}",
+            f"  then open {output} in a browser (Markdown or JSON: --format markdown|json)."]
 
 
 def prometheus_page(base: str, page: str) -> str:
@@ -428,7 +616,8 @@ class Demo:
                       f"  Alertmanager        {self.am_url}/#/alerts",
                       f"  ({rules_note})"]
         events = timeline(scenario, args.speed, upper, pack if self.prom_url else None)
-        lines += ["", f"What happens (m:ss since the scenario started, {now:.0f} s ago):"]
+        lines += ["", f"What happens, in demo time (m:ss of real time since the simulator started, {now:.0f} s ago; "
+                      f"the scenario's own clock, sim time, runs {args.speed:g}x faster):"]
         lines += [f"  {_clock(t):>5}  {what}" for t, what in events]
         crossing = next((t - now for t, what in events if "crosses its envelope" in what and t > now), None)
         if crossing is not None:
@@ -437,7 +626,7 @@ class Demo:
         lines += ["Alerts go pending, then fire about 10 s after their condition holds. Ctrl-C stops everything."]
         if self.prom_url:
             lines += report_hint(self.prom_url, time.time() - now)
-            lines += ["", "What happens, as it happens (m:ss since the scenario started, and where it is then):"]
+            lines += ["", "What happens, as it happens (demo time; in brackets sim time, the phase and the pass):"]
         print("\n".join([*lines, ""]), flush=True)
 
     def follow(self) -> None:
@@ -451,6 +640,8 @@ class Demo:
             pass
         if self.webhook is not None:
             self.story.deliveries(self.webhook.deliveries())
+        self.story.tick()
+        self.story.flush()
 
     def close(self) -> None:
         """Stop every child, then the webhook; print the summary."""
@@ -460,6 +651,7 @@ class Demo:
         if self.webhook is not None:
             self.webhook.stop()
         if self.story is not None:
+            self.story.flush()
             print("\n".join(self.story.summary()), flush=True)
 
 

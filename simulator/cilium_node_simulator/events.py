@@ -29,7 +29,7 @@ MATCHES = {text.lower(): code for code, text in ce.POLICY_MATCH_TYPES.items()}
 DROP_CODES = {name: code for code, name in ce.DROP_REASON_NAMES.items()}
 LOST_SOURCES = {name.lower(): code for name, code in ce.LOST_EVENT_SOURCES.items() if code}
 # Envoy logs an HTTP request as Denied (DROPPED) or Request (FORWARDED), the DNS proxy and proxylib
-# likewise (pkg/envoy/accesslog.go GetVerdict): other verdicts do not describe an L7 request here.
+# likewise ([v1.16.15 pkg/envoy/accesslog.go:75-88]): other verdicts do not describe an L7 request here.
 L7_ACTIONS = (ce.VERDICTS["FORWARDED"], ce.VERDICTS["DROPPED"])
 
 

@@ -1,36 +1,44 @@
 """Field masks the way each Cilium release validates and applies them (not the way protobuf does).
 
-Written from the facts, in our own code (``/work/notes/cilium-release-facts.md`` §1.3, §2):
+Written in our own code from each release's source (citations ``[LABEL path:lines]``, :mod:`.sources`):
 
-- **Validation**: ``fieldmaskpb.IsValid(&flowpb.Flow{})`` against the release's own ``Flow`` (F-1.14
-  ``pkg/hubble/observer/utils.go:24-25``; F-1.15..F-main ``pkg/hubble/parser/fieldmask/fieldmask.go:24-25``;
-  the check is ``numValidPaths`` of ``google.golang.org/protobuf/types/known/fieldmaskpb``, the same code
-  at protobuf v1.31.0 and v1.36.11): every dot-separated name must be a field of the current message
-  (case-sensitive proto names; a oneof *member* is a field, the oneof's own name is not), a repeated
-  field may only be last, a scalar ends the path, an empty name fails. Any invalid path fails the
-  whole mask, answered as the plain Go error ``invalid fieldmask``, which grpc-go sends as status
-  UNKNOWN (F-1.16 ``vendor/google.golang.org/grpc/status/status.go:151-162``).
-- **Tree**: ``Normalize()`` (sort, de-duplicate, drop paths below another path), then every path is
-  added to a ``map[string]FieldMask`` tree; a leaf is a nil map.
+- **Validation**: ``fieldmaskpb.IsValid(&flowpb.Flow{})`` against the release's own ``Flow``
+  [v1.14.16 pkg/hubble/observer/utils.go:20-26] [v1.15.7 pkg/hubble/parser/fieldmask/fieldmask.go:20-26]
+  [main pkg/hubble/parser/fieldmask/fieldmask.go:20-26]; the check is ``numValidPaths`` of
+  ``google.golang.org/protobuf/types/known/fieldmaskpb`` (vendored v1.34.2 in 1.14.16, v1.36.6 in 1.16.15:
+  [v1.16.15 vendor/google.golang.org/protobuf/types/known/fieldmaskpb/field_mask.pb.go:368-402]): every
+  dot-separated name must be a field of the current message (case-sensitive proto names; a oneof *member* is a
+  field, the oneof's own name is not), a repeated field may only be last, a scalar ends the path, an empty name
+  fails. Any invalid path fails the whole mask, answered as the plain Go error ``invalid fieldmask``, which
+  grpc-go sends as status UNKNOWN [v1.16.15 vendor/google.golang.org/grpc/server.go:1705-1709]
+  [v1.16.15 vendor/google.golang.org/grpc/status/status.go:151-162].
+- **Tree**: ``Normalize()`` (sort, de-duplicate, drop paths below another path), then every path is added to
+  a ``map[string]FieldMask`` tree; a leaf is a nil map [v1.15.7 pkg/hubble/parser/fieldmask/fieldmask.go:27-49].
 - **One destination per call**: ``GetFlows`` allocates one ``Flow``, runs ``Alloc`` (``Mutable`` on every
   non-leaf field in descriptor order, so with several members of one oneof the last *declared*
   stays), then for each event ``Copy(flow, ev)`` into that same ``Flow`` and sends it; it is never reset
-  (F-1.14 ``local_observer.go:290-299,325-327``, F-1.16 ``:298-311,338-341``, F-main ``:320-329,383-385``).
+  [v1.14.16 pkg/hubble/observer/local_observer.go:295-299,325-329]
+  [v1.16.15 pkg/hubble/observer/local_observer.go:308-312,338-342]
+  [main pkg/hubble/observer/local_observer.go:326-330,383-387].
 - **Copy** ranges over the Go map, whose iteration order is random: for a map of up to 8 entries
   (one bucket in Go's classic maps, one group in Go 1.24's swiss tables) both start at a random slot
   of the 8 and wrap around, slots filled in insertion order; larger maps are shuffled here (only
   ``Flow``'s top level, where order does not matter: ``Flow`` has no oneof). A leaf is ``Set`` from the
   source when the source has it, else ``Clear``-ed. A non-leaf:
 
-  - 1.14 (``filter.copy``): recurses into ``dst.Get(fd).Message()`` without allocating; when the
-    destination does not hold that message (a oneof member another one replaced) the next ``Set`` or
-    ``Clear`` writes through a nil pointer: ``panic: invalid nil pointer``, and Hubble's gRPC server has
-    no recovery, so the agent process dies (facts §4);
-  - 1.15-1.18: recurses into the destination's message, ``Mutable``-allocating it when absent: naming
-    two members of one oneof switches the destination's oneof at each visit and the *last visited*
-    member survives, often empty;
-  - 1.19 (PR #43924): for a oneof member, recurses only when it is the source's active member and
-    otherwise skips it entirely, so a flow without that oneof keeps the previous flow's member.
+  - 1.14 (``filter.copy``) [v1.14.16 pkg/hubble/observer/utils.go:53-67]: recurses into
+    ``dst.Get(fd).Message()`` without allocating; when the destination does not hold that message (a oneof
+    member another one replaced) the next ``Set`` or ``Clear`` writes through a nil pointer: ``panic: invalid
+    nil pointer`` [v1.14.16 vendor/google.golang.org/protobuf/internal/impl/pointer_unsafe.go:70], and Hubble's
+    gRPC server has no recovery: its only interceptors are grpc-prometheus'
+    [v1.14.16 daemon/cmd/hubble.go:133-137] [v1.14.16 pkg/hubble/server/server.go:57-64], and grpc-go does
+    not recover a handler's panic, so the agent process dies;
+  - 1.15-1.18 [v1.15.7 pkg/hubble/parser/fieldmask/fieldmask.go:53-71]: recurses into the destination's message,
+    ``Mutable``-allocating it when absent: naming two members of one oneof switches the destination's oneof at
+    each visit and the *last visited* member survives, often empty;
+  - 1.19 (PR #43924) [main pkg/hubble/parser/fieldmask/fieldmask.go:68-81] [changelog-v1.19 CHANGELOG.md]: for a
+    oneof member, recurses only when it is the source's active member and otherwise skips it entirely, so a
+    flow without that oneof keeps the previous flow's member.
 """
 
 from __future__ import annotations
@@ -46,8 +54,11 @@ from cilium_node_simulator.releases import COPY_ACTIVE_BRANCH, COPY_UNALLOCATED,
 
 # A tree node: field name -> subtree (a dict) or None for a leaf.
 Tree = dict[str, Any]
-INVALID_FIELDMASK = "invalid fieldmask"  # fmt.Errorf("invalid fieldmask"), all releases
-NIL_POINTER = "invalid nil pointer"  # protobuf-go impl pointer.Apply on a nil message
+# fmt.Errorf("invalid fieldmask") in every release [v1.14.16 pkg/hubble/observer/utils.go:25]
+# [v1.15.7 pkg/hubble/parser/fieldmask/fieldmask.go:25] [main pkg/hubble/parser/fieldmask/fieldmask.go:25]
+INVALID_FIELDMASK = "invalid fieldmask"
+# protobuf-go's panic on a nil message [v1.14.16 vendor/google.golang.org/protobuf/internal/impl/pointer_unsafe.go:70]
+NIL_POINTER = "invalid nil pointer"
 GO_SMALL_MAP = 8
 
 

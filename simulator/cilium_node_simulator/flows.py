@@ -6,25 +6,27 @@ A :class:`FlowFactory` compiles an :class:`~.events.EventSpec` into a pool of di
 1.19's shape and then cut to the release's ``flow.proto`` (:meth:`.releases.Release.strip`), so a 1.14
 node never sends ``*_allowed_by``, a 1.15 node never ``*_denied_by``, and so on.
 
-L7 flows are what Envoy and the DNS proxy make Hubble produce (``/work/notes/cilium-release-facts.md`` §6;
-``pkg/hubble/parser/seven/parser.go``: event type 129, sub_type 0, ``Type`` L7, ``drop_reason_desc`` 0,
-``is_reply`` always set; ``pkg/envoy/accesslog.go`` ``GetFlowType``/``GetVerdict`` and
-``accesslog_server.go``, identical in 1.14, 1.16 and main):
+L7 flows are what Envoy and the DNS proxy make Hubble produce (citations ``[LABEL path:lines]``, :mod:`.sources`):
+event type 129, sub_type 0, ``Type`` L7, ``drop_reason_desc`` 0, ``is_reply`` always set
+[v1.16.15 pkg/hubble/parser/seven/parser.go:140-159]; REQUEST or RESPONSE and the verdict from the log entry's type
+[v1.16.15 pkg/envoy/accesslog.go:56-88] (the same in [v1.14.16 pkg/envoy/accesslog.go:56-88] and
+[main pkg/envoy/accesslog.go:56-88]):
 
 - HTTP allowed: a REQUEST (FORWARDED), then the upstream's RESPONSE (FORWARDED, its status code);
-- HTTP denied by L7 policy: a REQUEST with verdict DROPPED, then Envoy's local ``403`` logged as a
-  RESPONSE with verdict **FORWARDED** (cilium/proxy ``cilium/l7policy.cc``: Denied, then Response);
+- HTTP denied by L7 policy: a REQUEST with verdict DROPPED, then Envoy's local ``403`` logged as a RESPONSE with
+  verdict **FORWARDED**: Denied, then Response [proxy-1.16.15 cilium/l7policy.cc:263-268,340-354];
 - a RESPONSE has source and destination (addresses, identities, ports) swapped but the request's
   ``traffic_direction`` (the log record's ``IsIngress`` is passed unchanged);
-- DNS (``pkg/fqdn/dnsproxy/proxy.go``, notify handler ``daemon/cmd/fqdn.go`` up to 1.17,
-  ``pkg/fqdn/messagehandler`` from 1.18): always EGRESS; allowed = REQUEST (FORWARDED, ``rcode`` 0)
-  then RESPONSE (FORWARDED) with the answer's ``rcode``; denied = **one** REQUEST (DROPPED) and no
-  response flow (the proxy's REFUSED reply is written to the client, not logged);
-- Kafka (proxylib ``proxylib/kafka/parser.go``, Hubble ``seven/kafka.go``, present up to 1.19): one
-  REQUEST flow per topic (``accesslog_server.go`` logs the record again for each extra topic);
-  allowed = REQUEST(s) FORWARDED then one RESPONSE FORWARDED carrying only the correlation id (so
-  ``api_key`` "produce", ``api_version`` 0, no topic); denied = REQUEST(s) DROPPED with
-  ``error_code`` 29 and no response flow.
+- DNS [v1.16.15 pkg/fqdn/dnsproxy/proxy.go:1015-1024], notify handler up to 1.17
+  [v1.16.15 daemon/cmd/fqdn.go:208-280], [v1.17.8 daemon/cmd/fqdn.go], from 1.18
+  [v1.18.3 pkg/fqdn/messagehandler/message_handler.go]: always EGRESS; allowed = REQUEST (FORWARDED, ``rcode``
+  0) then RESPONSE (FORWARDED) with the answer's ``rcode``; denied = **one** REQUEST (DROPPED) and no response
+  flow (the proxy's REFUSED reply is written to the client, not logged);
+- Kafka (proxylib [proxy-1.16.15 proxylib/kafka/parser.go:110], Hubble
+  [v1.16.15 pkg/hubble/parser/seven/kafka.go], present up to 1.19): one REQUEST flow per topic, the record logged
+  again for each extra topic [v1.16.15 pkg/envoy/accesslog_server.go:198-201,237-240]; allowed = REQUEST(s)
+  FORWARDED then one RESPONSE FORWARDED carrying only the correlation id (so ``api_key`` "produce",
+  ``api_version`` 0, no topic); denied = REQUEST(s) DROPPED with ``error_code`` 29 and no response flow.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ _WORKLOADS = (
 _RESERVED_LABEL = {code: f"reserved:{name}" for name, code in ce.RESERVED_IDENTITIES.items()}
 _TRACE_POINTS = ((0, flow_pb2.TO_ENDPOINT), (3, flow_pb2.TO_STACK), (5, flow_pb2.FROM_ENDPOINT),
                  (2, flow_pb2.TO_HOST))
+# Illustrative datapath locations for the 1.17+ `file` field of a drop (not Cilium's exact lines).
 _DROP_FILES = {155: ("conntrack.h", 1032), 133: ("bpf_lxc.c", 2110), 181: ("bpf_lxc.c", 2110)}
 
 

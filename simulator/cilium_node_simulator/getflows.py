@@ -1,17 +1,19 @@
 """``Observer.GetFlows``: the ring reader, filters, field masks and lost events, per emulated release.
 
-Order of checks as in ``pkg/hubble/observer/local_observer.go`` (F-1.16 :253-306; F-1.14, F-main alike):
-``first`` with ``follow`` is the only explicit ``InvalidArgument``; an invalid field mask is a plain Go
-error, so gRPC status UNKNOWN ``invalid fieldmask``, before any message. The mask is read where the
-release reads it and applied with its copy semantics (:mod:`.fieldmask`): masks whose output depends on
-the flow only are spliced from per-template caches; the others are copied event by event into the
-call's one destination ``Flow``, like the real server. A 1.14 copy that panics kills the emulated
-agent (:meth:`.hubble_server.HubbleServer.crash`).
+Order of checks as in ``GetFlows`` [v1.16.15 pkg/hubble/observer/local_observer.go:240-306] (1.14 and main
+alike: [v1.14.16 pkg/hubble/observer/local_observer.go:232-293] [main pkg/hubble/observer/local_observer.go:260-324]):
+``first`` with ``follow`` is the only explicit ``InvalidArgument``
+[v1.16.15 pkg/hubble/observer/local_observer.go:653-658]; an invalid field mask is a plain Go error, so gRPC
+status UNKNOWN ``invalid fieldmask``, before any message. The mask is read where the release reads it and
+applied with its copy semantics (:mod:`.fieldmask`): masks whose output depends on the flow only are spliced
+from per-template caches; the others are copied event by event into the call's one destination ``Flow``, like
+the real server. A 1.14 copy that panics kills the emulated agent (:meth:`.hubble_server.HubbleServer.crash`).
 
 Ring semantics: ``follow`` without ``number``/``since`` starts at the newest ``follow_backlog`` events
-(Hubble's ``LastWriteParallel``); ``since`` rewinds; a reader the writer laps gets
-``HUBBLE_RING_BUFFER`` lost events, one per overwritten slot up to 1.18 and, in 1.19, one batch per
-interval with ``first``/``last``, flushed only when the loop runs again (F-main ``:333-356``).
+(``LastWriteParallel`` [v1.16.15 pkg/hubble/observer/local_observer.go:671-674]); ``since`` rewinds; a reader
+the writer laps gets ``HUBBLE_RING_BUFFER`` lost events, one per overwritten slot up to 1.18
+[v1.18.3 pkg/hubble/container/ring.go:219-232] and, in 1.19, one batch per interval with ``first``/``last``,
+flushed only when the loop runs again [main pkg/hubble/observer/local_observer.go:332-358].
 """
 
 from __future__ import annotations

@@ -441,7 +441,7 @@ class GrpcH2Server:
             except FileNotFoundError:
                 pass
             srv = await loop.create_unix_server(lambda: H2Connection(self), self.socket_path)
-            os.chmod(self.socket_path, 0o660)  # pkg/api/socket.go: 0660 (root:root in official images)
+            os.chmod(self.socket_path, 0o660)  # 0660 [v1.16.15 pkg/api/const.go:15] (root:root in official images)
             self._servers.append(srv)
         if self.tcp is not None:
             ctx = self._ssl_context() if self.tls else None

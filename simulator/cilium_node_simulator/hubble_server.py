@@ -5,7 +5,7 @@ validates and copies it (:mod:`.fieldmask`), the lost-event form, the version st
 (``cilium v1.16.15+g<sha>``) and the ``hubble-server-version`` header (1.18+). Transport is
 :mod:`.grpc_h2`; the RPCs are :mod:`.observer` and :mod:`.getflows`; fault injection :mod:`.faults`;
 benchmark production :mod:`.bench`. An emulated 1.14 agent *dies* when its field-mask copy panics, as
-the real one does (no panic recovery in Hubble's gRPC server, facts §4): streams abort, connections
+the real one does (no panic recovery in Hubble's gRPC server, :mod:`.fieldmask`): streams abort, connections
 are refused for ``crash_downtime`` seconds, then a fresh agent (empty ring) listens again; every
 death is counted in ``stats["crashes"]`` and ``truth.crashes``.
 

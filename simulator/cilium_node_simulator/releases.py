@@ -1,28 +1,34 @@
 """The Cilium releases the simulator emulates, 1.14 to 1.19: one row each, read from that release's sources.
 
-Sources (labels of ``/work/notes/cilium-release-facts.md``): F-1.14 = Cilium 1.14.16, F-1.15 = 1.15.7,
-F-1.16 = 1.16.15, F-1.17 = 1.17.8, F-1.18 = 1.18.3, F-main = the v1.19 branch point, H-x = the
-``cilium/hubble`` tag vendoring that release's ``api/v1``. What each column means:
+Citations ``[LABEL path:lines]`` name the tree (:mod:`.sources`: release and commit) and the lines. What each
+column means, and where it was read:
 
-- **fields**: which ``Flow`` (and nested message) fields the release's ``api/v1/flow/flow.proto`` has
-  (H-v0.12.3 = 1.14.2, H-v0.13.6 = 1.15.4, H-v1.16.6, H-v1.17.5, H-v1.18.6, H-v1.19.4; within a minor
-  only enum values changed). The mask validation and the flows a release sends both follow it.
-- **mask_from**: where ``GetFlows`` reads the field mask (``pkg/hubble/observer/local_observer.go``):
-  1.14/1.15 ``req.Experimental.GetFieldMask()`` only (F-1.14 :290, F-1.15 :298; the 1.14/1.15
-  ``GetFlowsRequest`` has no field 10, so a top-level mask is an unknown field); 1.16-1.18
-  ``req.GetFieldMask()``, falling back to the experimental one when it has no paths (F-1.16 :298-303,
-  F-1.18 :319-324); 1.19 ``req.GetFieldMask()`` only (F-main :320-321, ``Experimental`` has
-  ``reserved 1`` in H-v1.19.4 ``observer.proto``).
-- **copy**: how the mask is applied (see :mod:`.fieldmask`): 1.14 ``pkg/hubble/observer/utils.go``
-  ``filter.copy`` (no allocation), 1.15-1.18 ``pkg/hubble/parser/fieldmask/fieldmask.go`` ``Copy``
-  (``Mutable`` on every named branch; byte-identical in F-1.15/F-1.16/F-1.17, F-1.18 differs only in
-  loop syntax), 1.19 the same file after PR #43924 (backport #44003, CHANGELOG v1.19.0-rc.1).
+- **fields**: which ``Flow`` (and nested message) fields the release's ``api/v1/flow/flow.proto`` has, from the
+  Cilium tree each cilium/hubble tag vendors (1.14.2, 1.15.4, 1.16.6, 1.17.5, 1.18.6, 1.19.4; within a minor only
+  enum values changed). The mask validation and the flows a release sends both follow it.
+- **mask_from**: where ``GetFlows`` reads the field mask: 1.14/1.15 ``req.Experimental.GetFieldMask()`` only
+  [v1.14.16 pkg/hubble/observer/local_observer.go:290] [v1.15.7 pkg/hubble/observer/local_observer.go:298]; their
+  ``GetFlowsRequest`` has no field 10, so a top-level mask is an unknown field
+  [hubble-v0.13.6 api/v1/observer/observer.proto:123-128]; 1.16-1.18 ``req.GetFieldMask()``, falling back to the
+  experimental one when it has no paths [v1.16.15 pkg/hubble/observer/local_observer.go:298-303]
+  [v1.18.3 pkg/hubble/observer/local_observer.go:319-324]; 1.19 ``req.GetFieldMask()`` only
+  [main pkg/hubble/observer/local_observer.go:320-321], ``Experimental`` has ``reserved 1``
+  [hubble-v1.19.4 api/v1/observer/observer.proto:128-129].
+- **copy**: how the mask is applied (see :mod:`.fieldmask`): 1.14 ``filter.copy``, no allocation
+  [v1.14.16 pkg/hubble/observer/utils.go:53-67]; 1.15-1.18 ``fieldmask.Copy``, ``Mutable`` on every named branch
+  [v1.15.7 pkg/hubble/parser/fieldmask/fieldmask.go:53-71] (byte-identical at v1.16.15 and v1.17.8; v1.18.3
+  differs only in a loop's syntax); 1.19 the same file after PR #43924
+  [main pkg/hubble/parser/fieldmask/fieldmask.go:53-92], backported to 1.19 by PR #44003
+  [changelog-v1.19 CHANGELOG.md].
 - **lost_batched**: 1.19 sends one aggregated ``HUBBLE_RING_BUFFER`` lost event per interval with
-  ``first``/``last`` (F-main ``local_observer.go:333-356``); earlier releases one per overwritten slot
-  (``pkg/hubble/container/ring.go:220-229``).
+  ``first``/``last`` [main pkg/hubble/observer/local_observer.go:332-358] (PR #41163, in the 1.19 tree's
+  ``LostEvent`` [hubble-v1.19.4 api/v1/flow/flow.proto:790-802]); earlier releases one per overwritten slot
+  [v1.18.3 pkg/hubble/container/ring.go:219-232].
 - **version_header**: 1.18+ add the ``hubble-server-version`` response header = ``SemVer()``
-  (F-1.18 ``pkg/hubble/cell/hubbleintegration.go:454-470``); F-1.17 has no such interceptor.
-- **flows_rate**: ``ServerStatusResponse.flows_rate`` exists from 1.15 (``observer.proto``).
+  [v1.18.3 pkg/hubble/cell/hubbleintegration.go:452-467]; 1.17 has no such interceptor
+  [v1.17.8 pkg/hubble/cell/hubbleintegration.go].
+- **flows_rate**: ``ServerStatusResponse.flows_rate`` exists from 1.15
+  [hubble-v0.13.6 api/v1/observer/observer.proto:80] (not in [hubble-v0.12.3 api/v1/observer/observer.proto]).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ COPY_UNALLOCATED: Final = "1.14 filter.copy"
 COPY_MUTABLE_EVERY_BRANCH: Final = "1.15-1.18 fieldmask.Copy"
 COPY_ACTIVE_BRANCH: Final = "1.19 fieldmask.Copy (PR 43924)"
 
-# `Flow` fields of 1.14.2 (H-v0.12.3 api/v1/flow/flow.proto), in declaration order.
+# `Flow` fields of 1.14.2, in declaration order [hubble-v0.12.3 api/v1/flow/flow.proto:13-117].
 FLOW_FIELDS_1_14: Final = (
     "time", "uuid", "verdict", "drop_reason", "auth_type", "ethernet", "IP", "l4", "source", "destination", "Type",
     "node_name", "source_names", "destination_names", "l7", "reply", "event_type", "source_service",
@@ -59,12 +65,15 @@ FLOW_FIELDS_1_14: Final = (
 )
 # Fields each release added (message full name -> field names); nothing was removed or renumbered 1.14-1.19.
 FIELDS_ADDED: Final[dict[int, dict[str, tuple[str, ...]]]] = {
-    15: {"flow.Flow": ("egress_allowed_by", "ingress_allowed_by", "extensions")},  # H-v0.13.6; Policy is new
-    16: {"flow.Flow": ("trace_reason", "node_labels", "egress_denied_by", "ingress_denied_by"),  # H-v1.16.0
+    # Policy is a new message [hubble-v0.13.6 api/v1/flow/flow.proto:14-128]
+    15: {"flow.Flow": ("egress_allowed_by", "ingress_allowed_by", "extensions")},
+    # [hubble-v1.16.6 api/v1/flow/flow.proto:14-137,254-263,276-286]
+    16: {"flow.Flow": ("trace_reason", "node_labels", "egress_denied_by", "ingress_denied_by"),
          "flow.Endpoint": ("cluster_name",), "flow.IP": ("source_xlated",)},
-    17: {"flow.Flow": ("file",), "flow.Policy": ("kind",)},  # H-v1.17.5
-    18: {"flow.Flow": ("tunnel", "policy_log")},  # H-v1.18.6 (Tunnel without vni)
-    19: {"flow.Flow": ("ip_trace_id", "emitter", "aggregate"), "flow.Layer4": ("VRRP", "IGMP"),  # H-v1.19.4
+    17: {"flow.Flow": ("file",), "flow.Policy": ("kind",)},  # [hubble-v1.17.5 api/v1/flow/flow.proto:14-140,481-487]
+    18: {"flow.Flow": ("tunnel", "policy_log")},  # Tunnel without vni [hubble-v1.18.6 api/v1/flow/flow.proto:14-148]
+    # [hubble-v1.19.4 api/v1/flow/flow.proto:14-158,251-261,389-400,790-802]
+    19: {"flow.Flow": ("ip_trace_id", "emitter", "aggregate"), "flow.Layer4": ("VRRP", "IGMP"),
          "flow.Tunnel": ("vni",), "flow.LostEvent": ("first", "last")},
 }
 
@@ -116,16 +125,23 @@ class Release:
                     self.strip(sub)
 
 
+# One row per release; each row's sources are in the module docstring, column by column.
 RELEASES: Final = {
+    # [v1.14.16 pkg/hubble/observer/local_observer.go:290] [v1.14.16 pkg/hubble/observer/utils.go:53-67]
     14: Release(14, EXPERIMENTAL, COPY_UNALLOCATED, lost_batched=False, version_header=False, flows_rate=False),
+    # [v1.15.7 pkg/hubble/observer/local_observer.go:298] [v1.15.7 pkg/hubble/parser/fieldmask/fieldmask.go:53-71]
     15: Release(15, EXPERIMENTAL, COPY_MUTABLE_EVERY_BRANCH, lost_batched=False, version_header=False,
                 flows_rate=True),
+    # [v1.16.15 pkg/hubble/observer/local_observer.go:298-303] [v1.16.15 pkg/hubble/container/ring.go]
     16: Release(16, TOP_THEN_EXPERIMENTAL, COPY_MUTABLE_EVERY_BRANCH, lost_batched=False, version_header=False,
                 flows_rate=True),
+    # [v1.17.8 pkg/hubble/observer/local_observer.go:298-303] [v1.17.8 pkg/hubble/cell/hubbleintegration.go]
     17: Release(17, TOP_THEN_EXPERIMENTAL, COPY_MUTABLE_EVERY_BRANCH, lost_batched=False, version_header=False,
                 flows_rate=True),
+    # [v1.18.3 pkg/hubble/observer/local_observer.go:319-324] [v1.18.3 pkg/hubble/cell/hubbleintegration.go:452-467]
     18: Release(18, TOP_THEN_EXPERIMENTAL, COPY_MUTABLE_EVERY_BRANCH, lost_batched=False, version_header=True,
                 flows_rate=True),
+    # [main pkg/hubble/observer/local_observer.go:320-321,332-358] [changelog-v1.19 CHANGELOG.md]
     19: Release(19, TOP, COPY_ACTIVE_BRANCH, lost_batched=True, version_header=True, flows_rate=True),
 }
 SUPPORTED: Final = ", ".join(r.name for r in RELEASES.values())
@@ -135,12 +151,13 @@ _VERSION_RE = re.compile(r"^(?:cilium )?v?(\d+)\.(\d+)(?:\.(\d+))?(-[0-9A-Za-z.-
 
 @dataclass(frozen=True)
 class ServerVersion:
-    """A Cilium build's version as Hubble reports it (``pkg/hubble/build/version.go``, identical 1.14-1.19).
+    """A Cilium build's version as Hubble reports it ([v1.14.16 pkg/hubble/build/version.go]
+    [hubble-v1.19.4 pkg/hubble/build/version.go], identical 1.14-1.19).
 
     ``core`` is the Cilium version (``1.16.15``, ``1.19.0-rc.1``), ``revision`` git's short commit hash (8 or
     10 hex digits in practice, ``Makefile.defs`` ``GIT_VERSION``). ``SemVer()`` = core + ``+g<revision>``;
     ``String()`` = ``cilium v`` + SemVer, which is what ``ServerStatusResponse.version`` carries
-    (F-1.16 ``local_observer.go:220``), e.g. ``cilium v1.16.15+g5b0ec0a4``.
+    [v1.16.15 pkg/hubble/observer/local_observer.go:220], e.g. ``cilium v1.16.15+g5b0ec0a4``.
     """
 
     numbers: Version

@@ -121,8 +121,8 @@ ENVOY_DEFAULT = 60 * 2**20  # working set of an idle cilium-envoy
 DEFAULT_MAP_PRESSURE = {"cilium_ct4_global": 0.12, "cilium_lb4_services_v2": 0.02, "cilium_ipcache_v2": 0.01}
 _AGENT_KEYS = {"working_set", "rss", "limit", "restart", "oom_kill", "running"}
 _LOST_KEYS = {"source", "rate", "count", "cpu"}
-# The agent's metrics-map directions (pkg/maps/metricsmap/metricsmap.go: 0 UNKNOWN, 1 INGRESS, 2 EGRESS,
-# 3 SERVICE) for the Hubble TrafficDirection of a simulated drop (not 1:1 in reality: SERVICE has no
+# The agent's metrics-map directions ([v1.16.15 pkg/maps/metricsmap/metricsmap.go:78-81]: 0 UNKNOWN, 1 INGRESS,
+# 2 EGRESS, 3 SERVICE) for the Hubble TrafficDirection of a simulated drop (not 1:1 in reality: SERVICE has no
 # Hubble counterpart, and Hubble guesses a drop's direction).
 _AGENT_DIRECTIONS = {0: "UNKNOWN", 1: "INGRESS", 2: "EGRESS"}
 _SCENARIO_PACKAGE = "cilium_node_simulator.scenarios"
@@ -625,7 +625,7 @@ class ScenarioRuntime:
         for (code, direction), n in now.drop_codes.items():
             n -= base.drop_codes.get((code, direction), 0) if base is not None else 0
             if n > 0:
-                # pkg/monitor/api/drop.go DropReasonExt; pkg/maps/metricsmap/metricsmap.go directions
+                # DropReasonExt [v1.16.15 pkg/monitor/api/drop.go:112]; the metrics map's directions
                 key = (drop_reason_text(code), _AGENT_DIRECTIONS.get(direction, "UNKNOWN"))
                 dropped[key] = dropped.get(key, 0) + n
         traces = now.flows_by_type.get(4, 0) - (base.flows_by_type.get(4, 0) if base is not None else 0)

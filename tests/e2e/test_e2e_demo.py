@@ -17,6 +17,7 @@ import pytest
 from alerts.generate import build_alertmanager, build_groups
 from cilium_node_simulator.stack import receivers_by_severity
 from tests.e2e.stack import SCENARIOS, http_get, require_binaries, wait_until
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e"), pytest.mark.timeout(240)]
 
@@ -75,8 +76,9 @@ def routes() -> dict[str, str]:
 
 
 def story_line(text: str, what: str) -> int:
-    """Seconds since the scenario started of the story line ending in ``what`` (-1: not printed yet)."""
-    found = re.search(rf"^ *(\d+):(\d\d)  \(scenario \d+:\d\d [\w-]+\)  {re.escape(what)}", text, re.M)
+    """Demo time (seconds since the simulator started) of the story line ending in ``what`` (-1: not printed yet);
+    the line's second clock is the scenario's sim time, its phase and pass."""
+    found = re.search(rf"^ *(\d+):(\d\d)  \(sim \d+:\d\d [\w-]+(?:, pass \d+)?\)  {re.escape(what)}", text, re.M)
     return 60 * int(found.group(1)) + int(found.group(2)) if found else -1
 
 
@@ -114,12 +116,16 @@ def test_demo_tells_the_story_and_ctrl_c_stops_everything(tmp_path: Path) -> Non
             assert line in text, text
         assert route["CiliumAgentOOMKilled"] == "warning -> ticket"
         assert route["CiliumAgentOOMKillLoop"] == "critical -> page"
+        # the envelope SLO's budget burn is announced, and why it outlives the envelope alert
+        assert "time above the envelope spends the memory-envelope SLO's error budget" in text, text
+        assert "CiliumAgentMemoryAboveEnvelope resolves; CiliumAgentMemoryEnvelopeBudgetBurn does not" in text, text
         # the SLO review command it prints works on the demo's data
-        hint = re.search(r"^  (\S*cilium-node-exporter report --prometheus-url \S+ .*)$", text, re.M)
+        hint = re.search(r"^  (\S*cilium-node-exporter report --prometheus-url \S+ .*--output (\S+))$", text, re.M)
         assert hint, text
+        assert REPO not in Path(hint.group(2)).parents, "the demo's review would land in the checkout"
         recorded = prom + "/api/v1/query?query=count_over_time(node:cilium_node_agent_memory_envelope_error:bool[1h])"
         wait_until(lambda: b'"value"' in http_get(recorded)[1], 60, "recorded series")
-        command = hint.group(1).replace("demo-review.html", str(tmp_path / "review.json")).split()
+        command = hint.group(1).replace(hint.group(2), str(tmp_path / "review.json")).split()
         done = subprocess.run([*command, "--format", "json", "-q"], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         review = json.loads((tmp_path / "review.json").read_text())

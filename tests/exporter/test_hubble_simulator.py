@@ -131,8 +131,8 @@ def test_release_matrix(tmp_path: Path, minor: int, labels: bool) -> None:
 
 def test_a_refused_mask_falls_back_once_to_no_mask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An exporter that sends 1.15 a mask naming *_denied_by (fields 1.15 lacks) gets UNKNOWN 'invalid
-    fieldmask' (facts ★1); it retries once without a mask, says so in source_errors_total{reason="rejected"},
-    never loops on the refused request, and then counts exactly."""
+    fieldmask' (cilium_node_simulator.fieldmask, "Validation"); it retries once without a mask, says so in
+    source_errors_total{reason="rejected"}, never loops on the refused request, and then counts exactly."""
     old_plan = MaskPlan("experimental", BASE_MASK + ALLOWED_BY_MASK + DENIED_BY_MASK)
     monkeypatch.setattr(hubble_stream, "mask_plan", lambda version, labels: old_plan)
     server = HubbleServer(socket_path=str(tmp_path / "hubble.sock"), version=RELEASES[15], follow_backlog=0).start()

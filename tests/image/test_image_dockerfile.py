@@ -22,4 +22,4 @@ def test_dockerignore_keeps_the_context_to_what_the_build_reads() -> None:
     allowed = {ln[1:] for ln in lines if ln.startswith("!")}
     copied = re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE, re.M)
     assert {p for c in copied for p in c.split()} == allowed == {
-        "pyproject.toml", "README.md", "exporter", "scripts/image_rootfs.py"}
+        "pyproject.toml", "README.md", "LICENSE", "exporter", "scripts/image_rootfs.py"}

@@ -52,7 +52,8 @@ def test_a_place_left_behind_is_reported(copy: Path) -> None:
 
 
 def test_set_writes_every_place_and_dates_the_unreleased_notes(copy: Path) -> None:
-    unreleased = (copy / "CHANGELOG.md").read_text().split("## [Unreleased]\n", 1)[1].split("\n[", 1)[0].strip()
+    unreleased = re.split(r"^## |^\[", (copy / "CHANGELOG.md").read_text().split("## [Unreleased]\n", 1)[1],
+                          maxsplit=1, flags=re.M)[0].strip()
     assert release("set", "0.2.0", root=copy).stdout.strip() == "0.2.0"
     assert release("version", root=copy).stdout.strip() == "0.2.0"
     chart = (copy / "helm/cilium-node-exporter/Chart.yaml").read_text()
@@ -74,9 +75,24 @@ def test_set_writes_every_place_and_dates_the_unreleased_notes(copy: Path) -> No
     assert release("set", "0.3", root=copy).returncode == 1  # not semantic
 
 
-def test_a_tag_without_release_notes_is_refused() -> None:
-    """The current version has no dated CHANGELOG section yet, so tagging it now would fail the release."""
-    result = release("check-tag", f"v{cilium_node_exporter.__version__}")
+def test_the_version_the_readme_installs_is_released_in_the_changelog() -> None:
+    """README and deploy guide install the current version: the CHANGELOG has its dated section and link, so
+    its tag passes the release gate, with the previous notes kept apart from what is Unreleased."""
+    version = cilium_node_exporter.__version__
+    assert release("check-tag", f"v{version}").returncode == 0
+    notes = release("notes", version)
+    assert notes.returncode == 0 and "Exporter (one per node, DaemonSet)" in notes.stdout
+    unreleased = (REPO / "CHANGELOG.md").read_text().split("## [Unreleased]\n", 1)[1].split("\n## [", 1)[0]
+    assert unreleased.strip() and "Exporter (one per node, DaemonSet)" not in unreleased
+
+
+def test_a_tag_without_release_notes_is_refused(copy: Path) -> None:
+    """A version whose CHANGELOG section is missing (or undated) fails the release gate."""
+    version = cilium_node_exporter.__version__
+    changelog = copy / "CHANGELOG.md"
+    changelog.write_text(re.sub(rf"^## \[{re.escape(version)}\] - .*$", f"## [{version}]", changelog.read_text(),
+                                flags=re.M))
+    result = release("check-tag", f"v{version}", root=copy)
     assert result.returncode == 1 and "CHANGELOG.md has no section" in result.stderr
 
 

@@ -2,8 +2,10 @@
 
 Field-mask validation, where each release reads the mask, its copy semantics on a reused destination
 (the pre-fix oneof scramble, 1.19's stale branch, 1.14's panic that kills the agent), the version
-string and header, and L7 flows as Envoy and the DNS proxy produce them. Facts:
-``/work/notes/cilium-release-facts.md`` (each test names the section).
+string and header, and L7 flows as Envoy and the DNS proxy produce them. The facts, with their sources
+(``[LABEL path:lines]``, :mod:`cilium_node_simulator.sources`), are in the docstrings of
+:mod:`cilium_node_simulator.releases`, :mod:`~cilium_node_simulator.fieldmask`, :mod:`~cilium_node_simulator.getflows`
+and :mod:`~cilium_node_simulator.flows`; each test names the module and the item.
 """
 
 from __future__ import annotations
@@ -80,14 +82,14 @@ def test_release_field_tables_match_the_wire_descriptor() -> None:
         for message, names in added.items():
             pool = flow.file.pool.FindMessageTypeByName(message)
             assert set(names) <= {f.name for f in pool.fields}, message
-    # facts §1.2: *_allowed_by from 1.15, *_denied_by from 1.16, file 1.17, policy_log 1.18, emitter 1.19
+    # releases.FIELDS_ADDED: *_allowed_by from 1.15, *_denied_by from 1.16, file 1.17, policy_log 1.18, emitter 1.19
     first = {name: min(m for m, r in RELEASES.items() if name in r.fields(flow))
              for name in ("egress_allowed_by", "ingress_denied_by", "file", "policy_log", "emitter", "uuid")}
     assert first == {"egress_allowed_by": 15, "ingress_denied_by": 16, "file": 17, "policy_log": 18,
                      "emitter": 19, "uuid": 14}
 
 
-@pytest.mark.parametrize(("path", "valid_from"), [  # facts §1.3 (the 1.14 column was verified in Go)
+@pytest.mark.parametrize(("path", "valid_from"), [  # fieldmask "Validation" (the 1.14 column was verified in Go)
     ("verdict", 14), ("l7", 14), ("l7.http.method", 14), ("l4.TCP.destination_port", 14), ("Summary", 14),
     ("source.identity", 14), ("is_reply.value", 14), ("time.seconds", 14), ("interface.name", 14),
     ("egress_allowed_by", 15), ("extensions", 15), ("ingress_denied_by", 16), ("source.cluster_name", 16),
@@ -104,7 +106,7 @@ def test_mask_validation_per_release(path: str, valid_from: int | None) -> None:
 
 
 def test_an_invalid_mask_is_unknown_invalid_fieldmask_on_the_wire(tmp_path: Path) -> None:
-    """facts ★1: a plain Go error, so gRPC UNKNOWN 'invalid fieldmask', before any message."""
+    """fieldmask "Validation": a plain Go error, so gRPC UNKNOWN 'invalid fieldmask', before any message."""
     with running_server(tmp_path, version=VERSIONS[15]) as server:
         server.emit([(server.compile(EventSpec("policy_deny", direction=1)), 3)])
         server.sync()
@@ -120,7 +122,8 @@ def test_an_invalid_mask_is_unknown_invalid_fieldmask_on_the_wire(tmp_path: Path
 
 @pytest.mark.parametrize("minor", sorted(VERSIONS))
 def test_where_each_release_reads_the_mask(tmp_path: Path, minor: int) -> None:
-    """facts §3: 1.14/1.15 experimental only; 1.16-1.18 top-level, else experimental; 1.19 top-level only."""
+    """releases "mask_from": 1.14/1.15 experimental only; 1.16-1.18 top-level, else experimental; 1.19 top-level
+    only."""
     with running_server(tmp_path, version=VERSIONS[minor]) as server:
         server.emit([(server.compile(EventSpec("drop", reason=155, direction=2)), 1)])
         server.sync()
@@ -141,8 +144,8 @@ def test_where_each_release_reads_the_mask(tmp_path: Path, minor: int) -> None:
 
 @pytest.mark.parametrize("minor", [15, 16, 17, 18])
 def test_pre_fix_releases_scramble_a_naive_l7_mask(tmp_path: Path, minor: int) -> None:
-    """facts §2 (1.15-1.18 fieldmask.Copy): Mutable on every named oneof member into one reused Flow, in Go's
-    random map order: the last visited member survives, empty. Most HTTP requests come out as kafka or dns
+    """fieldmask "Copy" (1.15-1.18): Mutable on every named oneof member into one reused Flow, in Go's random
+    map order: the last visited member survives, empty. Most HTTP requests come out as kafka or dns
     (6 of 8 kafka, 1 dns, 1 http for this mask). The exporter's mask (l7 as a leaf) stays exact."""
     with running_server(tmp_path, version=VERSIONS[minor]) as server:
         server.emit([(server.compile(EventSpec("http", method="GET", pool=8)), 80)])
@@ -160,7 +163,7 @@ def test_pre_fix_releases_scramble_a_naive_l7_mask(tmp_path: Path, minor: int) -
 
 
 def test_1_19_copies_l7_exactly_but_keeps_a_stale_branch_on_flows_without_one(tmp_path: Path) -> None:
-    """facts ★3 (PR #43924): a oneof member that is not the source's is skipped, not cleared, so a drop
+    """fieldmask "Copy", 1.19 (PR #43924): a oneof member that is not the source's is skipped, not cleared, so a drop
     after an HTTP GET still carries l7.http.method on the reused destination (l7.type is cleared)."""
     with running_server(tmp_path, version=VERSIONS[19]) as server:
         http = server.compile(EventSpec("http", method="GET", pool=1))
@@ -174,7 +177,7 @@ def test_1_19_copies_l7_exactly_but_keeps_a_stale_branch_on_flows_without_one(tm
 
 
 def test_1_14_agent_dies_on_a_naive_l7_mask_and_comes_back_fresh(tmp_path: Path) -> None:
-    """facts §2/§4: 1.14 filter.copy writes through the unallocated oneof member (panic: invalid nil
+    """fieldmask "Copy", 1.14: filter.copy writes through the unallocated oneof member (panic: invalid nil
     pointer); Hubble's gRPC server has no recovery, so the agent dies: streams abort, the socket refuses
     connections, then a restarted agent serves an empty ring."""
     sock = tmp_path / "run" / "hubble.sock"
@@ -233,7 +236,7 @@ def test_go_map_iteration_is_a_random_rotation_of_eight_slots() -> None:
 
 
 def test_version_string_and_header(tmp_path: Path) -> None:
-    """facts §5: ServerStatus.version = "cilium v" + SemVer(); §3: the header exists from 1.18."""
+    """releases.ServerVersion: ServerStatus.version = "cilium v" + SemVer(); releases "version_header": from 1.18."""
     assert parse_version("cilium v1.18.12+gcb98de38f6").text == "cilium v1.18.12+gcb98de38f6"
     assert parse_version("1.19.0-rc.1").semver.startswith("1.19.0-rc.1+g")
     for bad in ("1.13.4", "1.20.0", "2.0.0", "garbage"):
@@ -256,7 +259,7 @@ def _flows(spec: EventSpec, version: str = "1.16.15") -> tuple[flow_pb2.Flow, ..
 
 
 def test_http_flows_as_envoy_logs_them() -> None:
-    """facts §6: a denied request is a DROPPED REQUEST plus Envoy's local 403 as a FORWARDED RESPONSE with
+    """flows (L7), HTTP: a denied request is a DROPPED REQUEST plus Envoy's local 403 as a FORWARDED RESPONSE with
     source and destination swapped and the request's direction; counted once, as dropped."""
     req, resp = _flows(EventSpec("http", method="POST", action=2, direction=2))
     assert (req.l7.type, req.verdict, req.traffic_direction, req.is_reply.value) == (1, 2, 2, False)
@@ -274,7 +277,7 @@ def test_http_flows_as_envoy_logs_them() -> None:
 
 
 def test_dns_flows_as_the_dns_proxy_logs_them() -> None:
-    """facts §6: always egress; a denied query is one DROPPED REQUEST and no response flow."""
+    """flows (L7), DNS: always egress; a denied query is one DROPPED REQUEST and no response flow."""
     (denied,) = _flows(EventSpec("dns", action=2))
     assert (denied.l7.type, denied.verdict, denied.traffic_direction, denied.l7.dns.query) == (
         1, 2, 2, "api.example.com.")
@@ -288,7 +291,7 @@ def test_dns_flows_as_the_dns_proxy_logs_them() -> None:
 
 
 def test_kafka_flows_one_request_per_topic() -> None:
-    """facts §6/★9: accesslog_server.go logs a request once per topic; the reply carries only the
+    """flows (L7), Kafka: accesslog_server.go logs a request once per topic; the reply carries only the
     correlation id (api_key "produce"); a denied request gets error_code 29 and no response flow."""
     flows = _flows(EventSpec("kafka", api_key="fetch", topics=("orders", "payments")))
     assert [(f.l7.type, f.l7.kafka.topic, f.verdict) for f in flows] == [(1, "orders", 1), (1, "payments", 1),
