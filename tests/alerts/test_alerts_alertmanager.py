@@ -356,9 +356,11 @@ def fleet_incident() -> list[tuple[float, dict]]:
     """(production second, alert) of a bad rollout on 200 nodes of c1, from the pack's own `for` durations: the
     release reaches a node every 1.5 s (5 minutes for the fleet, as simulator scenario fleet/bad-rollout); every
     new agent drops all its packets (a total outage: the 1h and 5m burn windows pass their threshold within a
-    minute) and is OOM-killed 3 minutes after its upgrade, again 3 minutes later. The restart roll-up fires once
-    10 % of the nodes (20) restarted, the drop roll-up unexpectedDropsFor after 10 % of the nodes drop; an
-    unrelated conntrack table fills on one node of the cluster at minute 6."""
+    minute) and is OOM-killed 3 minutes after its upgrade, again 3 minutes later; its working set passes the
+    envelope a minute after the upgrade. The restart roll-up fires once 10 % of the nodes (20) restarted, the
+    drop roll-up unexpectedDropsFor after 10 % of the nodes drop, the memory roll-up memoryAboveEnvelopeFor
+    after 10 % are above the envelope (past the first 15 minutes); an unrelated conntrack table fills on one
+    node of the cluster at minute 6."""
     burn = next(w for w in DEFAULTS["sloBurnWindows"] if w["severity"] == "critical")
     events = []
     for i in range(200):
@@ -372,6 +374,8 @@ def fleet_incident() -> list[tuple[float, dict]]:
                    alert("CiliumClusterAgentRestarts", None, "critical")))
     events.append((1.5 * 20 + duration_seconds(DEFAULTS["unexpectedDropsFor"]),
                    alert("CiliumClusterUnexpectedDrops", None, "critical")))
+    events.append((1.5 * 20 + 60 + duration_seconds(DEFAULTS["memoryAboveEnvelopeFor"]),
+                   alert("CiliumClusterAgentMemoryAboveEnvelope", None, "critical")))
     events.append((360, alert("CiliumNodeConntrackMapFull", "node-150", "critical")))
     return sorted(events, key=lambda e: e[0])
 
