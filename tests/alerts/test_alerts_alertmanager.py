@@ -252,12 +252,16 @@ def test_cluster_alerts_mute_the_per_node_alerts_of_their_cluster_only(alertmana
         alert("CiliumClusterUnexpectedDrops", None, "critical", cluster="c2"),
         alert("CiliumNodeDropErrorBudgetBurn", "n8", "critical", cluster="c2", long="1h", short="5m"),
         alert("CiliumNodeDropErrorBudgetBurn", "n8", "critical", long="1h", short="5m"),
+        # restarts across a cluster also mute its memory roll-up (one page for a leak that kills agents)
+        alert("CiliumClusterAgentRestarts", None, "critical", cluster="c3"),
+        alert("CiliumClusterAgentMemoryAboveEnvelope", None, "critical", cluster="c3"),
     ]
     alertmanager.post(posted)
     expected = {
         *(("CiliumAgentMemoryAboveEnvelope", f"n{i}", "c1", "cilium-node-exporter") for i in range(5)),
         ("CiliumNodeExporterSourceDown", "n7", "c1", "hubble"),
         ("CiliumNodeDropErrorBudgetBurn", "n8", "c2", "1h"),
+        ("CiliumClusterAgentMemoryAboveEnvelope", "", "c3", "cilium-node-exporter"),
     }
     assert muted(alertmanager, expected, len(posted)) == expected
 
