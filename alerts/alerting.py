@@ -510,8 +510,12 @@ def inhibit_rules(v: Values) -> list[dict[str, Any]]:
         cluster("CiliumClusterAgentMemoryAboveEnvelope",
                 ["CiliumAgentMemoryAboveEnvelope", "CiliumAgentMemoryNearLimit", "CiliumAgentMemoryGrowthForecast",
                  "CiliumAgentMemoryEnvelopeBudgetBurn"]),
+        # agents restarting across the cluster also mute the cluster's memory roll-up: with pages grouped per
+        # alert name (routing.py), a bad release that leaks into OOM kills pages once for the restarts, not
+        # again for the memory that caused them
         cluster("CiliumClusterAgentRestarts",
-                ["CiliumAgentOOMKilled", "CiliumAgentOOMKillLoop", "CiliumAgentRestartingFrequently"]),
+                ["CiliumAgentOOMKilled", "CiliumAgentOOMKillLoop", "CiliumAgentRestartingFrequently",
+                 "CiliumClusterAgentMemoryAboveEnvelope"]),
         cluster("CiliumClusterEnvoyRestarts", ["CiliumEnvoyOOMKilled", "CiliumEnvoyOOMKillLoop"]),
         cluster("CiliumClusterUnexpectedDrops", [*drop_all, "CiliumNodeConntrackMapFull"]),
         cluster("CiliumClusterExporterSourceDown", ["CiliumNodeExporterSourceDown"], "source"),

@@ -20,6 +20,10 @@ class _Quoted(str):
     """A string emitted double-quoted (URLs)."""
 
 
+class Flow(list):  # type: ignore[type-arg]
+    """A list emitted in flow style (``[label, "=", value]`` matchers)."""
+
+
 class _Dumper(yaml.SafeDumper):
     """Block style, sequences indented under their key, no line folding."""
 
@@ -32,6 +36,7 @@ class _Dumper(yaml.SafeDumper):
 
 _Dumper.add_representer(_Literal, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|"))
 _Dumper.add_representer(_Quoted, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style='"'))
+_Dumper.add_representer(Flow, lambda d, s: d.represent_sequence("tag:yaml.org,2002:seq", s, flow_style=True))
 
 
 def _styled(rule: dict[str, Any]) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def _overview(v: Values, q: PromQL) -> list:
         P.stat("Unexpected drops (agent counters)", "Packets dropped for unexpected reasons on the selected nodes "
                f"that the agent counts (`{n.DATAPATH_UNEXPECTED}`); not measured without the agent source.", "pps",
                [Q(f"sum({q.rec(n.DATAPATH_UNEXPECTED)})", instant=True)], width=4, height=4,
-               steps=P.thresholds((None, "green"), (v.config["unexpectedDropsRate"], "red")),
+               steps=P.thresholds((None, "green"), (P.number(v, "unexpectedDropsRate"), "red")),
                no_value="not measured"),
         P.stat("Unexpected drops (Hubble, approximation)", "Hubble drop events for unexpected reasons on the "
                "selected nodes without the agent's counters, blind nodes left out (not measured).", "pps",
@@ -188,7 +188,7 @@ def build(v: Values) -> db.Dashboard:
          .description("200 nodes at a glance: nodes per state, fleet distributions, nodes by Cilium version, every "
                       "node worst first; not-measured nodes are shown as such, never as zero.")
          .time("now-6h", "now").refresh("1m").timezone("browser").readonly()
-         .with_variable(P.datasource_variable()).with_variable(P.job_variable())
+         .with_variable(P.datasource_variable()).with_variable(P.job_variable(v))
          .with_variable(P.cluster_variable(v)).with_variable(P.node_variable(v, multi=True))
          .links(P.dashboard_links(UID)))
     for title, group in (("Overview", _overview(v, q)), ("Fleet distribution", _distribution(q)),

@@ -1,5 +1,10 @@
 """Render the dashboards to JSON: `dashboards/<uid>.json` and the Helm chart's copies.
 
+The chart's copies (helm/cilium-node-exporter/files/dashboards) are rendered in Helm mode: every configurable
+value (label names, the selector's job, thresholds) is a ``HELMVALUE_<key>_END`` token that
+templates/dashboards.yaml replaces with ``prometheusRule.config.<key>``, so the chart's dashboards follow the
+chart's values as its rules do.
+
     python -m dashboards.generate                          rewrite the JSON (and dashboards/.lint)
     python -m dashboards.generate --check                  exit 1 when a committed file is stale or missing
     python -m dashboards.generate --config my.yaml --out DIR
@@ -44,9 +49,10 @@ def _finish(doc: dict, node_label: str) -> dict:
     return doc
 
 
-def render(config: dict[str, Any] | None = None) -> dict[str, str]:
-    """File name -> JSON text of every dashboard for ``config`` (mixin configuration overrides)."""
-    v = Values(merge(config))
+def render(config: dict[str, Any] | None = None, helm: bool = False) -> dict[str, str]:
+    """File name -> JSON text of every dashboard for ``config`` (mixin configuration overrides); ``helm``: with
+    Helm tokens for the chart."""
+    v = Values(merge(config), helm=helm)
     out = {}
     for module in MODULES:
         doc = json.loads(JSONEncoder(sort_keys=True).encode(module.build(v).build()))
@@ -58,7 +64,8 @@ def render(config: dict[str, Any] | None = None) -> dict[str, str]:
 def outputs() -> dict[Path, str]:
     """Every generated file -> its content: the JSON in dashboards/ and the chart, and dashboards/.lint."""
     rendered = render()
-    out = {d / name: text for d in OUT_DIRS for name, text in rendered.items()}
+    out = {OUT_DIRS[0] / name: text for name, text in rendered.items()}
+    out.update({OUT_DIRS[1] / name: text for name, text in render(helm=True).items()})
     out[OUT_DIRS[0] / ".lint"] = lint_config([json.loads(t) for t in rendered.values()])
     return out
 

@@ -279,7 +279,7 @@ def build(v: Values) -> db.Dashboard:
                       "cilium-agent and cilium-envoy memory against the envelope, Hubble buffer and losses, "
                       "exporter sources.")
          .time("now-6h", "now").refresh("1m").timezone("browser").readonly()
-         .with_variable(P.datasource_variable()).with_variable(P.job_variable())
+         .with_variable(P.datasource_variable()).with_variable(P.job_variable(v))
          .with_variable(P.cluster_variable(v)).with_variable(P.node_variable(v, multi=False))
          .annotations(annotations(x)).links(P.dashboard_links(UID)))
     for title, group in (("Measurement", _measurement(v, x)), ("Drops", _drops(v, x)), ("Policy and L7", _policy(x)),

@@ -20,8 +20,8 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import prometheus as pm
 
-from cilium_node_exporter.mixin.config import Values
-from dashboards.queries import DEFAULT_JOB
+from cilium_node_exporter.mixin.config import Values, helm_token
+from dashboards.queries import selector_job
 
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 TAG = "cilium-node-exporter"
@@ -56,12 +56,15 @@ def datasource_variable() -> db.DatasourceVariable:
             .description("Prometheus that scrapes cilium-node-exporter."))
 
 
-def job_variable() -> db.QueryVariable:
+def job_variable(v: Values) -> db.QueryVariable:
+    """Selects the job of the configured selector (``job="..."``) by default; the chart fills the token the same
+    way (templates/dashboards.yaml)."""
+    job = helm_token("selectorJob") if v.helm else selector_job(v.config["selector"])
     return (db.QueryVariable("job").label("Job").datasource(DATASOURCE)
             .description("Scrape job of the exporter (label_values of cilium_node_exporter_build_info).")
             .query("label_values(cilium_node_exporter_build_info, job)")
             .multi(True).include_all(True).all_value(".+")
-            .current(dm.VariableOption(selected=True, text=[DEFAULT_JOB], value=[DEFAULT_JOB]))
+            .current(dm.VariableOption(selected=True, text=[job], value=[job]))
             .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC))
 
 
@@ -134,6 +137,12 @@ def _targets(queries: list[Q], table: bool = False) -> list[pb.Dataquery]:
             t = t.format(pm.PromQueryFormat.TABLE)
         out.append(t)
     return out
+
+
+def number(v: Values, key: str) -> float:
+    """A numeric setting where the JSON holds a number; in Helm mode its token, a string the chart replaces with
+    the bare number (templates/dashboards.yaml)."""
+    return v[key] if v.helm else v.config[key]  # type: ignore[return-value]
 
 
 def thresholds(*steps: tuple[float | None, str]) -> db.ThresholdsConfig:

@@ -37,6 +37,8 @@ DEFAULT_SUBSTITUTIONS: Final[Mapping[str, str]] = {
     "datasource": "prometheus",
 }
 
+# The first `job="..."` equality matcher of a selector (the rule pack's configured `selector`).
+_SELECTOR_JOB = re.compile(r'(?:^|[\s,{])job\s*=\s*"([^"]*)"')
 _VAR = re.compile(r"\$\{(\w+)(?::[\w]+)?\}|\[\[(\w+)(?::[\w]+)?\]\]|\$(\w+)")
 _LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(?:(?P<sel>.+?)\s*,\s*)?(?P<label>\w+)\s*\)\s*$", re.S)
 
@@ -51,6 +53,12 @@ class Query:
     ref_id: str
     template: str
     expr: str
+
+
+def selector_job(selector: str) -> str:
+    """The job a selector names with ``job="..."``, else :data:`DEFAULT_JOB`: the dashboards' default job."""
+    match = _SELECTOR_JOB.search(selector)
+    return match.group(1) if match else DEFAULT_JOB
 
 
 def substitute(expr: str, substitutions: Mapping[str, str] | None = None) -> str:

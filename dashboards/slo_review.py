@@ -200,7 +200,7 @@ def build(v: Values) -> db.Dashboard:
                       "remaining, nodes meeting the SLO, the worst node above a floor, burn rates, the budget over "
                       "time and the nodes that spent most.")
          .time(f"now-{v.raw('sloPeriod')}", "now").refresh("5m").timezone("browser").readonly()
-         .with_variable(P.datasource_variable()).with_variable(P.job_variable())
+         .with_variable(P.datasource_variable()).with_variable(P.job_variable(v))
          .with_variable(P.cluster_variable(v)).with_variable(P.node_variable(v, multi=True))
          .links(P.dashboard_links(UID)))
     for title, group in (("Coverage", _coverage(v, drop)), (f"SLO: {slo.DROP.name}", _slo_panels(v, drop)),

@@ -45,8 +45,9 @@ from cilium_node_simulator.webhook import Delivery, WebhookReceiver
 ENVELOPE = "200Mi-500Mi"
 SIMULATOR, EXPORTER = "simulator", "exporter"
 PACK = merge(None, "accelerated")  # the configuration the demo renders the pack with
-# Labels every alert of the demo's node carries: left out when an alert is named.
-COMMON_LABELS = frozenset({"alertname", "alertstate", "severity", "node", "job", "instance", "cluster"})
+# Labels every alert of the demo's node carries (the pack's scope label included): left out when an alert is named.
+COMMON_LABELS = frozenset({"alertname", "alertstate", "severity", "node", "job", "instance", "cluster",
+                           PACK["scopeLabel"]})
 
 
 # --- the rule pack as rendered for the demo ----------------------------------------------------------

@@ -242,13 +242,19 @@ def alertmanager_config(webhook: str, timings: Mapping[str, str] | None = None,
 
 
 def receivers_by_severity(config: Mapping[str, Any]) -> dict[str, str]:
-    """severity -> receiver from the top-level routes that match one ``severity="..."``."""
+    """severity -> receiver from the routes, at any depth (the pack's scoped route holds them), that match
+    one ``severity="..."``."""
     out: dict[str, str] = {}
-    for route in config["route"].get("routes", []):
-        for matcher in route.get("matchers", []):
-            name, _, value = matcher.partition("=")
-            if name.strip() == "severity" and value.startswith('"'):
-                out.setdefault(value.strip('"'), route["receiver"])
+
+    def walk(routes: list[dict[str, Any]]) -> None:
+        for route in routes:
+            for matcher in route.get("matchers", []):
+                name, _, value = matcher.partition("=")
+                if name.strip() == "severity" and value.startswith('"'):
+                    out.setdefault(value.strip('"'), route["receiver"])
+            walk(route.get("routes", []))
+
+    walk(config["route"].get("routes", []))
     return out
 
 

@@ -13,6 +13,7 @@ import yaml
 
 from alerts import generate
 from alerts.alerting import all_alerts
+from alerts.render import rule_file
 from cilium_node_exporter import contract
 from cilium_node_exporter.mixin import config as mixin_config
 from cilium_node_exporter.mixin import names, slo
@@ -25,6 +26,7 @@ from cilium_node_exporter.mixin.config import (
     go_number,
     merge,
 )
+from tests.chart.test_helm_render import crd_validator
 from tests.support.paths import REPO
 
 
@@ -79,6 +81,11 @@ def test_config_and_out_render_plain_files(tmp_path: Path) -> None:
     {"dropClasses": {**DEFAULTS["dropClasses"], "expected": ["NOT_A_REASON"]}},
     {"dropClasses": {**DEFAULTS["dropClasses"], "expected": ["POLICY_DENIED"]}},
     {"dropClasses": {"policy": []}},
+    {"disabled": {"CiliumNodeUnexpectedDrop": True}}, {"customRules": {"CiliumAgentOOMKill": {"for": "1m"}}},
+    {"customRules": {"CiliumNodeUnexpectedDrops": {"severity": "page"}}}, {"keepFiringFor": "5 min"},
+    {"additionalRuleLabels": {"severity": "critical"}}, {"additionalRuleLabels": {"namespace": "x"}},
+    {"customRules": {"CiliumNodeDropErrorBudgetBurn": {"labels": {"long": "2h"}}}}, {"scopeValue": ""},
+    {"scopeLabel": "alertname"}, {"scopeValue": 'a"b'},
 ])
 def test_bad_configuration_is_rejected(tmp_path: Path, bad: dict) -> None:
     config = tmp_path / "bad.yaml"
@@ -94,7 +101,7 @@ def test_helm_values_block_lists_every_helm_key() -> None:
     assert result.returncode == 0
     config = yaml.safe_load(result.stdout)["prometheusRule"]["config"]
     assert list(config) == list(HELM_KEYS)
-    assert config == {k: DEFAULTS[k] for k in HELM_KEYS}
+    assert config == {k: DEFAULTS[k] for k in HELM_KEYS} | {"scopeValue": ""}  # the chart's: its namespace
     assert set(HELM_KEYS) | set(STRUCTURAL_KEYS) == set(DEFAULTS)
 
 
@@ -193,3 +200,99 @@ def test_no_long_window_rate_of_a_raw_counter() -> None:
                 assert window in allowed, (rule.get("record") or rule.get("alert"), metric, window)
             for metric, window in re.findall(r"_over_time\((cilium_node_\w+)\{[^}]*\}\[(\w+)\]\)", rule["expr"]):
                 assert window == DEFAULTS["oomKillLoopWindow"], (rule.get("record") or rule.get("alert"), metric)
+
+
+# --- shaping the alerts (alerts/tuning.py) ---------------------------------------------------------------------
+
+def test_default_rules_are_the_packs_own_plus_the_scope_label_text_for_text() -> None:
+    scope = f"          {DEFAULTS['scopeLabel']}: {DEFAULTS['scopeValue']}"
+    shipped = [line for line in generate.render_rules().splitlines() if not line.startswith("#")]
+    own = rule_file(generate.pack_groups(Values(merge(None))), "").splitlines()
+    assert [line for line in shipped if line != scope] == own
+    alerts = [r for g in generate.build_groups() for r in g["rules"] if "alert" in r]
+    assert shipped.count(scope) == len(alerts) > 30
+    assert "keep_firing_for" not in generate.render_rules()
+
+
+SHAPED = {
+    "disabled": {"CiliumAgentMemoryBelowEnvelope": True, "CiliumClusterHubbleBlindNodes": True},
+    "customRules": {"CiliumNodeUnexpectedDrops": {"severity": "critical", "for": "20m", "keepFiringFor": "15m",
+                                                  "labels": {"team": "network"},
+                                                  "annotations": {"summary": "Unexpected drops."}},
+                    "CiliumNodeDropErrorBudgetBurn": {"for": "5m"}},
+    "additionalRuleLabels": {"owner": "platform"},
+    "additionalRuleAnnotations": {"dashboard": "https://grafana.example.com/d/cilium-node-fleet"},
+    "keepFiringFor": "5m",
+    "scopeLabel": "pack",
+    "scopeValue": "cilium",
+}
+
+
+def test_shaped_plain_files_pass_promtool_and_the_prometheusrule_crd(tmp_path: Path) -> None:
+    config = tmp_path / "my.yaml"
+    config.write_text(yaml.safe_dump({"prometheusRule": {"config": SHAPED}}))
+    result = cli("--config", str(config), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    rules_path = tmp_path / "out" / generate.RULES_FILE
+    groups = yaml.safe_load(rules_path.read_text())["groups"]
+    check = subprocess.run(["promtool", "check", "rules", "--lint=all", str(rules_path)], capture_output=True,
+                           text=True, timeout=60)  # Debian's promtool 2.42.0 knows keep_firing_for
+    assert check.returncode == 0, check.stdout + check.stderr
+    crd = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "metadata": {"name": "x"},
+           "spec": {"groups": groups}}
+    assert not list(crd_validator("PrometheusRule").iter_errors(crd))
+    alerts = {r["alert"]: r for g in groups for r in g["rules"] if "alert" in r}
+    assert not {"CiliumAgentMemoryBelowEnvelope", "CiliumClusterHubbleBlindNodes"} & set(alerts)
+    drops = alerts["CiliumNodeUnexpectedDrops"]
+    assert (drops["for"], drops["keep_firing_for"]) == ("20m", "15m")
+    assert drops["labels"] == {"severity": "critical", "owner": "platform", "team": "network", "pack": "cilium"}
+    assert drops["annotations"]["summary"] == "Unexpected drops." and "dashboard" in drops["annotations"]
+    assert {a["for"] for n, a in alerts.items() if n == "CiliumNodeDropErrorBudgetBurn"} == {"5m"}
+    assert all(a["keep_firing_for"] == "5m" for n, a in alerts.items() if n != "CiliumNodeUnexpectedDrops")
+    assert all(a["labels"]["pack"] == "cilium" and a["labels"]["owner"] == "platform" for a in alerts.values())
+    records = [r for g in groups for r in g["rules"] if "record" in r]
+    assert records == [r for g in generate.build_groups() for r in g["rules"] if "record" in r]
+    am = yaml.safe_load((tmp_path / "out" / generate.ALERTMANAGER_FILE).read_text())
+    (scoped,) = am["route"]["routes"]
+    assert scoped["matchers"][0] == 'pack="cilium"' and scoped["group_by"] == ["pack", "cluster", "alertname"]
+    assert "CiliumClusterHubbleBlindNodes" not in yaml.safe_dump(am)
+    assert all('pack="cilium"' in r["target_matchers"] for r in am["inhibit_rules"])
+
+
+def test_keep_firing_for_holds_a_resolved_alert_in_promtool(tmp_path: Path) -> None:
+    """The emitted field does what it says in Debian's Prometheus engine: the exporter is back after 10 minutes,
+    the alert keeps firing for keepFiringFor."""
+    (tmp_path / "rules.yaml").write_text(generate.render_rules({"keepFiringFor": "10m"}))
+    up = 'up{job="cilium-node-exporter", cluster="c1", node="n1"}'
+    firing = 'ALERTS{alertname="CiliumNodeExporterDown", alertstate="firing"}'
+    labels = {"__name__": "ALERTS", "alertname": "CiliumNodeExporterDown", "alertstate": "firing",
+              "cluster": "c1", "node": "n1", "severity": "warning", DEFAULTS["scopeLabel"]: DEFAULTS["scopeValue"]}
+    sample = [{"labels": "ALERTS{" + ", ".join(f'{k}="{v}"' for k, v in labels.items() if k != "__name__") + "}",
+               "value": 1}]
+    test = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": [{"series": up, "values": "0x15 1x30"}],
+        "promql_expr_test": [{"expr": firing, "eval_time": t, "exp_samples": sample if on else []}
+                             for t, on in (("14m", True), ("24m", True), ("27m", False))]}]}
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(test))
+    result = subprocess.run(["promtool", "test", "rules", "test.yaml"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_alert_name_keeps_one_severity_when_overridden() -> None:
+    config = {"customRules": {"CiliumNodeDropErrorBudgetSlowBurn": {"severity": "critical"},
+                              "CiliumNodeDropErrorBudgetBurn": {"severity": "warning"}}}
+    severities: dict[str, set[str]] = {}
+    for group in generate.build_groups(config):
+        for rule in group["rules"]:
+            if "alert" in rule:
+                severities.setdefault(rule["alert"], set()).add(rule["labels"]["severity"])
+    assert severities["CiliumNodeDropErrorBudgetSlowBurn"] == {"critical"}
+    assert severities["CiliumNodeDropErrorBudgetBurn"] == {"warning"}
+    assert {name: s for name, s in severities.items() if len(s) > 1} == {}
+
+
+def test_a_misspelled_alert_name_says_which_it_meant() -> None:
+    with pytest.raises(mixin_config.ConfigError, match="did you mean CiliumNodeUnexpectedDrops"):
+        generate.build_groups({"disabled": {"CiliumNodeUnexpectedDrop": True}})
+

@@ -71,7 +71,7 @@ def test_alert_conventions_beyond_mixtool() -> None:
             assert re.search(r"\$value \| humanize(1024|Percentage|Duration)?\b|printf \"%\.0f\" \$value",
                              description), rule["alert"]
         if "long" in rule["labels"]:
-            assert set(rule["labels"]) == {"severity", "long", "short"}
+            assert set(rule["labels"]) == {"severity", "long", "short", DEFAULTS["scopeLabel"]}
     # summaries are static per alert name (one headline for all instances and window pairs)
     summaries: dict[str, set[str]] = {}
     for rule in ALERTS:

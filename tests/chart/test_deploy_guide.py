@@ -104,9 +104,20 @@ def test_install_renders_for_200_nodes_with_kube_prometheus_stack() -> None:
     dashboards = [o for o in objects if o["kind"] == "ConfigMap" and "grafana_dashboard" in o["metadata"]["labels"]]
     assert len(dashboards) == len(list((CHART / "files" / "dashboards").glob("*.json"))) >= 3
     assert all(d["metadata"]["labels"]["grafana_dashboard"] == "1" for d in dashboards)
-    inhibit = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-inhibit-rules")]
-    assert [o["metadata"]["name"] for o in inhibit] == ["cilium-node-exporter-inhibit-rules"]
-    assert "cilium-node-exporter-inhibit-rules" in GUIDE.read_text()
+    # The pack's route and inhibitions for the stack's Alertmanager, its receivers reading the Secret the guide
+    # creates next to it (kube-prometheus-stack 88.5.3: alertmanagerConfigSelector and
+    # alertmanagerConfigNamespaceSelector {}, every AlertmanagerConfig of every namespace).
+    amc = one(objects, "AlertmanagerConfig")
+    assert amc["metadata"]["namespace"] == args["namespace"]
+    refs = {h["urlSecret"]["name"]: set() for r in amc["spec"]["receivers"] for h in r.get("webhookConfigs", [])}
+    for r in amc["spec"]["receivers"]:
+        for h in r.get("webhookConfigs", []):
+            refs[h["urlSecret"]["name"]].add(h["urlSecret"]["key"])
+    (secret,) = [c for c in command("kubectl", "-n", args["namespace"], "create", "secret", "generic")
+                 if c[6] in refs]
+    assert {secret[6]: {a.split("=", 2)[1] for a in secret[7:]}} == refs
+    alerts = [r for g in one(objects, "PrometheusRule")["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    assert {r["labels"]["namespace"] for r in alerts} == {args["namespace"]}
     assert "WARNING" not in notes, notes
     cfg = exporter_config(objects)
     assert cfg.hubble_address == "unix:///var/run/cilium/hubble.sock"  # Cilium 1.16's node-local socket
@@ -161,11 +172,11 @@ def test_uninstall_leaves_nothing_behind() -> None:
         assert "helm.sh/hook" not in annotations and "helm.sh/resource-policy" not in annotations, obj["kind"]
     kinds = {o["kind"] for o in objects}
     assert kinds == {"DaemonSet", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
-                     "RoleBinding", "ServiceMonitor", "PrometheusRule", "ConfigMap"}
+                     "RoleBinding", "ServiceMonitor", "PrometheusRule", "AlertmanagerConfig", "ConfigMap"}
     text = GUIDE.read_text()
     section = text[text.index("## Uninstall"):].split("\n## ", 1)[0]
     for kind in ("DaemonSet", "Service", "ServiceAccount", "RBAC", "ServiceMonitor", "PrometheusRule",
-                 "ConfigMaps"):
+                 "AlertmanagerConfig", "ConfigMaps", "Secret"):
         assert kind in section
 
 

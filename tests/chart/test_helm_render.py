@@ -30,7 +30,7 @@ CRD_SCHEMAS = DATA / "schemas" / "monitoring.coreos.com"
 RELEASE, NAMESPACE = "cne", "monitoring"
 KUBE_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version())
 CRD_KINDS = {"ServiceMonitor": "servicemonitor_v1.json", "PodMonitor": "podmonitor_v1.json",
-             "PrometheusRule": "prometheusrule_v1.json"}
+             "PrometheusRule": "prometheusrule_v1.json", "AlertmanagerConfig": "alertmanagerconfig_v1alpha1.json"}
 CI_FILES = sorted((CHART / "ci").glob("*.yaml"))
 VALUE_SETS = ["default", *(p.name for p in CI_FILES)]
 NODE_ENV = {"NODE_NAME": "node-a", "NODE_IP": "10.0.0.5"}
@@ -93,12 +93,27 @@ def crd_validator(kind: str) -> jsonschema.Draft7Validator:
     return jsonschema.Draft7Validator(schema)
 
 
+def _child_routes(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """An AlertmanagerConfig's child routes, which its CRD leaves open (x-kubernetes-preserve-unknown-fields)
+    and the operator parses as routes (validation/v1alpha1 validateRoute): checked against the route schema."""
+    def walk(route: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        for i, child in enumerate(route.get("routes", [])):
+            yield f"{path}/routes/{i}", child
+            yield from walk(child, f"{path}/routes/{i}")
+    yield from walk(obj["spec"].get("route") or {}, "spec/route")
+
+
 def validate_object(obj: dict[str, Any]) -> None:
     """kubernetes-validate (strict) for built-in kinds at 1.30 and the newest schema; CRD schema otherwise."""
     if obj["kind"] in CRD_KINDS:
-        assert obj["apiVersion"] == "monitoring.coreos.com/v1"
-        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-                  for e in crd_validator(obj["kind"]).iter_errors(obj)]
+        version = CRD_KINDS[obj["kind"]].rsplit("_", 1)[1].removesuffix(".json")
+        assert obj["apiVersion"] == f"monitoring.coreos.com/{version}"
+        validator = crd_validator(obj["kind"])
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)]
+        if obj["kind"] == "AlertmanagerConfig":
+            route = validator.schema["properties"]["spec"]["properties"]["route"]
+            errors += [f"{path}/{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                       for path, child in _child_routes(obj) for e in validator.evolve(schema=route).iter_errors(child)]
         assert not errors, f"{obj['kind']} {obj['metadata']['name']}: {errors}"
         return
     for version in KUBE_VERSIONS:

@@ -27,11 +27,15 @@ def alertmanager_config(webhook: str) -> dict[str, Any]:
 
 
 def route_timers(config: dict[str, Any], receiver: str) -> tuple[float, float]:
-    """(group_wait, group_interval) in seconds of the route that sends to ``receiver`` (inheriting the root's)."""
-    root = config["route"]
-    route = next((r for r in root.get("routes", []) if r.get("receiver") == receiver), root)
-    wait = route.get("group_wait", root.get("group_wait", "30s"))
-    interval = route.get("group_interval", root.get("group_interval", "5m"))
+    """(group_wait, group_interval) in seconds of the first route (depth first) that sends to ``receiver``,
+    inheriting its parents' timers (Alertmanager's defaults 30s and 5m at the root)."""
+    def find(route: dict[str, Any], inherited: tuple[str, str]) -> tuple[str, str] | None:
+        timers = (route.get("group_wait", inherited[0]), route.get("group_interval", inherited[1]))
+        if route.get("receiver") == receiver and route is not config["route"]:
+            return timers
+        return next((t for child in route.get("routes", []) if (t := find(child, timers))), None)
+
+    wait, interval = find(config["route"], ("30s", "5m")) or ("30s", "5m")
     return duration_seconds(wait), duration_seconds(interval)
 
 

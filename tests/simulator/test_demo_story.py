@@ -202,9 +202,10 @@ def test_alertmanager_config_is_the_shipped_one_with_local_receivers() -> None:
                     "none": []}
     assert fast["inhibit_rules"] == shipped["inhibit_rules"]
     assert {k: fast["route"][k] for k in stack.FAST_ROUTE} == dict(stack.FAST_ROUTE)
-    page = next(r for r in fast["route"]["routes"] if r["receiver"] == "page")
+    (scoped,) = fast["route"]["routes"]  # the pack's one route, severities below it
+    page = next(r for r in scoped["routes"] if r["receiver"] == "page")
     assert page["group_wait"] == "5s" and page["matchers"] == ['severity="critical"']
-    assert "group_wait" not in next(r for r in fast["route"]["routes"] if r["receiver"] == "ticket")
+    assert "group_wait" not in next(r for r in scoped["routes"] if r["receiver"] == "ticket")
     as_shipped = stack.alertmanager_config("http://127.0.0.1:9/hook")
     assert as_shipped["route"] == shipped["route"]
     assert stack.receivers_by_severity(shipped) == {"critical": "page", "warning": "ticket", "info": "none"}

@@ -126,14 +126,33 @@ DEFAULTS: dict[str, Any] = {
         {"severity": "warning", "long": "3d", "short": "6h", "budgetShare": 0.1, "for": "3h"},
     ],
     "dropClasses": DEFAULT_DROP_CLASSES,
+    # --- shaping the alerts (kube-prometheus-stack style): applied around the generated alerts by
+    # alerts/tuning.py (plain files) and the chart's templates (Helm values), never inside them ----------
+    # Every alert carries scopeLabel=scopeValue; the shipped Alertmanager routes and inhibitions match on it.
+    # The chart's default value is "" = the namespace of its AlertmanagerConfig (the release namespace), as
+    # prometheus-operator's OnNamespace matcher strategy requires.
+    "scopeLabel": "namespace",
+    "scopeValue": "cilium-node-exporter",
+    "disabled": {},  # alert name -> true: the alert is not rendered, inhibitions naming only it are dropped
+    "additionalRuleLabels": {},  # added to every alert
+    "additionalRuleAnnotations": {},  # added to every alert
+    "keepFiringFor": "",  # keep_firing_for of every alert ("" = none; Prometheus >= 2.42)
+    # alert name -> {severity, for, keepFiringFor, labels, annotations}
+    "customRules": {},
 }
 
 HELM_KEYS: tuple[str, ...] = tuple(k for k in DEFAULTS if k not in STRUCTURAL_KEYS)
+TUNING_KEYS: tuple[str, ...] = ("scopeLabel", "scopeValue", "disabled", "additionalRuleLabels",
+                                "additionalRuleAnnotations", "keepFiringFor", "customRules")
+# The chart's defaults where they differ from DEFAULTS (values.yaml, `python -m alerts.generate --helm-values`).
+HELM_DEFAULTS: dict[str, Any] = {"scopeValue": ""}
+CUSTOM_RULE_KEYS: tuple[str, ...] = ("severity", "for", "keepFiringFor", "labels", "annotations")
+SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
 
 # End-to-end tests and the demo: the same expressions with every `for:` at most 10s and windows scaled
 # down 30x (period 28d -> 1344m, so burn factors stay 13.44/5.6/2.8/0.93). Scrape and evaluate every 1s.
 ACCELERATED: dict[str, Any] = {
-    **{k: "10s" for k in DEFAULTS if k.endswith("For") and DEFAULTS[k] != "0s"},
+    **{k: "10s" for k in DEFAULTS if k.endswith("For") and DEFAULTS[k] != "0s" and k not in TUNING_KEYS},
     # the warm-up equals the trend window (as 6h/6h in DEFAULTS): once it is over, the window holds no
     # sample from before a restart, so a leak fixed by a restart does not raise the forecast again
     "memoryForecastWindow": "1m",
@@ -256,7 +275,7 @@ def merge(overrides: Mapping[str, Any] | None = None, preset: str = "default") -
         _check_type(key, value)
         config[key] = copy.deepcopy(value)
     for key, value in config.items():
-        if key.endswith(_DURATION_KEYS) or key in ("sloPeriod", "sloReviewStep"):
+        if (key.endswith(_DURATION_KEYS) or key in ("sloPeriod", "sloReviewStep")) and key not in TUNING_KEYS:
             duration_seconds(value)
     for key in ("selector", "nodeLabel", "clusterLabel", "runbookUrlPattern"):
         if not config[key]:
@@ -267,7 +286,60 @@ def merge(overrides: Mapping[str, Any] | None = None, preset: str = "default") -
         raise ConfigError("fleetNodeShare must be in (0, 1]")
     _check_windows(config)
     _check_drop_classes(config["dropClasses"])
+    _check_tuning(config)
     return config
+
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# Characters a label value in the pack's Alertmanager matchers (name="value") cannot hold unescaped.
+_UNQUOTABLE = re.compile(r'["\\\n]')
+
+
+def _check_strings(key: str, mapping: Any, labels: bool, reserved: tuple[str, ...]) -> None:
+    if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
+        raise ConfigError(f"{key}: expected a mapping of strings, got {mapping!r}")
+    for name in mapping:
+        if labels and (not _LABEL_NAME.match(name) or name.startswith("__")):
+            raise ConfigError(f"{key}: {name!r} is not a Prometheus label name")
+        if name in reserved:
+            raise ConfigError(f"{key}: {name!r} is set by the pack (use customRules.<Alert>.severity for severity, "
+                              "scopeLabel and scopeValue for the scope)")
+
+
+def _check_duration(key: str, value: Any) -> None:
+    try:
+        duration_seconds(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def _check_tuning(config: dict[str, Any]) -> None:
+    """The alert-shaping keys; which alert names exist is checked where the alerts are (alerts/tuning.py)."""
+    scope = config["scopeLabel"]
+    if not _LABEL_NAME.match(scope) or scope.startswith("__") or scope in ("alertname", "severity"):
+        raise ConfigError(f"scopeLabel: {scope!r} is not a label name the pack can set")
+    if not config["scopeValue"] or _UNQUOTABLE.search(config["scopeValue"]):
+        raise ConfigError("scopeValue must be a non-empty label value without quotes, backslashes or newlines "
+                          "(the chart's empty default means its release namespace; plain files need the value)")
+    reserved = ("alertname", "severity", scope)
+    if config["keepFiringFor"]:
+        _check_duration("keepFiringFor", config["keepFiringFor"])
+    disabled = config["disabled"]
+    if not all(isinstance(k, str) and isinstance(v, bool) for k, v in disabled.items()):
+        raise ConfigError(f"disabled: expected alert name -> true/false, got {disabled!r}")
+    _check_strings("additionalRuleLabels", config["additionalRuleLabels"], True, reserved)
+    _check_strings("additionalRuleAnnotations", config["additionalRuleAnnotations"], False, ())
+    for name, custom in config["customRules"].items():
+        where = f"customRules.{name}"
+        if not isinstance(custom, dict) or not set(custom) <= set(CUSTOM_RULE_KEYS):
+            raise ConfigError(f"{where}: expected a mapping of {', '.join(CUSTOM_RULE_KEYS)}, got {custom!r}")
+        if "severity" in custom and custom["severity"] not in SEVERITIES:
+            raise ConfigError(f"{where}.severity: one of {', '.join(SEVERITIES)}, got {custom['severity']!r}")
+        for key in ("for", "keepFiringFor"):
+            if key in custom:
+                _check_duration(f"{where}.{key}", custom[key])
+        _check_strings(f"{where}.labels", custom.get("labels", {}), True, reserved)
+        _check_strings(f"{where}.annotations", custom.get("annotations", {}), False, ())
 
 
 class Values:
