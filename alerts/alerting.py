@@ -1,10 +1,13 @@
 """Alerting rules and the Alertmanager inhibitions between them.
 
 Paging policy (one incident, one page, at 200 nodes):
-- ``critical`` (the ``page`` receiver) only for what hurts users now and needs someone now: the
-  packet-exact drop SLO burning fast, a full conntrack table dropping a share of traffic, an agent or
-  Envoy in an OOM-kill loop, and the per-cluster alerts (many nodes with the same problem, or a cluster
-  the pack cannot see).
+- ``critical`` (the ``page`` receiver) only for what hurts users now or within the hour: the packet-exact
+  drop SLO burning fast, a full conntrack table dropping a share of traffic, an agent or Envoy in an
+  OOM-kill loop, and the cluster roll-ups of harm (unexpected drops, from the agent's counters or, on
+  Hubble-only nodes, loss-corrected Hubble events; agents crash-looping; agents about to hit their limit).
+- Routine work stays ``warning`` at most: a rolling reboot restarts every agent once (a restart roll-up,
+  not a crash loop), a slow leak far from the limit (above the envelope), monitoring that is blind
+  (exporters or sources down) and an SLO without data (``CiliumNodeSloUnmeasured``).
 - ``warning`` (the ``ticket`` receiver) for single-node problems that can wait, the Hubble approximation
   (labelled ``measurement="hubble-approximation"``) and the slow burns.
 - Every alert name has exactly one severity, so severity inhibitions that match on ``alertname`` (the
@@ -314,8 +317,25 @@ def retention_alerts(v: Values) -> list[Alert]:
     ]
 
 
+def _drop_short(q: PromQL, v: Values, pair: slo.BurnWindow, threshold: str) -> str:
+    """The short window burns. While a node starts (its counters new or reset within dropSloStartupFor plus the
+    short window), the transient class is left out: start-up drops do not page, a sustained not-ready does
+    once the start-up is over, and every drop still counts in the SLI."""
+    ratio = f"{n.drop_ratio(pair.short)} > {threshold}"
+    if not slo.from_raw(v.config, pair.short):
+        return ratio
+    total = n.DROP_SLO_TRAFFIC_TOTAL
+    span = f"{int(duration_seconds(v.raw('dropSloStartupFor')) + duration_seconds(pair.short))}s"
+    starting = f"resets({total}[{span}]) > 0\n  or\n  {total} unless {total} offset {span}"
+    settled = (f"({n.drop_errors(pair.short)} - {n.drop_transient(pair.short)})\n  / ({n.drop_traffic(pair.short)} > 0)"
+               f" > {threshold}")
+    return (f"(\n  {ratio}\n  unless {q.on()}\n  (\n  {starting}\n  )\n"
+            f"  or\n  {settled}\n  and {q.on()}\n  (\n  {starting}\n  )\n)")
+
+
 def slo_alerts(v: Values) -> list[Alert]:
     """Multi-window multi-burn-rate alerts: one rule per window pair. Pages only on the packet-exact SLI."""
+    q = PromQL(v)
     alerts = []
     for slo_, pairs in ((slo.DROP, slo.burn_windows(v.config, slo.DROP)),
                         (slo.MEMORY, slo.burn_windows(v.config, slo.MEMORY))):
@@ -323,20 +343,18 @@ def slo_alerts(v: Values) -> list[Alert]:
         for pair in pairs:
             factor = go_number(pair.factor)
             threshold = f"({factor} * {budget})"
-            labels = {"long": pair.long, "short": pair.short}
+            labels = {"slo": slo_.name, "long": pair.long, "short": pair.short}
             text = (f"over the last {pair.long} (and over the last {pair.short}): {factor} times the rate the "
                     "%(period)s objective allows.")
             if slo_ is slo.DROP:
-                base = v.raw("sloRateWindow")
-                count = f"sum_over_time({n.tile(n.drop_errors(base), base)}[{pair.long}]) * " \
-                        f"{go_number(duration_seconds(base))}"
+                seconds = go_number(duration_seconds(pair.long))
                 alerts.append(Alert(
                     name="CiliumNodeDropErrorBudgetBurn" if pair.severity == "critical"
                     else "CiliumNodeDropErrorBudgetSlowBurn",
                     severity=pair.severity,
-                    expr=f"{n.drop_ratio(pair.long)} > {threshold}\nand\n{n.drop_ratio(pair.short)} > {threshold}\n"
-                         f"and\n{n.drop_traffic(pair.long)} >= {v['dropSloMinTrafficRate']}\n"
-                         f"and\n{count} >= {v['dropSloMinErrors']}",
+                    expr=f"{n.drop_ratio(pair.long)} > {threshold}\nand\n{_drop_short(q, v, pair, threshold)}\n"
+                         f"and\n{n.drop_traffic(pair.long)} >= {v['dropSloMinTrafficRate']} * {seconds}\n"
+                         f"and\n{n.drop_errors(pair.long)} >= {v['dropSloMinErrors']}",
                     for_=pair.for_,
                     summary="The node burns its unexpected-drop error budget too fast."
                     if pair.severity == "critical" else "The node burns its unexpected-drop error budget.",
@@ -352,6 +370,21 @@ def slo_alerts(v: Values) -> list[Alert]:
                     description="The cilium-agent on %(where)s was not running or above its memory envelope "
                                 "{{ $value | humanizePercentage }} of the time " + text,
                     needs=(KUBELET,), labels=labels))
+    up = f"{q.exporter_up()} == 1"
+    no_drop_sli = f"{up}\nunless {q.on()}\n{n.DROP_SLO_TRAFFIC_TOTAL}"
+    no_memory_sli = f"{up}\nunless {q.on()}\n{n.MEMORY_ENVELOPE_ERROR}"
+    alerts.append(Alert(
+        name="CiliumNodeSloUnmeasured", severity="warning",
+        expr=f"{_label(no_drop_sli, 'slo', slo.DROP.name)}\nor\n{_label(no_memory_sli, 'slo', slo.MEMORY.name)}",
+        for_=v["sloUnmeasuredFor"],
+        summary="An SLO of the node has no data although its exporter is up.",
+        description="The {{ $labels.slo }} SLO of %(where)s has had no data for %(sloUnmeasuredFor)s although "
+                    "the exporter is scraped: {{ if eq $labels.slo \"drop-ratio\" }}the exporter reads no "
+                    "datapath counters from the cilium-agent. Cilium's chart ships prometheus.enabled=false: "
+                    "enable the agent's metrics (prometheus.enabled=true) and the exporter's agent source; "
+                    "until then the node's drops page only through the Hubble approximation"
+                    "{{ else }}the exporter reads no cilium-agent working set from the kubelet (kubelet "
+                    "source down, or no cilium-agent pod on the node){{ end }}. Zero burn there means nothing."))
     return alerts
 
 
@@ -372,24 +405,52 @@ def cluster_alerts(v: Values) -> list[Alert]:
              "threshold {{ %(fleetNodeShare)s | humanizePercentage }})")
     agent_restarted = f"{q.restarts(c.AGENT_RESTARTS, v['restartsWindow'])} > 0"
     envoy_restarted = f"{q.restarts(c.ENVOY_RESTARTS, v['restartsWindow'])} > 0"
+    agent_looping = f"{q.restarts(c.AGENT_RESTARTS, v['restartsWindow'])} >= {v['clusterCrashLoopRestarts']}"
+    envoy_looping = f"{q.restarts(c.ENVOY_RESTARTS, v['restartsWindow'])} >= {v['clusterCrashLoopRestarts']}"
+    near_limit = (f"{n.WORKING_SET} / {n.MEMORY_LIMIT} > {v['memoryNearLimitRatio']}\nor\n"
+                  f"predict_linear({n.WORKING_SET}[{v['memoryLimitForecastWindow']}], "
+                  f"{v['memoryLimitForecastHorizonSeconds']}) >= {n.MEMORY_LIMIT}")
+    hubble_drops = q.unexpected_drops_hubble_corrected()
     ksm_nodes = f"count by ({cl}) (kube_node_info{{{v['kubeStateMetricsSelector']}}})"
     sources = q.sources_up()
     return [
-        Alert(name="CiliumClusterAgentMemoryAboveEnvelope", severity="critical",
+        Alert(name="CiliumClusterAgentMemoryNearLimit", severity="critical",
+              expr=_fleet(v, near_limit, n.WORKING_SET), for_=v["memoryNearLimitFor"],
+              summary="The cilium-agents across the cluster are about to hit their memory limit.",
+              description="On " + share + " the cilium-agent is above {{ %(memoryNearLimitRatio)s | "
+                          "humanizePercentage }} of its container memory limit or, at its trend over the last "
+                          "%(memoryLimitForecastWindow)s, reaches it within {{ %(memoryLimitForecastHorizonSeconds)s "
+                          "| humanizeDuration }}: OOM kills across the cluster are imminent (new pods get no "
+                          "network while agents restart). Roll back the release or raise the limit.",
+              needs=(KUBELET,), scope=CLUSTER),
+        Alert(name="CiliumClusterAgentMemoryAboveEnvelope", severity="warning",
               expr=_fleet(v, q.above_envelope(), n.WORKING_SET), for_=v["memoryAboveEnvelopeFor"],
               summary="The cilium-agents across the cluster are above their memory envelope.",
               description="On " + share + " the cilium-agent is above its memory envelope: a leak in the running "
                           "Cilium release or a change that grew every agent. Compare by Cilium version "
                           "(Cilium / Node Fleet) and consider rolling back.",
               needs=(KUBELET,), scope=CLUSTER),
-        Alert(name="CiliumClusterAgentRestarts", severity="critical",
+        Alert(name="CiliumClusterAgentCrashLooping", severity="critical",
+              expr=_fleet(v, agent_looping, up), for_=v["clusterCrashLoopFor"],
+              summary="The cilium-agents across the cluster are crash-looping.",
+              description="On " + share + " the cilium-agent restarted at least %(clusterCrashLoopRestarts)s "
+                          "times (OOM kills included) in the last %(restartsWindow)s: new pods get no network and "
+                          "policy updates stall. A bad Cilium release or configuration is the usual cause.",
+              needs=(APISERVER,), scope=CLUSTER),
+        Alert(name="CiliumClusterAgentRestarts", severity="warning",
               expr=_fleet(v, agent_restarted, up), for_=v["oomKilledFor"],
               summary="The cilium-agents across the cluster are restarting.",
               description="On " + share + " the cilium-agent restarted (OOM kills included) in the last "
                           "%(restartsWindow)s: new pods get no network and policy updates stall while they "
                           "restart. A bad Cilium release or configuration is the usual cause.",
               needs=(APISERVER,), scope=CLUSTER),
-        Alert(name="CiliumClusterEnvoyRestarts", severity="critical",
+        Alert(name="CiliumClusterEnvoyCrashLooping", severity="critical",
+              expr=_fleet(v, envoy_looping, up), for_=v["clusterCrashLoopFor"],
+              summary="The cilium-envoy containers across the cluster are crash-looping.",
+              description="On " + share + " cilium-envoy restarted at least %(clusterCrashLoopRestarts)s times "
+                          "(OOM kills included) in the last %(restartsWindow)s: traffic under L7 policy fails.",
+              needs=(APISERVER,), scope=CLUSTER),
+        Alert(name="CiliumClusterEnvoyRestarts", severity="warning",
               expr=_fleet(v, envoy_restarted, up), for_=v["oomKilledFor"],
               summary="The cilium-envoy containers across the cluster are restarting.",
               description="On " + share + " cilium-envoy restarted (OOM kills included) in the last "
@@ -403,7 +464,17 @@ def cluster_alerts(v: Values) -> list[Alert]:
                           "unexpected reasons (agent counters): a datapath regression or a shared dependency. "
                           "Drops by reason: Cilium / Node Fleet.",
               scope=CLUSTER),
-        Alert(name="CiliumClusterExporterSourceDown", severity="critical",
+        Alert(name="CiliumClusterUnexpectedDropsHubble", severity="critical",
+              expr=_fleet(v, hubble_drops, f"{up}\nunless {q.on()}\n{n.DATAPATH_PACKETS}"),
+              for_=v["unexpectedDropsFor"],
+              summary="Nodes across the cluster drop packets for unexpected reasons (Hubble, no agent counters).",
+              description="On " + share + " of the nodes without the agent's packet counters, Hubble reports "
+                          "more than %(unexpectedDropsRate)s unexpected drops/s per node, corrected for the "
+                          "events Hubble lost (at most %(hubbleLossCorrectionMax)sx): a datapath regression "
+                          "or a shared dependency. Those nodes have no drop SLO (CiliumNodeSloUnmeasured): "
+                          "this is their page.",
+              labels={"measurement": "hubble-approximation"}, scope=CLUSTER),
+        Alert(name="CiliumClusterExporterSourceDown", severity="warning",
               expr=_fleet(v, f"{sources} == 0", sources, "source"),
               for_=v["sourceDownFor"],
               summary="An exporter source is down across the cluster.",
@@ -411,14 +482,14 @@ def cluster_alerts(v: Values) -> list[Alert]:
                           "its {{ $labels.source }} source: the alerts that read it are blind for the cluster "
                           "(Hubble disabled by an upgrade, RBAC or TLS changed).",
               scope=CLUSTER),
-        Alert(name="CiliumClusterExportersDown", severity="critical",
+        Alert(name="CiliumClusterExportersDown", severity="warning",
               expr=_fleet(v, f"{q.exporter_up()} == 0", q.exporter_up()), for_=v["exporterDownFor"],
               summary="The cilium-node-exporters across the cluster are down.",
               description="On " + share + " the exporter target is down: this pack is blind there.",
               scope=CLUSTER, reads_exporter=False),
         # kubernetes-mixin KubeletDown pattern: kube-state-metrics' node list keeps the cluster label when
         # no exporter target is left in the cluster (absent() would lose it).
-        Alert(name="CiliumClusterExportersAbsent", severity="critical",
+        Alert(name="CiliumClusterExportersAbsent", severity="warning",
               expr=f"{ksm_nodes}\nunless on ({cl})\ncount by ({cl}) ({q.sel('up')})",
               for_=v["exportersAbsentFor"],
               summary="No cilium-node-exporter is scraped in the cluster.",
@@ -506,18 +577,23 @@ def inhibit_rules(v: Values) -> list[dict[str, Any]]:
         targets = [a.name for a in alerts if source in a.needs and a.scope == NODE]
         if targets:
             rules.append(node(["CiliumNodeExporterSourceDown"], targets, f'source="{source}"'))
+    memory = ["CiliumAgentMemoryAboveEnvelope", "CiliumAgentMemoryNearLimit", "CiliumAgentMemoryGrowthForecast",
+              "CiliumAgentMemoryEnvelopeBudgetBurn"]
+    agent_restarts = ["CiliumAgentOOMKilled", "CiliumAgentOOMKillLoop", "CiliumAgentRestartingFrequently"]
     rules += [
-        cluster("CiliumClusterAgentMemoryAboveEnvelope",
-                ["CiliumAgentMemoryAboveEnvelope", "CiliumAgentMemoryNearLimit", "CiliumAgentMemoryGrowthForecast",
-                 "CiliumAgentMemoryEnvelopeBudgetBurn"]),
-        # agents restarting across the cluster also mute the cluster's memory roll-up: with pages grouped per
-        # alert name (routing.py), a bad release that leaks into OOM kills pages once for the restarts, not
-        # again for the memory that caused them
-        cluster("CiliumClusterAgentRestarts",
-                ["CiliumAgentOOMKilled", "CiliumAgentOOMKillLoop", "CiliumAgentRestartingFrequently",
+        cluster("CiliumClusterAgentMemoryNearLimit", [*memory, "CiliumClusterAgentMemoryAboveEnvelope"]),
+        cluster("CiliumClusterAgentMemoryAboveEnvelope", memory),
+        # a bad release that leaks into OOM kills pages once, for the crash loop, with pages grouped per alert
+        # name (routing.py): the loop mutes the restart and memory roll-ups and their per-node alerts
+        cluster("CiliumClusterAgentCrashLooping",
+                [*agent_restarts, "CiliumClusterAgentRestarts", "CiliumClusterAgentMemoryNearLimit",
                  "CiliumClusterAgentMemoryAboveEnvelope"]),
+        cluster("CiliumClusterAgentRestarts", [*agent_restarts, "CiliumClusterAgentMemoryAboveEnvelope"]),
+        cluster("CiliumClusterEnvoyCrashLooping",
+                ["CiliumEnvoyOOMKilled", "CiliumEnvoyOOMKillLoop", "CiliumClusterEnvoyRestarts"]),
         cluster("CiliumClusterEnvoyRestarts", ["CiliumEnvoyOOMKilled", "CiliumEnvoyOOMKillLoop"]),
         cluster("CiliumClusterUnexpectedDrops", [*drop_all, "CiliumNodeConntrackMapFull"]),
+        cluster("CiliumClusterUnexpectedDropsHubble", ["CiliumNodeUnexpectedDrops", "CiliumNodeConntrackMapFull"]),
         cluster("CiliumClusterExporterSourceDown", ["CiliumNodeExporterSourceDown"], "source"),
         cluster("CiliumClusterExportersDown", ["CiliumNodeExporterDown"]),
         cluster("CiliumClusterExportersAbsent",

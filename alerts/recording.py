@@ -1,13 +1,14 @@
-"""Recording rules: per-node rates for dashboards and alerts, the SLIs of both SLOs, and their tiles.
+"""Recording rules: per-node rates for dashboards and alerts, the SLIs of both SLOs, and their chains and tiles.
 
-Cost rule: raw counters are only ``rate()``d over short windows (5m, the SLI base window). Every longer
-window is an average of recorded base rates: up to ``TILED_FROM_BASE_WINDOWS`` base windows from the rates
-sampled every evaluation, beyond that from *tiles* (the base rate recorded once per base window), in a group
-evaluated every ``sloLongWindowsInterval``. The SLO period and the SLO Review read coarser tiles (one per
-``sloReviewStep``). So a 3d window reads 864 samples per series, not 8,640, and 28d reads 672.
-Ratios are traffic-weighted (sum of errors / sum of traffic over the same samples). Windowed rates are
-averages over the samples that exist: for a node younger than the window, its rate over its life (ratios
-are the same either way; counts come from the tiles: ``sum_over_time(tile[w]) * step``).
+The drop SLI counts packets exactly (sum of errors / sum of packets over the window) across scrape gaps,
+counter resets, exporter and Prometheus restarts, missed rule evaluations and a node's birth:
+- every evaluation, the datapath counters are summed per node (the exporter's pods merged): three series;
+- windows up to 6h are ``increase()`` of those sums (2,000 samples per node per cycle at 30 s);
+- longer windows sum a *chain*: every ``sloRateWindow`` (and every ``sloReviewStep`` for the period and the
+  SLO Review), the packets counted since the previous snapshot of the counters; the counts telescope, so a
+  sum over a range is exact whatever the evaluation interval or the gaps (no reliance on promtool or a ruler
+  evaluating every step), plus what was counted since the last snapshot.
+The memory SLI (time-based, unknown time not counted) averages its 5m tiles.
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ def _blind(q: PromQL, cause: str, expr: str) -> str:
     return f'label_replace(\n  group by ({q.by()}) (\n    {expr}\n  ),\n  "cause", "{cause}", "", ""\n)'
 
 
+# The blind causes read from a setting, by the setting's series.
+SETTING_CAUSES = {c.AGENT_NOTIFICATIONS_ENABLED: ("drop_notifications_off", "verdict_notifications_off"),
+                  c.HUBBLE_MONITOR_EVENTS: ("monitor_events_filtered",)}
+
+
 def _blind_rules(q: PromQL, v: Values) -> list[dict[str, Any]]:
     """One series per (node, cause) while Hubble cannot see what the node drops or denies.
 
@@ -114,40 +120,112 @@ def _blind_rules(q: PromQL, v: Values) -> list[dict[str, Any]]:
         _blind(q, "events_rate_limited", f"rate({q.sel(c.DATAPATH_RATELIMIT_DROPPED)}[5m]) > 0"),
         _blind(q, "datapath_drops_unseen", unseen),
     ]
-    return [_record(n.BLIND, "\nor\n".join(causes))]
+    # A cause read from a setting is held while that setting is unknown (the agent API failing: the exporter
+    # serves no value rather than a stale one) and the exporter's target exists: the node is blind until it is
+    # known to see. Forgotten when the target is gone (the node left the cluster).
+    target = f"group by ({q.by()}) ({q.sel('up')})"
+    held = [(f"last_over_time({n.BLIND}{{cause=~\"{'|'.join(causes_)}\"}}[{v.raw('sloRateWindow')}])\n"
+             f"    unless {q.on()} group by ({q.by()}) ({q.sel(setting)})\n    and {q.on()} {target}")
+            for setting, causes_ in SETTING_CAUSES.items()]
+    return [_record(n.BLIND, "\nor\n".join([*causes, *held]))]
 
 
-def _sli_base_rules(q: PromQL, v: Values) -> list[dict[str, Any]]:
-    """The SLIs over the base window: packet-exact drops (agent source only) and envelope time."""
-    base = v.raw("sloRateWindow")
-    if base == n.RATE_WINDOW:
-        errors, traffic = n.DATAPATH_UNEXPECTED, n.DATAPATH_PACKETS
-    else:
-        forwarded = q.rate(c.DATAPATH_FORWARDED, base)
-        traffic = f"({forwarded}\n + {q.rate(c.DATAPATH_DROPPED, base)})\nor\n{forwarded}"
-        errors = f"{q.rate(c.DATAPATH_DROPPED, base, q.errors())}\nor\n0 * {forwarded}"
+
+def _node_counter(q: PromQL, metric: c.Metric, *matchers: str) -> str:
+    """A datapath counter summed per node, the exporter's pods merged (a rollout scrapes two for a while; their
+    values are the agent's, equal): continuous across exporter restarts, unlike the per-pod raw series."""
+    return f"sum by ({q.by()}) (max without (instance, pod) ({q.sel(metric, *matchers)}))"
+
+
+def _counter_rules(q: PromQL, v: Values) -> list[dict[str, Any]]:
+    """The drop SLI's per-node counters, every evaluation: errors, transient-class errors, all packets.
+
+    Summed before any ``increase()``: a reason that appears on a known node counts from zero (the per-series
+    ``increase()`` would miss its first value), and an agent restart resets the whole sum (a decrease is a
+    reset). Absent while the agent source is not scraped; the counts resume from the agent's counters.
+    """
+    dropped = _node_counter(q, c.DATAPATH_DROPPED)
+    forwarded = _node_counter(q, c.DATAPATH_FORWARDED)
+    transient = q.reason(*v.config["dropClasses"]["transient"])
     return [
-        _record(n.drop_errors(base), errors),
-        _record(n.drop_traffic(base), traffic),
-        _record(n.drop_ratio(base), f"{n.drop_errors(base)}\n/\n({n.drop_traffic(base)} > 0)"),
-        _record(n.memory_ratio(base), f"avg_over_time({n.MEMORY_ENVELOPE_ERROR}[{base}])"),
+        _record(n.DROP_SLO_TRAFFIC_TOTAL, f"{forwarded}\n+ on ({q.by()})\n({dropped} or 0 * {forwarded})"),
+        _record(n.DROP_SLO_ERRORS_TOTAL,
+                f"{_node_counter(q, c.DATAPATH_DROPPED, q.errors())}\nor\n0 * {n.DROP_SLO_TRAFFIC_TOTAL}"),
+        _record(n.DROP_SLO_TRANSIENT_TOTAL,
+                f"{_node_counter(q, c.DATAPATH_DROPPED, transient)}\nor\n0 * {n.DROP_SLO_TRAFFIC_TOTAL}"),
     ]
 
 
-def _window_rules(source: dict[str, str], window: str) -> list[dict[str, Any]]:
-    """SLI windows averaged from ``source`` (kind -> series sampled at a fixed step)."""
+def _ratio(window: str) -> dict[str, Any]:
+    return _record(n.drop_ratio(window), f"{n.drop_errors(window)}\n/\n({n.drop_traffic(window)} > 0)")
+
+
+def _raw_window_rules(window: str) -> list[dict[str, Any]]:
+    """Counts over ``window`` from the per-node counters: exact across scrape gaps, exporter and Prometheus
+    restarts and missed evaluations (the counters keep counting meanwhile; ``increase()`` spans the gap)."""
     return [
-        _record(n.drop_errors(window), f"avg_over_time({source['errors']}[{window}])"),
-        _record(n.drop_traffic(window), f"avg_over_time({source['traffic']}[{window}])"),
-        _record(n.drop_ratio(window), f"{n.drop_errors(window)}\n/\n({n.drop_traffic(window)} > 0)"),
-        _record(n.memory_ratio(window), f"avg_over_time({source['memory']}[{window}])"),
+        _record(n.drop_errors(window), f"increase({n.DROP_SLO_ERRORS_TOTAL}[{window}])"),
+        _record(n.drop_traffic(window), f"increase({n.DROP_SLO_TRAFFIC_TOTAL}[{window}])"),
+        _record(n.drop_transient(window), f"increase({n.DROP_SLO_TRANSIENT_TOTAL}[{window}])"),
+        _ratio(window),
     ]
 
 
-def _sources(base: str, step: str | None = None) -> dict[str, str]:
-    """The base-window series, or their tiles when ``step`` is given."""
-    plain = {"errors": n.drop_errors(base), "traffic": n.drop_traffic(base), "memory": n.memory_ratio(base)}
-    return plain if step is None else {k: n.tile(name, step) for k, name in plain.items()}
+_KINDS = (("errors", n.drop_errors, n.DROP_SLO_ERRORS_TOTAL), ("traffic", n.drop_traffic, n.DROP_SLO_TRAFFIC_TOTAL))
+# How far back a chain looks for its previous snapshot: a node silent longer starts again from zero.
+CHAIN_LOOKBACK = {"base": "1d", "review": "2d"}
+
+
+def _delta(current: str, snapshot: str, lookback: str) -> str:
+    """Packets counted since the node's last ``snapshot`` (a counter value): the difference, or the value
+    itself after a reset (a decrease)."""
+    last = f"last_over_time({snapshot}[{lookback}])"
+    return f"({current} - {last}) >= 0\nor\n{current} < {last}"
+
+
+def _chain_rules(q: PromQL, v: Values, step: str, lookback: str) -> list[dict[str, Any]]:
+    """The chain of counts at ``step``: each sample counts the packets since the previous snapshot, so the
+    samples telescope and a sum over any range is exact, whatever the gaps, restarts, missed or doubled
+    evaluations and the evaluation interval (Prometheus, Thanos Ruler, Mimir, promtool). A node seen for
+    the first time (or silent longer than ``lookback``) starts at zero. Counts first, then snapshots: the
+    count of an evaluation reads the snapshots of the one before."""
+    rules = []
+    for kind, count_name, total in _KINDS:
+        count = n.tile(count_name(step), step)
+        current = _current(q, v, kind)
+        snapshot = n.tile(total, step)
+        rules.append(_record(count, f"{_delta(current, snapshot, lookback)}\nor\n0 * {current}"))
+        rules.append(_record(snapshot, current))
+    return rules
+
+
+def _current(q: PromQL, v: Values, kind: str) -> str:
+    """The node counter read from the raw series (a chain group does not depend on the main group's timing)."""
+    traffic = _counter_rules(q, v)[0]["expr"]
+    if kind == "traffic":
+        return f"(\n{traffic}\n)"
+    return f"(\n{_node_counter(q, c.DATAPATH_DROPPED, q.errors())}\nor\n0 * (\n{traffic}\n)\n)"
+
+
+def _chain_window_rules(q: PromQL, v: Values, window: str, step: str, lookback: str) -> list[dict[str, Any]]:
+    """Counts over ``window`` from the chain at ``step``: its samples in the window (the range left-open on
+    every Prometheus release) plus what was counted since the last snapshot."""
+    rng = f"{int(duration_seconds(window) * 1000) - 1}ms"
+    rules = []
+    for kind, count_name, total in _KINDS:
+        name = count_name(window)
+        chain = f"sum_over_time({n.tile(count_name(step), step)}[{rng}])"
+        pending = _delta(_current(q, v, kind), n.tile(total, step), lookback)
+        rules.append(_record(name, f"{chain}\n+ on ({q.by()})\n(\n{pending}\n)\nor\n{chain}"))
+    return [*rules, _ratio(window)]
+
+
+def _memory_sli_rules(base: str) -> list[dict[str, Any]]:
+    return [_record(n.memory_ratio(base), f"avg_over_time({n.MEMORY_ENVELOPE_ERROR}[{base}])")]
+
+
+def _memory_window(source: str, window: str) -> dict[str, Any]:
+    return _record(n.memory_ratio(window), f"avg_over_time({source}[{window}])")
 
 
 # 5m rates recorded as tiles too: the denial-surge baselines read a day of them.
@@ -158,34 +236,40 @@ def recording_groups(v: Values) -> list[dict[str, Any]]:
     """The recording-rule groups, in evaluation order."""
     q = PromQL(v)
     base, step, period = v.raw("sloRateWindow"), v.raw("sloReviewStep"), v.raw("sloPeriod")
-    windows = [w for w in slo.windows(v.config) if w != base]
-    short = [w for w in windows if not slo.from_tiles(v.config, w)]
-    long = [w for w in windows if slo.from_tiles(v.config, w)]
+    windows = slo.windows(v.config)
+    raw = [w for w in windows if slo.from_raw(v.config, w)]
+    chained = [w for w in windows if not slo.from_raw(v.config, w)]
+    memory_short = [w for w in windows if w != base and duration_seconds(w) < 24 * duration_seconds(base)]
+    memory_long = [w for w in windows if w != base and w not in memory_short]
 
-    main = _hubble_rules(q) + _datapath_rules(q) + _memory_rules(q) + _blind_rules(q, v) + _sli_base_rules(q, v)
-    for window in short:
-        main += _window_rules(_sources(base), window)
+    main = _hubble_rules(q) + _datapath_rules(q) + _memory_rules(q) + _blind_rules(q, v) + _counter_rules(q, v)
+    for window in raw:
+        main += _raw_window_rules(window)
+    main += _memory_sli_rules(base)
+    main += [_memory_window(n.memory_ratio(base), w) for w in memory_short]
     main += [_record(n.SLO_OBJECTIVE, f"vector({v[s.objective_key]})", {"slo": s.name}) for s in slo.SLOS]
 
-    plain, tiles = _sources(base), _sources(base, base)
-    tile_rules = [_tile(q, tiles[k], plain[k], base) for k in plain]
+    memory_tile = n.tile(n.memory_ratio(base), base)
+    tile_rules = _chain_rules(q, v, base, CHAIN_LOOKBACK["base"])
+    tile_rules += [_tile(q, memory_tile, n.memory_ratio(base), base)]
     tile_rules += [_tile(q, n.tile(rate, base), rate, base) for rate in TILED_RATES]
-    long_rules = [rule for window in long for rule in _window_rules(tiles, window)]
+    long_rules = [r for w in chained for r in _chain_window_rules(q, v, w, base, CHAIN_LOOKBACK["base"])]
+    long_rules += [_memory_window(memory_tile, w) for w in memory_long]
 
-    review = _sources(step, step)
-    review_rules = [_tile(q, review[k], f"avg_over_time({tiles[k]}[{step}])", step) for k in tiles]
+    memory_review = n.tile(n.memory_ratio(step), step)
+    review_rules = _chain_rules(q, v, step, CHAIN_LOOKBACK["review"])
+    review_rules += [_tile(q, memory_review, f"avg_over_time({memory_tile}[{step}])", step)]
 
     cl = q.cluster
-    err, traffic = f"sum_over_time({review['errors']}[{period}])", f"sum_over_time({review['traffic']}[{period}])"
-    memory = review["memory"]
-    period_rules = [
-        _record(n.drop_ratio(period), f"{err}\n/\n({traffic} > 0)"),
-        _record(n.memory_ratio(period), f"avg_over_time({memory}[{period}])"),
+    period_rules = _chain_window_rules(q, v, period, step, CHAIN_LOOKBACK["review"])
+    err, traffic = n.drop_errors(period), n.drop_traffic(period)
+    period_rules += [
+        _record(n.memory_ratio(period), f"avg_over_time({memory_review}[{period}])"),
         # fleet-pooled: all packets of the cluster's nodes; all node-time of the cluster's nodes
         _record(n.cluster(n.drop_ratio(period)), f"sum by ({cl}) ({err})\n/\n(sum by ({cl}) ({traffic}) > 0)"),
         _record(n.cluster(n.memory_ratio(period)),
-                f"sum by ({cl}) (sum_over_time({memory}[{period}]))\n/\n"
-                f"sum by ({cl}) (count_over_time({memory}[{period}]))"),
+                f"sum by ({cl}) (sum_over_time({memory_review}[{period}]))\n/\n"
+                f"sum by ({cl}) (count_over_time({memory_review}[{period}]))"),
     ]
     return [
         {"name": MAIN_GROUP, "rules": main},

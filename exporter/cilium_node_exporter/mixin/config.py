@@ -20,7 +20,8 @@ from cilium_node_exporter import contract
 
 # Structural keys change the number of rules, their names, group intervals or the burn factors: they are
 # fixed when the rules are rendered (plain files with --config), never Helm values.
-STRUCTURAL_KEYS: tuple[str, ...] = ("sloPeriod", "sloRateWindow", "sloReviewStep", "sloBurnWindows", "dropClasses")
+STRUCTURAL_KEYS: tuple[str, ...] = ("sloPeriod", "sloRateWindow", "sloReviewStep", "sloBurnWindows", "dropClasses",
+                                    "dropSloStartupFor")
 
 # Drop-reason classes (DropReason enum names). Everything not listed is "unexpected", REASON_<n> (a code
 # this exporter does not know) included; "transient" reasons are listed for the docs but count as
@@ -73,6 +74,12 @@ DEFAULTS: dict[str, Any] = {
     "restartsThreshold": 3,
     "restartsWindow": "1h",
     "restartingFrequentlyFor": "0s",
+    # cluster pages: agents crash-looping (this many restarts each in restartsWindow: a rolling reboot restarts
+    # each agent once) or about to hit their memory limit (the ratio now, or the trend within the horizon)
+    "clusterCrashLoopRestarts": 2,
+    "clusterCrashLoopFor": "0s",
+    "memoryLimitForecastWindow": "1h",
+    "memoryLimitForecastHorizonSeconds": 3600,
     # --- cilium-envoy (its own DaemonSet from Cilium 1.16) -------------------------------------------
     "envoyMemoryNearLimitRatio": 0.9,
     "envoyMemoryNearLimitFor": "5m",
@@ -80,6 +87,9 @@ DEFAULTS: dict[str, Any] = {
     "unexpectedDropsRate": 1,
     "unexpectedDropsRatio": 0.01,
     "unexpectedDropsFor": "10m",
+    # Hubble-only nodes (no agent counters) page per cluster on their loss-corrected unexpected drop events/s:
+    # seen / (1 - lost share), the correction capped at this factor (90 % loss)
+    "hubbleLossCorrectionMax": 10,
     "conntrackFullDropRate": 1,
     "conntrackFullDropRatio": 0.001,
     "conntrackFullFor": "5m",
@@ -108,19 +118,25 @@ DEFAULTS: dict[str, Any] = {
     "dropSloMinTrafficRate": 1,
     "dropSloMinErrors": 100,
     "memorySloObjective": 0.99,
+    # a node whose SLI has no data (no agent counters; no kubelet memory) while its exporter is up this long
+    "sloUnmeasuredFor": "30m",
     "sloLongWindowsInterval": "2m",
     "sloPeriodInterval": "5m",
     # --- structural (render time) -------------------------------------------------------------------
     "sloPeriod": "28d",
-    # The SLIs' base rate window: every longer window is an average of these rates, never a rate()
-    # of raw counters over hours. Also the step of the "tile" series the long windows read.
+    # The SLIs' base window: the memory SLI's tiles and the drop SLI's chain of counts over days (windows
+    # past 6h) are recorded at this step; the shortest burn window.
     "sloRateWindow": "5m",
-    # Step of the coarse tiles the period SLI, the SLO Review and the report read over weeks.
+    # Step of the coarse chain and tiles the period SLI, the SLO Review and the report read over weeks.
     "sloReviewStep": "1h",
+    # Start-up: for this long after a node's counters appear or reset (a new node, an agent restart), plus the
+    # short window, the burn alerts' short window leaves out the transient class (DROP_EP_NOT_READY ...): a
+    # node's start-up drops do not page, a sustained not-ready does, and the SLI still counts every drop.
+    "dropSloStartupFor": "5m",
     # Google SRE workbook windows; factor = budget share x period / long window. The drop-ratio SLO
     # pages on the critical pairs; the memory-envelope SLO uses the warning pairs only (tickets).
     "sloBurnWindows": [
-        {"severity": "critical", "long": "1h", "short": "5m", "budgetShare": 0.02, "for": "2m"},
+        {"severity": "critical", "long": "1h", "short": "5m", "budgetShare": 0.02, "for": "1m"},
         {"severity": "critical", "long": "6h", "short": "30m", "budgetShare": 0.05, "for": "15m"},
         {"severity": "warning", "long": "1d", "short": "2h", "budgetShare": 0.1, "for": "1h"},
         {"severity": "warning", "long": "3d", "short": "6h", "budgetShare": 0.1, "for": "3h"},
@@ -169,6 +185,9 @@ ACCELERATED: dict[str, Any] = {
     "sloPeriod": "1344m",
     "sloRateWindow": "10s",
     "sloReviewStep": "2m",
+    "dropSloStartupFor": "10s",
+    "memoryLimitForecastWindow": "1m",
+    "memoryLimitForecastHorizonSeconds": 120,
     "sloBurnWindows": [
         {"severity": "critical", "long": "2m", "short": "10s", "budgetShare": 0.02, "for": "10s"},
         {"severity": "critical", "long": "12m", "short": "1m", "budgetShare": 0.05, "for": "10s"},
@@ -232,6 +251,7 @@ def _check_windows(config: dict[str, Any]) -> None:
     if step % base or step <= base:
         raise ConfigError(f"sloReviewStep ({config['sloReviewStep']}) must be a multiple of sloRateWindow "
                           f"({config['sloRateWindow']}) and longer")
+    duration_seconds(config["dropSloStartupFor"])
     if period % step:
         raise ConfigError(f"sloPeriod ({config['sloPeriod']}) must be a multiple of sloReviewStep")
     if not config["sloBurnWindows"]:

@@ -6,9 +6,12 @@ only the cluster. Window-dependent names are functions of the window (a Promethe
 
 Which series a consumer should read:
 - per-node 5m rates (``DROPS_BY_REASON`` ...): dashboards and alerts, fresh every evaluation;
-- SLI rates and ratios (``drop_errors``, ``drop_ratio``, ``memory_ratio``): the burn-rate windows;
-- tiles (``tile(drop_errors(step), step)``): a rate over ``step`` recorded every ``step``, so a sum or average
-  over weeks touches one sample per step. The SLO Review and the report read the ``sloReviewStep`` tiles.
+- SLI counts and ratios (``drop_errors``, ``drop_traffic``: packets over a window; ``drop_ratio``,
+  ``memory_ratio``): the burn-rate windows;
+- the drop SLI's chains (``tile(drop_errors(step), step)``): the packets counted since the previous sample,
+  recorded about every ``step``; consecutive samples telescope, so a sum over any range is an exact count
+  whatever the gaps. The SLO Review and the report read the ``sloReviewStep`` (hourly) chain;
+- memory tiles (``tile(memory_ratio(step), step)``): the share of bad time over ``step``, once per ``step``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ BLIND: Final = "node_cause:cilium_node_hubble_blind:bool"
 BLIND_CAUSES: Final = ("drop_notifications_off", "verdict_notifications_off", "monitor_events_filtered",
                        "events_rate_limited", "datapath_drops_unseen")
 
+# --- the drop SLI's per-node counters: datapath counters summed per node (exporter pods merged) ---------
+DROP_SLO_ERRORS_TOTAL: Final = "node:cilium_node_drop_slo_errors_total:sum"
+DROP_SLO_TRAFFIC_TOTAL: Final = "node:cilium_node_drop_slo_traffic_total:sum"
+DROP_SLO_TRANSIENT_TOTAL: Final = "node:cilium_node_drop_slo_transient_errors_total:sum"
+
 # --- SLOs --------------------------------------------------------------------------------------------
 SLO_OBJECTIVE: Final = "cilium_node_slo:objective:ratio"  # label slo = SLO name, value = objective
 SLO_DROP: Final = "drop-ratio"
@@ -52,13 +60,18 @@ SLO_MEMORY: Final = "memory-envelope"
 
 
 def drop_errors(window: str) -> str:
-    """Packets dropped for unexpected reasons per second over ``window`` (datapath counters only)."""
-    return f"node:cilium_node_drop_slo_errors:rate{window}"
+    """Packets dropped for unexpected reasons over ``window`` (datapath counters only): a count."""
+    return f"node:cilium_node_drop_slo_errors:increase{window}"
 
 
 def drop_traffic(window: str) -> str:
-    """Datapath packets (forwarded + dropped) per second over ``window``: the drop SLI's valid events."""
-    return f"node:cilium_node_drop_slo_traffic:rate{window}"
+    """Datapath packets (forwarded + dropped) over ``window``: the drop SLI's valid events, a count."""
+    return f"node:cilium_node_drop_slo_traffic:increase{window}"
+
+
+def drop_transient(window: str) -> str:
+    """Packets dropped for a start-up (transient-class) reason over ``window``: a count."""
+    return f"node:cilium_node_drop_slo_transient_errors:increase{window}"
 
 
 def drop_ratio(window: str) -> str:
@@ -72,7 +85,7 @@ def memory_ratio(window: str) -> str:
 
 
 def tile(name: str, step: str) -> str:
-    """``name`` (a rate or ratio over ``step``) recorded once every ``step``: ``...:rate5m_every5m``."""
+    """``name`` recorded about once every ``step``: ``...:increase5m_every5m``, ``..._total:sum_every1h``."""
     return f"{name}_every{step}"
 
 

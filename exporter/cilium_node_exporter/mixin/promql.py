@@ -127,6 +127,19 @@ class PromQL:
                 f"{v['unexpectedDropsRatio']}\nunless {self.on()}\n{self.rec(n.DATAPATH_PACKETS)}\n"
                 f"unless {self.on()}\n{self.rec(n.BLIND)}")
 
+    def unexpected_drops_hubble_corrected(self) -> str:
+        """Unexpected Hubble drop events/s corrected for lost events (seen / (1 - lost share), the factor capped
+        at hubbleLossCorrectionMax), above unexpectedDropsRate, on nodes without the agent's counters and
+        not blind: no per-flow denominator, so lost flows cannot hide a regression."""
+        v = self.v
+        lost = f"sum by ({self.by()}) ({self.rec(n.LOST_BY_SOURCE)})"
+        factor = (f"clamp_max(({self.rec(n.FLOWS_SEEN)} + on ({self.by()}) {lost}) / {self.rec(n.FLOWS_SEEN)}, "
+                  f"{v['hubbleLossCorrectionMax']})")
+        drops = self.rec(n.DROPS_UNEXPECTED)
+        corrected = f"{drops} * on ({self.by()}) ({factor} or {drops} * 0 + 1)"
+        return (f"{corrected} > {v['unexpectedDropsRate']}\nunless {self.on()}\n{self.rec(n.DATAPATH_PACKETS)}\n"
+                f"unless {self.on()}\n{self.rec(n.BLIND)}")
+
     def blind(self) -> str:
         """1 per node where Hubble is blind for any cause."""
         return f"group by ({self.by()}) ({self.rec(n.BLIND)})"

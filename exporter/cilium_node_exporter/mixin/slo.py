@@ -79,14 +79,16 @@ def windows(config: Mapping[str, Any] = DEFAULTS) -> list[str]:
     return sorted(found, key=duration_seconds)
 
 
-# A window at least this many base windows long is averaged from the base-window tiles (one sample per
-# base window, at most one base window old); shorter ones from the base rates sampled every evaluation.
-TILED_FROM_BASE_WINDOWS = 24
+# Drop-SLI windows up to this long are ``increase()`` of the per-node counter copies, evaluated every cycle;
+# longer ones sum the chain of counts recorded every base window (``sloRateWindow``), and the period sums the
+# chain recorded every ``sloReviewStep``. Each is exact across scrape gaps, counter resets, exporter and
+# Prometheus restarts and missed evaluations (alerts/recording.py); the split only prices them.
+RAW_WINDOW_MAX_SECONDS = 6 * 3600
 
 
-def from_tiles(config: Mapping[str, Any], window: str) -> bool:
-    """Whether ``window`` is computed from tiles (long windows) rather than from every base sample."""
-    return duration_seconds(window) >= TILED_FROM_BASE_WINDOWS * duration_seconds(config["sloRateWindow"])
+def from_raw(config: Mapping[str, Any], window: str) -> bool:
+    """Whether the drop SLI over ``window`` is an ``increase()`` of the counter copies (short windows)."""
+    return duration_seconds(window) <= RAW_WINDOW_MAX_SECONDS
 
 
 def retention_needed_seconds(config: Mapping[str, Any] = DEFAULTS) -> float:
