@@ -347,13 +347,13 @@ def slo_alerts(v: Values) -> list[Alert]:
             text = (f"over the last {pair.long} (and over the last {pair.short}): {factor} times the rate the "
                     "%(period)s objective allows.")
             if slo_ is slo.DROP:
-                seconds = go_number(duration_seconds(pair.long))
+                seconds = go_number(duration_seconds(pair.short))
                 alerts.append(Alert(
                     name="CiliumNodeDropErrorBudgetBurn" if pair.severity == "critical"
                     else "CiliumNodeDropErrorBudgetSlowBurn",
                     severity=pair.severity,
                     expr=f"{n.drop_ratio(pair.long)} > {threshold}\nand\n{_drop_short(q, v, pair, threshold)}\n"
-                         f"and\n{n.drop_traffic(pair.long)} >= {v['dropSloMinTrafficRate']} * {seconds}\n"
+                         f"and\n{n.drop_traffic(pair.short)} >= {v['dropSloMinTrafficRate']} * {seconds}\n"
                          f"and\n{n.drop_errors(pair.long)} >= {v['dropSloMinErrors']}",
                     for_=pair.for_,
                     summary="The node burns its unexpected-drop error budget too fast."
