@@ -144,31 +144,53 @@ def _counter_rules(q: PromQL, v: Values) -> list[dict[str, Any]]:
     ``increase()`` would miss its first value), and an agent restart resets the whole sum (a decrease is a
     reset). Absent while the agent source is not scraped; the counts resume from the agent's counters.
     """
-    dropped = _node_counter(q, c.DATAPATH_DROPPED)
-    forwarded = _node_counter(q, c.DATAPATH_FORWARDED)
     transient = q.reason(*v.config["dropClasses"]["transient"])
     return [
-        _record(n.DROP_SLO_TRAFFIC_TOTAL, f"{forwarded}\n+ on ({q.by()})\n({dropped} or 0 * {forwarded})"),
-        _record(n.DROP_SLO_ERRORS_TOTAL,
-                f"{_node_counter(q, c.DATAPATH_DROPPED, q.errors())}\nor\n0 * {n.DROP_SLO_TRAFFIC_TOTAL}"),
-        _record(n.DROP_SLO_TRANSIENT_TOTAL,
-                f"{_node_counter(q, c.DATAPATH_DROPPED, transient)}\nor\n0 * {n.DROP_SLO_TRAFFIC_TOTAL}"),
+        _born(q, v, n.DROP_SLO_TRAFFIC_TOTAL, _traffic(q)),
+        _born(q, v, n.DROP_SLO_ERRORS_TOTAL, f"{_node_counter(q, c.DATAPATH_DROPPED, q.errors())}\nor\n0 * "
+                                             f"{n.DROP_SLO_TRAFFIC_TOTAL}"),
+        _born(q, v, n.DROP_SLO_TRANSIENT_TOTAL, f"{_node_counter(q, c.DATAPATH_DROPPED, transient)}\nor\n0 * "
+                                                f"{n.DROP_SLO_TRAFFIC_TOTAL}"),
     ]
+
+
+def _traffic(q: PromQL) -> str:
+    """All the node's datapath packets: forwarded plus dropped (for any reason)."""
+    dropped = _node_counter(q, c.DATAPATH_DROPPED)
+    forwarded = _node_counter(q, c.DATAPATH_FORWARDED)
+    return f"{forwarded}\n+ on ({q.by()})\n({dropped} or 0 * {forwarded})"
+
+
+def _young(q: PromQL, v: Values) -> str:
+    """Nodes whose cilium-agent container started within ``sloBirthWindow``."""
+    seconds = int(duration_seconds(v.raw("sloBirthWindow")))
+    return f"time() - {q.max(c.AGENT_START_TIME)} < {seconds}"
+
+
+def _born(q: PromQL, v: Values, name: str, expr: str) -> dict[str, Any]:
+    """Record ``expr`` as ``name``, but 0 at its first evaluation on a node whose agent has just started: the
+    next sample then counts the packets since the agent started, which ``increase()`` would otherwise take as
+    the series' starting point (a node's birth, its start-up drops). First values on an older agent (the
+    exporter installed on a running node) are its starting point."""
+    first = f"({_young(q, v)})\n  unless {q.on()}\n  last_over_time({name}[{CHAIN_LOOKBACK['base']}])"
+    return _record(name, f"(\n{expr}\n)\nunless {q.on()}\n(\n  {first}\n)\nor\n0 * (\n{expr}\n)")
 
 
 def _ratio(window: str) -> dict[str, Any]:
     return _record(n.drop_ratio(window), f"{n.drop_errors(window)}\n/\n({n.drop_traffic(window)} > 0)")
 
 
-def _raw_window_rules(window: str) -> list[dict[str, Any]]:
+def _raw_window_rules(window: str, transient: bool) -> list[dict[str, Any]]:
     """Counts over ``window`` from the per-node counters: exact across scrape gaps, exporter and Prometheus
-    restarts and missed evaluations (the counters keep counting meanwhile; ``increase()`` spans the gap)."""
-    return [
+    restarts and missed evaluations (the counters keep counting meanwhile; ``increase()`` spans the gap). The
+    transient class is counted apart where a burn alert's short window needs it (start-up)."""
+    rules = [
         _record(n.drop_errors(window), f"increase({n.DROP_SLO_ERRORS_TOTAL}[{window}])"),
         _record(n.drop_traffic(window), f"increase({n.DROP_SLO_TRAFFIC_TOTAL}[{window}])"),
-        _record(n.drop_transient(window), f"increase({n.DROP_SLO_TRANSIENT_TOTAL}[{window}])"),
-        _ratio(window),
     ]
+    if transient:
+        rules.append(_record(n.drop_transient(window), f"increase({n.DROP_SLO_TRANSIENT_TOTAL}[{window}])"))
+    return [*rules, _ratio(window)]
 
 
 _KINDS = (("errors", n.drop_errors, n.DROP_SLO_ERRORS_TOTAL), ("traffic", n.drop_traffic, n.DROP_SLO_TRAFFIC_TOTAL))
@@ -194,14 +216,15 @@ def _chain_rules(q: PromQL, v: Values, step: str, lookback: str) -> list[dict[st
         count = n.tile(count_name(step), step)
         current = _current(q, v, kind)
         snapshot = n.tile(total, step)
-        rules.append(_record(count, f"{_delta(current, snapshot, lookback)}\nor\n0 * {current}"))
+        born = f"{current}\nand {q.on()}\n({_young(q, v)})"
+        rules.append(_record(count, f"{_delta(current, snapshot, lookback)}\nor\n{born}\nor\n0 * {current}"))
         rules.append(_record(snapshot, current))
     return rules
 
 
 def _current(q: PromQL, v: Values, kind: str) -> str:
     """The node counter read from the raw series (a chain group does not depend on the main group's timing)."""
-    traffic = _counter_rules(q, v)[0]["expr"]
+    traffic = _traffic(q)
     if kind == "traffic":
         return f"(\n{traffic}\n)"
     return f"(\n{_node_counter(q, c.DATAPATH_DROPPED, q.errors())}\nor\n0 * (\n{traffic}\n)\n)"
@@ -243,8 +266,9 @@ def recording_groups(v: Values) -> list[dict[str, Any]]:
     memory_long = [w for w in windows if w != base and w not in memory_short]
 
     main = _hubble_rules(q) + _datapath_rules(q) + _memory_rules(q) + _blind_rules(q, v) + _counter_rules(q, v)
+    shorts = {pair.short for pair in slo.burn_windows(v.config, slo.DROP)}
     for window in raw:
-        main += _raw_window_rules(window)
+        main += _raw_window_rules(window, window in shorts)
     main += _memory_sli_rules(base)
     main += [_memory_window(n.memory_ratio(base), w) for w in memory_short]
     main += [_record(n.SLO_OBJECTIVE, f"vector({v[s.objective_key]})", {"slo": s.name}) for s in slo.SLOS]

@@ -11,6 +11,7 @@ inside kube-prometheus-stack's default configuration."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -433,7 +434,10 @@ def test_overridden_severity_routes_by_its_new_severity_and_keeps_its_inhibition
     assert list(routes.values()) == ["page", "ticket", "none"], routes
     rules = {tuple(r["source_matchers"]): r for r in am_config["inhibit_rules"]}
     names = " ".join(m for r in am_config["inhibit_rules"] for m in r["source_matchers"] + r["target_matchers"])
-    assert "CiliumClusterUnexpectedDrops" not in names and "CiliumNodeConntrackMapFull" not in names
+    named = set(re.findall(r'alertname=~?"([^"]+)"', names))
+    named = {n for m in named for n in m.split("|")}
+    assert "CiliumClusterUnexpectedDrops" not in named and "CiliumNodeConntrackMapFull" not in named
+    assert "CiliumClusterUnexpectedDropsHubble" in named
     assert len(rules) == len(generate.build_inhibit_rules()) - 2  # the rules with only disabled sources
     scope = f'{DEFAULTS["scopeLabel"]}="{DEFAULTS["scopeValue"]}"'
     assert rules[('alertname="CiliumAgentOOMKillLoop"', scope)]["target_matchers"] == \

@@ -21,7 +21,7 @@ from cilium_node_exporter import contract
 # Structural keys change the number of rules, their names, group intervals or the burn factors: they are
 # fixed when the rules are rendered (plain files with --config), never Helm values.
 STRUCTURAL_KEYS: tuple[str, ...] = ("sloPeriod", "sloRateWindow", "sloReviewStep", "sloBurnWindows", "dropClasses",
-                                    "dropSloStartupFor")
+                                    "dropSloStartupFor", "sloBirthWindow")
 
 # Drop-reason classes (DropReason enum names). Everything not listed is "unexpected", REASON_<n> (a code
 # this exporter does not know) included; "transient" reasons are listed for the docs but count as
@@ -133,6 +133,10 @@ DEFAULTS: dict[str, Any] = {
     # short window, the burn alerts' short window leaves out the transient class (DROP_EP_NOT_READY ...): a
     # node's start-up drops do not page, a sustained not-ready does, and the SLI still counts every drop.
     "dropSloStartupFor": "5m",
+    # A node's birth: when a node's counters first appear and its cilium-agent container started at most this
+    # long ago, the SLI counts their first values too (the packets since the agent started); counters first
+    # seen on an older agent (the exporter installed on a running cluster) start counting from there.
+    "sloBirthWindow": "15m",
     # Google SRE workbook windows; factor = budget share x period / long window. The drop-ratio SLO
     # pages on the critical pairs; the memory-envelope SLO uses the warning pairs only (tickets).
     "sloBurnWindows": [
@@ -186,6 +190,7 @@ ACCELERATED: dict[str, Any] = {
     "sloRateWindow": "10s",
     "sloReviewStep": "2m",
     "dropSloStartupFor": "10s",
+    "sloBirthWindow": "30s",
     "memoryLimitForecastWindow": "1m",
     "memoryLimitForecastHorizonSeconds": 120,
     "sloBurnWindows": [
@@ -252,6 +257,7 @@ def _check_windows(config: dict[str, Any]) -> None:
         raise ConfigError(f"sloReviewStep ({config['sloReviewStep']}) must be a multiple of sloRateWindow "
                           f"({config['sloRateWindow']}) and longer")
     duration_seconds(config["dropSloStartupFor"])
+    duration_seconds(config["sloBirthWindow"])
     if period % step:
         raise ConfigError(f"sloPeriod ({config['sloPeriod']}) must be a multiple of sloReviewStep")
     if not config["sloBurnWindows"]:
