@@ -65,11 +65,12 @@ def reviews(v: Values) -> tuple[Review, Review]:
     drop = Review(
         slo.DROP,
         per_node=f"sum by ({by}) ({drop_sum}) / (sum by ({by}) ({traffic_sum}) > 0)",
-        floor=f"sum by ({by}) ({traffic_sum}) * {step_s} / $__range_s >= {v['dropSloMinTrafficRate']}",
+        floor=f"sum by ({by}) ({traffic_sum}) / $__range_s >= {v['dropSloMinTrafficRate']}",
         pooled=f"sum({drop_sum}) / (sum({traffic_sum}) > 0)",
         how=f"error ratio over the period = sum_over_time({n.tile(n.drop_errors(step), step)}) / "
-            f"sum_over_time({n.tile(n.drop_traffic(step), step)}) (packet-weighted; {step} tiles of the pack)",
-        volume=Column("packets/s", f"sum by ({by}) ({traffic_sum}) * {step_s} / $__range_s", "pps", decimals=1))
+            f"sum_over_time({n.tile(n.drop_traffic(step), step)}) (packets counted exactly: the pack's chain of "
+            f"counts every {step})",
+        volume=Column("packets/s", f"sum by ({by}) ({traffic_sum}) / $__range_s", "pps", decimals=1))
     memory_count = f"count_over_time({memory}[{RANGE}])"
     mem = Review(
         slo.MEMORY,

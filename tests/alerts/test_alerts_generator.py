@@ -189,11 +189,11 @@ def test_pages_only_from_the_packet_exact_sli() -> None:
     hubble_pages = []
     for group in generate.build_groups():
         for rule in group["rules"]:
-            if rule.get("labels", {}).get("severity") == "critical" and "Drop" in rule["alert"]:
-                if "hubble" in _referenced_sources(rule["expr"], records):
-                    hubble_pages.append(rule["alert"])
-                    assert rule["labels"].get("measurement") == "hubble-approximation", rule["alert"]
-                    assert "unless on (cluster, node)\nnode:cilium_node_datapath_packets:rate5m" in rule["expr"]
+            if (rule.get("labels", {}).get("severity") == "critical" and "Drop" in rule["alert"]
+                    and "hubble" in _referenced_sources(rule["expr"], records)):
+                hubble_pages.append(rule["alert"])
+                assert rule["labels"].get("measurement") == "hubble-approximation", rule["alert"]
+                assert "unless on (cluster, node)\nnode:cilium_node_datapath_packets:rate5m" in rule["expr"]
     assert hubble_pages == ["CiliumClusterUnexpectedDropsHubble"]
 
 
