@@ -67,7 +67,8 @@ def test_alert_conventions_beyond_mixtool() -> None:
         if rule["alert"] != "CiliumSloRetentionTooShort":  # about Prometheus itself: no node, no cluster
             assert "$labels." in description, rule["alert"]
         if rule["alert"] not in ("CiliumNodeExporterDown", "CiliumNodeExporterSourceDown", "CiliumNodeHubbleBlind",
-                                 "CiliumNodeExporterRolloutStuck", "CiliumClusterExportersAbsent"):  # 0/1, counts
+                                 "CiliumNodeExporterRolloutStuck", "CiliumClusterExportersAbsent",
+                                 "CiliumNodeSloUnmeasured"):  # 0/1, counts
             assert re.search(r"\$value \| humanize(1024|Percentage|Duration)?\b|printf \"%\.0f\" \$value",
                              description), rule["alert"]
         if "long" in rule["labels"]:
