@@ -92,25 +92,33 @@ def test_every_recording_rule_has_an_expression_test() -> None:
     assert {name for name in records if name not in exprs} == set()
 
 
-def test_unit_tests_fail_when_a_threshold_or_window_changes(tmp_path: Path) -> None:
+_EXPECTED = DEFAULTS["dropClasses"]["expected"]
+MUTANTS = (({"memoryNearLimitRatio": 0.95}, "memory.yaml"),
+           ({"exporterDownFor": "6m"}, "telemetry.yaml"),
+           ({"policyDenialSurgeFloor": 3}, "datapath.yaml"),
+           ({"dropClasses": {**DEFAULTS["dropClasses"], "expected": [
+               r for r in _EXPECTED if r != "UNSUPPORTED_L3_PROTOCOL"]}}, "datapath.yaml"),
+           ({"dropSloMinTrafficRate": 30}, "slo.yaml"),
+           ({"dropSloMinErrors": 50}, "slo.yaml"),
+           ({"fleetMinNodes": 4}, "cluster.yaml"),
+           ({"fleetNodeShare": 0.09}, "cluster.yaml"),
+           # pages.yaml: the roll-up at exactly 3 of 30 nodes, the start-up (its not-ready drops no longer
+           # transient), the Hubble loss correction
+           ({"fleetNodeShare": 0.11}, "pages.yaml"),
+           ({"dropClasses": {**DEFAULTS["dropClasses"], "transient": []}}, "pages.yaml"),
+           ({"hubbleLossCorrectionMax": 1}, "pages.yaml"))
+
+
+@pytest.mark.parametrize(("overrides", "test_file"), MUTANTS,
+                         ids=[f"{f}:{','.join(o)}" for o, f in MUTANTS])
+def test_unit_tests_fail_when_a_threshold_or_window_changes(tmp_path: Path, overrides: dict, test_file: str) -> None:
     """The promtool tests are not vacuous: a rule file with other thresholds or windows fails them."""
-    expected = DEFAULTS["dropClasses"]["expected"]
-    for overrides, test_file in (({"memoryNearLimitRatio": 0.95}, "memory.yaml"),
-                                 ({"exporterDownFor": "6m"}, "telemetry.yaml"),
-                                 ({"policyDenialSurgeFloor": 3}, "datapath.yaml"),
-                                 ({"dropClasses": {**DEFAULTS["dropClasses"], "expected": [
-                                     r for r in expected if r != "UNSUPPORTED_L3_PROTOCOL"]}}, "datapath.yaml"),
-                                 ({"dropSloMinTrafficRate": 30}, "slo.yaml"),
-                                 ({"dropSloMinErrors": 50}, "slo.yaml"),
-                                 ({"fleetMinNodes": 4}, "cluster.yaml"),
-                                 ({"fleetNodeShare": 0.09}, "cluster.yaml")):
-        rules_dir, tests_dir = tmp_path / "rules", tmp_path / "tests"
-        rules_dir.mkdir(exist_ok=True)
-        tests_dir.mkdir(exist_ok=True)
-        (rules_dir / generate.RULES_FILE).write_text(generate.render_rules(overrides))
-        scoped_copy(ALERTS / "tests" / test_file, tests_dir, rules_dir)
-        result = run("test", "rules", test_file, cwd=tests_dir)
-        assert result.returncode == 1 and "FAILED" in result.stdout + result.stderr, overrides
+    rules_dir, tests_dir = tmp_path / "rules", tmp_path / "tests"
+    rules_dir.mkdir()
+    (rules_dir / generate.RULES_FILE).write_text(generate.render_rules(overrides))
+    scoped_copy(ALERTS / "tests" / test_file, tests_dir, rules_dir)
+    result = run("test", "rules", test_file, cwd=tests_dir)
+    assert result.returncode == 1 and "FAILED" in result.stdout + result.stderr, overrides
 
 
 def test_accelerated_rendering_is_valid_and_fast(tmp_path: Path) -> None:
