@@ -70,7 +70,7 @@ def test_every_series_read_is_recorded_by_the_pack_for_the_same_configuration(co
             if q.kind != "variable" and s.name not in GLOBAL:
                 m = matchers(s)
                 assert m.get(cluster) == ("MatchOp.Re", "$cluster"), (q.panel, q.template)
-                if not s.name.startswith("cluster:"):
+                if not s.name.startswith(("cluster:", "cohort:")):  # cohort: cluster and Cilium version
                     assert m.get(node) == ("MatchOp.Re", "$node"), (q.panel, q.template)
         for by in re.findall(r"by \(([^)]*)\)", q.template):
             labels = {x.strip() for x in by.split(",")}
