@@ -73,7 +73,8 @@ def growth_forecast(q: PromQL) -> str:
     """The leak forecast: the footprint's trend crosses the envelope's upper bound within the horizon, while the
     footprint is still inside it, the container is past its warm-up, it still grows over the recent window at
     ``memoryForecastRecentShare`` of the long-window rate (a warm-up levels off, a leak does not) and the growth
-    is not explained by the cluster's churn (``memoryChurnBytesPerEntry`` per new ipcache entry)."""
+    is not explained by the cluster's churn (``memoryChurnBytesPerEntry`` per ipcache entry added over the window:
+    two samples each, not a regression over the window's)."""
     v = q.v
     w, recent = v["memoryForecastWindow"], v["memoryForecastRecentWindow"]
     start = q.max(c.AGENT_START_TIME)
@@ -81,7 +82,8 @@ def growth_forecast(q: PromQL) -> str:
             f"and\n{FOOTPRINT} <= {n.ENVELOPE_UPPER}\n"
             f"and\ntime() - {start} > {v['memoryForecastWarmupSeconds']}\n"
             f"and\nderiv({FOOTPRINT}[{recent}]) > {v['memoryForecastRecentShare']} * deriv({FOOTPRINT}[{w}])\n"
-            f"unless\nderiv({FOOTPRINT}[{w}]) <= {v['memoryChurnBytesPerEntry']} * deriv({IPCACHE}[{w}])")
+            f"unless\n{FOOTPRINT} - {FOOTPRINT} offset {w}\n"
+            f"  <= {v['memoryChurnBytesPerEntry']} * ({IPCACHE} - {IPCACHE} offset {w})")
 
 
 def above_envelope(q: PromQL) -> str:
