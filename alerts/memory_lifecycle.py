@@ -5,9 +5,10 @@ names); this module turns them into the pack's records and alerts:
 
 - records, appended to the main recording group (they read its memory and datapath series of the same
   evaluation): the per-node footprint and its parts, then the canary's cohorts;
-- ``CiliumAgentMemoryRestartArtefact`` (info: no notification): the working set fell at a restart because
-  the maps stayed charged to the earlier container (cilium/cilium#37935); context for the envelope alerts,
-  which read the footprint and so neither resolve nor fire on that drop;
+- no alert for a restart artefact (a routine rollout would raise one per node): the record
+  ``node:cilium_node_agent_memory_bpf_uncharged_bytes:max`` says by how much a restarted agent's working set is
+  lower because its maps stay charged to the earlier container (cilium/cilium#37935), for the dashboards and the
+  report; the envelope alerts read the footprint and so neither resolve nor fire on that drop;
 - ``CiliumClusterVersionCanary`` (warning): while a rollout leaves two Cilium versions in a cluster, the newest
   cohort compares worse than the best one beyond noise.
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts.alerting import CLUSTER, KUBELET, Alert
+from alerts.alerting import CLUSTER, Alert
 from cilium_node_exporter.mixin import lifecycle as lc
 from cilium_node_exporter.mixin.config import Values
 from cilium_node_exporter.mixin.promql import PromQL
@@ -40,17 +41,9 @@ def lifecycle_records(q: PromQL) -> list[dict[str, Any]]:
 
 
 def lifecycle_alerts(v: Values) -> list[Alert]:
-    """The restart-artefact context alert and the version canary."""
+    """The version canary."""
     q = PromQL(v)
     return [
-        Alert(name="CiliumAgentMemoryRestartArtefact", severity="info",
-              expr=lc.restart_artefact(q), for_="0s",
-              summary="The cilium-agent's working set fell at its restart, but its BPF maps stayed.",
-              description="The cilium-agent on %(where)s restarted in the last %(restartsWindow)s and reused its "
-                          "BPF maps: {{ $value | humanize1024 }}B of them stay charged to the earlier container "
-                          "(cilium/cilium#37935), so its working set dropped by about that much. Not a recovery: "
-                          "the envelope and the growth forecast read the footprint, which still counts them.",
-              needs=(KUBELET,)),
         Alert(name=lc.VERSION_CANARY, severity="warning",
               expr=lc.version_canary(q), for_=v["canaryFor"],
               summary="Nodes on the new Cilium version compare worse than those on the old one.",

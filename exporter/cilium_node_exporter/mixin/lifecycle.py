@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 # --- per node: the parts that survive a restart ---------------------------------------------------------
 PROCESS: Final = "node:cilium_node_agent_memory_process_bytes:max"  # the process alone (no BPF, no page cache)
 BPF: Final = "node:cilium_node_agent_memory_bpf_bytes:max"  # the agent's maps and programs (what exists)
-BPF_UNCHARGED: Final = "node:cilium_node_agent_memory_bpf_uncharged_bytes:max"  # ...not charged to this container
+# ...not charged to the running container: > 0 only after a restart that reused the maps (the restart artefact: the
+# working set is lower by about this much, which is no recovery)
+BPF_UNCHARGED: Final = "node:cilium_node_agent_memory_bpf_uncharged_bytes:max"
 FOOTPRINT: Final = "node:cilium_node_agent_memory_footprint_bytes:max"  # working set + uncharged BPF
 IPCACHE: Final = "node:cilium_node_agent_ipcache_entries:max"  # the cluster's scale as this agent sees it
 # BPF memory beyond the maps Cilium sizes from the node's memory (bpf_dynamic_maps): comparable across node sizes
@@ -89,13 +91,6 @@ def growth_forecast(q: PromQL) -> str:
 def above_envelope(q: PromQL) -> str:
     """The footprint (value) where it is above the envelope's upper bound."""
     return f"{q.rec(FOOTPRINT)} > {q.rec(n.ENVELOPE_UPPER)}"
-
-
-def restart_artefact(q: PromQL) -> str:
-    """BPF memory (value) the running container is not charged for, on nodes whose agent restarted within
-    ``restartsWindow``: the working set's drop at that restart is this artefact, not a recovery."""
-    return (f"{q.rec(BPF_UNCHARGED)} > 0\nand {q.on()}\n"
-            f"changes({q.max(c.AGENT_START_TIME)}[{q.v['restartsWindow']}:]) > 0")
 
 
 def cohort_records(q: PromQL) -> list[tuple[str, str]]:
