@@ -110,6 +110,8 @@ def test_bad_rollout_fires_the_canary(run: CanaryRun) -> None:
     # the canary fires while the rollout is under way (both cohorts present), not after it
     assert run.fired_at < LAST_UPGRADE, run.fired_at
     assert "process_memory" in states and "firing" in states["process_memory"], states
+    # the release's map leak and its MISSED_TAIL_CALL drops are seen too (they settle with the same nodes)
+    assert {"process_memory", "bpf_memory", "unexpected_drops"} <= set(states), states
     before, after = _process_sizes(CLUSTERS[BAD])
     assert after >= 2 * before  # the scenario really is a bad release (simulator's table)
     medians = {s["metric"]["version"]: float(s["value"][1])
