@@ -1,5 +1,6 @@
 """The lifecycle and canary promtool tests (alerts/tests/memory_lifecycle.yaml, canary.yaml) are not vacuous: a
-rule pack that forgets what tells a warm-up, churn or a single-node cohort from a real problem fails them."""
+rule pack that forgets what tells a warm-up, churn or a single-node cohort from a real problem fails them. And the
+words a report puts on a working set that fell at a restart (mixin.lifecycle.read_drop)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from alerts import generate
+from cilium_node_exporter.mixin.lifecycle import read_drop
 from tests.alerts.test_alerts_promtool import ALERTS, run, scoped_copy
 
 MUTANTS: list[tuple[dict[str, Any], str]] = [
@@ -29,3 +31,18 @@ def test_lifecycle_unit_tests_fail_for_a_mutant(overrides: dict[str, Any], test_
     scoped_copy(ALERTS / "tests" / test_file, tests_dir, rules_dir)
     result = run("test", "rules", test_file, cwd=tests_dir)
     assert result.returncode == 1 and "FAILED" in result.stdout + result.stderr, overrides
+
+
+MI = 2**20
+
+
+@pytest.mark.parametrize(("before", "after", "restarted", "uncharged", "verdict"), [
+    (1388 * MI, 320 * MI, True, 1068 * MI, "restart artefact"),  # the promtool test's n1
+    (1388 * MI, 320 * MI, True, 0.0, "recovered by the restart"),  # maps recreated, a leak the restart fixed
+    (1388 * MI, 320 * MI, True, None, "unknown"),  # agent metrics off: no claim either way
+    (900 * MI, 600 * MI, False, 0.0, "recovered"),  # the same container freed memory
+    (600 * MI, 650 * MI, True, 300 * MI, "no drop"),
+])
+def test_a_report_reads_a_drop_after_a_restart(before: float, after: float, restarted: bool, uncharged: float | None,
+                                              verdict: str) -> None:
+    assert read_drop(before, after, restarted, uncharged)[0] == verdict

@@ -153,3 +153,23 @@ def version_canary(q: PromQL) -> str:
     two = f"count by ({cl}) ({COHORT_NODES} >= {v['canaryMinNodes']}) >= 2"
     return f"(\n{chr(10).join(clauses[:1])}\n" + "".join(f"or\n{x}\n" for x in clauses[1:]) + \
         f")\nand {cohort}\n({newest})\nand on ({cl})\n({two})"
+
+
+def read_drop(before: float, after: float, restarted: bool, uncharged_after: float | None) -> tuple[str, str]:
+    """How a report words a fall of an agent's working set from ``before`` to ``after`` bytes: (verdict, why).
+
+    ``restarted``: the agent's container started between the two readings; ``uncharged_after``: the recorded
+    ``BPF_UNCHARGED`` after the fall (None: the agent's maps are unknown, its metrics are off). A restart whose drop
+    is at least half BPF memory still charged to the earlier container is a restart artefact, never a recovery."""
+    drop = before - after
+    if drop <= 0:
+        return "no drop", "the working set did not fall"
+    if not restarted:
+        return "recovered", "the same container freed the memory"
+    if uncharged_after is None:
+        return "unknown", "restarted; the agent's BPF maps are unknown (its metrics are off), so a restart artefact " \
+                          "cannot be told from a recovery"
+    if uncharged_after >= 0.5 * drop:
+        return "restart artefact", f"{uncharged_after / 2**20:,.0f} MiB of BPF maps stay charged to the earlier " \
+                                   "container (cilium/cilium#37935); nothing was freed"
+    return "recovered by the restart", "the new process is smaller; its maps are charged to it"
