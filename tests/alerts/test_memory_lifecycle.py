@@ -20,6 +20,7 @@ MUTANTS: list[tuple[dict[str, Any], str]] = [
     ({"canarySettleSeconds": 0}, "canary.yaml"),  # nodes compared while their agents warm up
     ({"canaryMemoryRatio": 4}, "canary.yaml"),  # a 3x process no longer counts
     ({"canaryDropRatio": 0.02}, "canary.yaml"),  # 1 % unexpected drops under the floor
+    ({"canaryRestartsPerNode": 10}, "canary.yaml"),  # a crash-looping release no longer counts
 ]
 
 
