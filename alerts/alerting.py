@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cilium_node_exporter import contract as c
+from cilium_node_exporter.mixin import lifecycle as lc
 from cilium_node_exporter.mixin import names as n
 from cilium_node_exporter.mixin import slo
 from cilium_node_exporter.mixin.config import Values, duration_seconds, go_number
@@ -106,13 +107,10 @@ def memory_alerts(v: Values) -> list[Alert]:
                           "memory limit: the kernel OOM-kills it when it reaches the limit.",
               needs=(KUBELET,)),
         Alert(name=n.AGENT_GROWTH_FORECAST, severity="warning",
-              expr=f"predict_linear({n.WORKING_SET}[{v['memoryForecastWindow']}], "
-                   f"{v['memoryForecastHorizonSeconds']}) > {n.ENVELOPE_UPPER}\n"
-                   f"and\n{n.WORKING_SET} <= {n.ENVELOPE_UPPER}\n"
-                   f"and\ntime() - {start} > {v['memoryForecastWarmupSeconds']}",
+              expr=lc.growth_forecast(q),
               for_=v["memoryGrowthForecastFor"],
               summary="The cilium-agent memory trend crosses its envelope soon.",
-              description="The cilium-agent on %(where)s is inside its memory envelope, but its working-set trend "
+              description="The cilium-agent on %(where)s is inside its memory envelope, but its footprint's trend "
                           "over the last %(memoryForecastWindow)s reaches {{ $value | humanize1024 }}B within "
                           "{{ %(memoryForecastHorizonSeconds)s | humanizeDuration }}, above the upper bound.",
               needs=(KUBELET,)),
@@ -506,6 +504,13 @@ def cluster_alerts(v: Values) -> list[Alert]:
     ]
 
 
+def _lifecycle_alerts(v: Values) -> list[Alert]:
+    """Restart artefacts and the version canary (alerts/memory_lifecycle.py, which imports this module)."""
+    from alerts.memory_lifecycle import lifecycle_alerts
+
+    return lifecycle_alerts(v)
+
+
 ALERT_GROUPS: tuple[tuple[str, Callable[[Values], list[Alert]]], ...] = (
     ("cilium-node-exporter.memory", memory_alerts),
     ("cilium-node-exporter.datapath", datapath_alerts),
@@ -513,6 +518,7 @@ ALERT_GROUPS: tuple[tuple[str, Callable[[Values], list[Alert]]], ...] = (
     ("cilium-node-exporter.slo", slo_alerts),
     ("cilium-node-exporter.cluster", cluster_alerts),
     ("cilium-node-exporter.retention", retention_alerts),
+    ("cilium-node-exporter.lifecycle", _lifecycle_alerts),
 )
 # Alert groups evaluated less often than the global interval (a configuration key: Helm value).
 GROUP_INTERVALS = {"cilium-node-exporter.retention": "sloPeriodInterval"}

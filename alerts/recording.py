@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from alerts.memory_lifecycle import lifecycle_records
 from cilium_node_exporter import contract as c
 from cilium_node_exporter.mixin import names as n
 from cilium_node_exporter.mixin import slo
@@ -272,6 +273,7 @@ def recording_groups(v: Values) -> list[dict[str, Any]]:
     main += _memory_sli_rules(base)
     main += [_memory_window(n.memory_ratio(base), w) for w in memory_short]
     main += [_record(n.SLO_OBJECTIVE, f"vector({v[s.objective_key]})", {"slo": s.name}) for s in slo.SLOS]
+    main += lifecycle_records(q)  # the footprint and the version canary (alerts/memory_lifecycle.py)
 
     memory_tile = n.tile(n.memory_ratio(base), base)
     tile_rules = _chain_rules(q, v, base, CHAIN_LOOKBACK["base"])

@@ -31,6 +31,8 @@ PUBLISHED = [
      {"ipcache_entries": 41000, "services": 2500}, None, 762_000_000, "p50 (1.18.0-rc.0)", "cilium/cilium PR #40227"),
     ("homelab, ratio 0.08", 32, dict(nodeport=False, socket_lb=False, ratio=0.08), {"ipcache_entries": 300},
      2.36 * GiB, 2.5 * GiB, "working set (2.36 GiB maps reported)", "thaum-xyz/ankhmorpork PR #1109"),
+    ("homelab, ratio 0.08", 64, dict(nodeport=False, socket_lb=False, ratio=0.08), {"ipcache_entries": 300},
+     4.72 * GiB, 4.9 * GiB, "working set (4.72 GiB maps reported)", "thaum-xyz/ankhmorpork PR #1109"),
     ("2 TB node, KPR", 2014, dict(nodeport=True, socket_lb=True), {"ipcache_entries": 2000}, None, 8_238_000_000,
      "container memory (crictl)", "cilium/cilium#37935"),
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as db
 
 from cilium_node_exporter import contract as c
+from cilium_node_exporter.mixin import lifecycle as lc
 from cilium_node_exporter.mixin import names as n
 from cilium_node_exporter.mixin.config import Values
 from cilium_node_exporter.mixin.promql import PromQL
@@ -131,6 +132,46 @@ def _canary(v: Values, q: PromQL) -> list:
     ]
 
 
+def _cohorts(v: Values, q: PromQL) -> list:
+    """The version canary's cohorts (mixin/lifecycle.py records): what CiliumClusterVersionCanary compares."""
+
+    def by_version(name: str, agg: str = "max") -> str:
+        return f"{agg} by (version) ({q.rec_cluster(name)})"
+
+    return [
+        P.group_table(
+            "Cohorts: what the version canary compares",
+            "Per Cilium version, from the pack's records: nodes, nodes settled (agent started "
+            f"{v['canarySettleSeconds']} s ago), and over the settled nodes the median agent process (no BPF maps: "
+            "free of restart artefacts), the median BPF memory beyond the dynamically sized maps (comparable across "
+            "node sizes), unexpected drops per packet and policy denials per node; restarts per node over "
+            f"{v['canaryRestartsWindow']} (every node). With several "
+            "clusters selected each figure is the worst cluster's: select one cluster to compare its cohorts.",
+            "version",
+            [Column("nodes", by_version(lc.COHORT_NODES, "sum"), "none", decimals=0),
+             Column("settled", by_version(lc.COHORT_SETTLED, "sum"), "none", decimals=0, not_measured="0"),
+             Column("process, median", by_version(lc.COHORT_PROCESS), "bytes", decimals=0,
+                    not_measured="not measured"),
+             Column("BPF beyond sized maps, median", by_version(lc.COHORT_BPF_UNSIZED), "bytes", decimals=0,
+                    not_measured="not measured"),
+             Column("unexpected drops / packets", by_version(lc.COHORT_DROPS), "percentunit", DROP_RATIO_STEPS, 3,
+                    not_measured="not measured"),
+             Column("policy denials/s per node", by_version(lc.COHORT_DENIED), "pps", decimals=2,
+                    not_measured="not measured"),
+             Column("restarts per node", by_version(lc.COHORT_RESTARTS), "none", decimals=2)],
+            sort_by="version", width=24, height=6),
+        P.timeseries("Agent process by Cilium version, median over settled nodes",
+                     "The version canary's memory signal: a new release that grows the agent's own memory is its "
+                     "own line above the others once its nodes settle; the working set would dip instead right "
+                     "after each upgrade (BPF maps still charged to the old containers).", "bytes",
+                     [Q(by_version(lc.COHORT_PROCESS), "{{version}}", interval=STEP)], width=12),
+        P.timeseries("Unexpected drops / packets by Cilium version, settled nodes",
+                     "The version canary's drop signal, pooled over each cohort's settled nodes.", "percentunit",
+                     [Q(by_version(lc.COHORT_DROPS), "{{version}}", interval=STEP)], steps=DROP_RATIO_STEPS,
+                     threshold_lines=True, width=12),
+    ]
+
+
 def _worst_nodes_table(v: Values, q: PromQL) -> P.tableb.Panel:
     by = f"by ({q.by()})"
     blind = f"unless {q.on()} {q.blind()}"
@@ -192,7 +233,7 @@ def build(v: Values) -> db.Dashboard:
          .with_variable(P.cluster_variable(v)).with_variable(P.node_variable(v, multi=True))
          .links(P.dashboard_links(UID)))
     for title, group in (("Overview", _overview(v, q)), ("Fleet distribution", _distribution(q)),
-                         ("Canary: nodes by Cilium version", _canary(v, q)),
+                         ("Canary: nodes by Cilium version", _canary(v, q) + _cohorts(v, q)),
                          ("Worst nodes", [_worst_nodes_table(v, q)]), ("Trends", _trends(q))):
         d = d.with_row(P.row(title))
         for p in group:

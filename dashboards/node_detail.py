@@ -14,6 +14,7 @@ from cilium_node_exporter import contract as c
 from cilium_node_exporter.mixin import names as n
 from cilium_node_exporter.mixin.config import Values
 from cilium_node_exporter.mixin.promql import PromQL
+from dashboards import memory_parts
 from dashboards import panels as P
 from dashboards.panels import Q
 
@@ -283,7 +284,8 @@ def build(v: Values) -> db.Dashboard:
          .with_variable(P.cluster_variable(v)).with_variable(P.node_variable(v, multi=False))
          .annotations(annotations(x)).links(P.dashboard_links(UID)))
     for title, group in (("Measurement", _measurement(v, x)), ("Drops", _drops(v, x)), ("Policy and L7", _policy(x)),
-                         ("Memory: cilium-agent and cilium-envoy", _memory(x)), ("Hubble", _hubble(x)),
+                         ("Memory: cilium-agent and cilium-envoy", _memory(x)),
+                         ("Memory by part and the derived envelope", memory_parts.panels(x.q)), ("Hubble", _hubble(x)),
                          ("Exporter", _exporter(x))):
         d = d.with_row(P.row(title))
         for p in group:

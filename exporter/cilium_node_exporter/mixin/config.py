@@ -161,6 +161,31 @@ DEFAULTS: dict[str, Any] = {
     "customRules": {},
 }
 
+# --- issue 25 phase 2 (mixin/lifecycle.py, alerts/memory_lifecycle.py): restarts vs leaks, the version canary ---
+DEFAULTS.update({
+    # the growth forecast reads the footprint (working set + BPF memory not charged to the running container):
+    # over this recent window it must still grow at this share of its rate over memoryForecastWindow (a warm-up
+    # levels off, a leak does not), and faster than the cluster's churn explains (bytes per new ipcache entry:
+    # twice the 10.5 KiB per pod of Cilium's scalability report)
+    "memoryForecastRecentWindow": "1h",
+    "memoryForecastRecentShare": 0.5,
+    "memoryChurnBytesPerEntry": 21504,
+    # CiliumClusterVersionCanary: while two Cilium versions run in a cluster, each cohort with at least
+    # canaryMinNodes nodes (for memory, drops and denials: nodes whose agent started canarySettleSeconds ago),
+    # the newest cohort is worse than the best by a factor AND a floor
+    "canaryMinNodes": 3,
+    "canarySettleSeconds": 1800,
+    "canaryMemoryRatio": 1.25,
+    "canaryMemoryMinBytes": 67108864,
+    "canaryDropFactor": 2,
+    "canaryDropRatio": 0.001,
+    "canaryDenialFactor": 2,
+    "canaryDenialFloor": 0.1,
+    "canaryRestartsWindow": "1h",
+    "canaryRestartsPerNode": 0.5,
+    "canaryFor": "30m",
+})
+
 HELM_KEYS: tuple[str, ...] = tuple(k for k in DEFAULTS if k not in STRUCTURAL_KEYS)
 TUNING_KEYS: tuple[str, ...] = ("scopeLabel", "scopeValue", "disabled", "additionalRuleLabels",
                                 "additionalRuleAnnotations", "keepFiringFor", "customRules")
@@ -200,6 +225,7 @@ ACCELERATED: dict[str, Any] = {
         {"severity": "warning", "long": "144m", "short": "12m", "budgetShare": 0.1, "for": "10s"},
     ],
 }
+ACCELERATED.update({"memoryForecastRecentWindow": "20s", "canarySettleSeconds": 60, "canaryRestartsWindow": "2m"})
 PRESETS: dict[str, dict[str, Any]] = {"default": {}, "accelerated": ACCELERATED}
 
 # Prometheus duration grammar (promql/parser/lex.go, model.ParseDuration): integer parts in the order

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from cilium_node_exporter import contract as c
 from cilium_node_exporter.contract import Metric
+from cilium_node_exporter.mixin import lifecycle as lc
 from cilium_node_exporter.mixin import names as n
 from cilium_node_exporter.mixin import slo
 from cilium_node_exporter.mixin.config import Values
@@ -102,8 +103,9 @@ class PromQL:
                 f"unless {self.on('source')}\n{self.max(c.SOURCE_UNAVAILABLE, by=('source',))} == 1)")
 
     def above_envelope(self) -> str:
-        """The agent's working set (value) where it is above the envelope's upper bound."""
-        return f"{self.rec(n.WORKING_SET)} > {self.rec(n.ENVELOPE_UPPER)}"
+        """The agent's footprint (value: working set + BPF memory an earlier container is charged for) where it is
+        above the envelope's upper bound (mixin/lifecycle.py)."""
+        return lc.above_envelope(self)
 
     def envelope_fill(self) -> str:
         """Working set / envelope upper bound per node (1 = at the bound)."""
