@@ -173,7 +173,8 @@ def _born(q: PromQL, v: Values, name: str, expr: str) -> dict[str, Any]:
     next sample then counts the packets since the agent started, which ``increase()`` would otherwise take as
     the series' starting point (a node's birth, its start-up drops). First values on an older agent (the
     exporter installed on a running node) are its starting point."""
-    first = f"({_young(q, v)})\n  unless {q.on()}\n  last_over_time({name}[{CHAIN_LOOKBACK['base']}])"
+    # no sample since the agent started (within sloBirthWindow): the first since the agent started
+    first = f"({_young(q, v)})\n  unless {q.on()}\n  last_over_time({name}[{v.raw('sloBirthWindow')}])"
     return _record(name, f"(\n{expr}\n)\nunless {q.on()}\n(\n  {first}\n)\nor\n0 * (\n{expr}\n)")
 
 
