@@ -127,7 +127,9 @@ def test_packet_exact_drop_slo(report: dict[str, Any], backfilled: Backfilled) -
     assert s["worst"][0]["node"] == "node-e"
     assert "node-f" not in [w["node"] for w in s["worst"]]
     f = per_node(s, "node-f")
-    assert not f["eligible"] and f["budget_spent"] > 50 and f["measured_hours"] <= 3
+    # 3 hours of traffic; the pack's count chain records 0 at the node's first scrape (06:00 sharp), so the
+    # hour ending then is measured too, with no packets
+    assert not f["eligible"] and f["budget_spent"] > 50 and f["measured_hours"] <= 4
     assert s["eligible_nodes"] == 4
     # the burndown ends where the budget ends, and drops on the incident's day
     assert s["burndown"][-1] == pytest.approx(s["budget_left"], abs=1e-9)

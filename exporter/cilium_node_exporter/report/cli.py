@@ -1,7 +1,8 @@
 """``cilium-node-exporter report``: the monthly SLO review as one document (HTML, Markdown or JSON).
 
 Exit codes: 0 written; 2 bad flags or configuration; 3 Prometheus unreachable, refused the credentials or
-failed a query; 4 no cilium-node-exporter data in the period.
+failed a query; 4 no cilium-node-exporter data in the period; 5 written with the verdict "partial data"
+(coverage below ``--min-coverage``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from .period import Period, PeriodError, resolve
 from .prom import Client, PrometheusError
 from .series import Series
 from .settings import RulesConfig, SettingsError, apply_recorded, load
+from .verdict import DEFAULT_MIN_COVERAGE, overall, retention_hint
+
+EXIT_PARTIAL = 5
 
 FORMATS = ("html", "markdown", "json")
 EXTENSIONS = {"html": "html", "markdown": "md", "json": "json"}
@@ -56,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-node-hours", type=float, default=24.0, metavar="H",
                    help="rank a node among the worst only when measured this many hours (default 24)")
     p.add_argument("--top", type=int, default=10, metavar="N", help="rows in each ranking (default 10)")
+    p.add_argument("--min-coverage", type=float, default=DEFAULT_MIN_COVERAGE, metavar="RATIO",
+                   help="below this share of the period's node-hours with data the verdict is 'partial data': no "
+                        f"SLO reads met or missed, and the command exits {EXIT_PARTIAL} "
+                        f"(default {DEFAULT_MIN_COVERAGE})")
     auth = p.add_argument_group("access")
     auth.add_argument("--bearer-token-file", default="", metavar="FILE", help="bearer token, re-read per request")
     auth.add_argument("--prometheus-ca", default="", metavar="FILE", help="CA bundle that signs the server certificate")
@@ -122,7 +130,7 @@ def clean(value: Any) -> Any:
 
 
 def build_report(client: Client, config: RulesConfig, period: Period, cluster: str | None, min_node_hours: float,
-                 top: int, progress: Progress) -> model.Report:
+                 top: int, progress: Progress, min_coverage: float = DEFAULT_MIN_COVERAGE) -> model.Report:
     """Query, compute, and return the report model (raises PrometheusError, LookupError for no data)."""
     series = Series(config.values, cluster)
     progress(f"checking {client.url} for exporter data {period.iso('start')} .. {period.iso('end')}")
@@ -133,13 +141,17 @@ def build_report(client: Client, config: RulesConfig, period: Period, cluster: s
         hint = ""
         if oldest and math.isfinite(float(oldest[0][1])):
             hint = f"; the oldest sample this Prometheus holds is from {model_time(float(oldest[0][1]))}"
+            aged = retention_hint(period.start, period.end, float(oldest[0][1]),
+                                  client.flags().get("storage.tsdb.retention.time", ""))
+            hint += f". {aged}" if aged else ""
         raise LookupError(f"no cilium-node-exporter data{where} between {period.iso('start')} and "
                           f"{period.iso('end')} (selector {config.values['selector']}){hint}")
     data = Collector(client, series, period, progress).collect()
     apply_recorded(config, data.objectives)
     v = config.values
     settings = Settings(float(v["dropSloObjective"]), float(v["memorySloObjective"]), float(v["dropSloMinTrafficRate"]),
-                        float(v["memoryNearLimitRatio"]), float(v["hubbleLostEventsRatio"]), min_node_hours, top)
+                        float(v["memoryNearLimitRatio"]), float(v["hubbleLostEventsRatio"]), min_node_hours, top,
+                        min_coverage)
     builder = Builder(data, settings, config.values["clusterLabel"], config.values["nodeLabel"])
     clusters = builder.clusters()
     notes = [f"Recorded series {u.recorded} not found: {u.what} computed from raw exporter series (is the rule pack "
@@ -161,7 +173,7 @@ def build_report(client: Client, config: RulesConfig, period: Period, cluster: s
         day_labels(period.start, n_days), clusters,
         [model.SeriesUsed(u.key, u.what, u.used, u.recorded, u.expr) for u in data.used], notes,
         {"queries": stats.queries, "series": stats.series, "points": stats.points,
-         "seconds_waiting": round(stats.seconds, 2)})
+         "seconds_waiting": round(stats.seconds, 2)}, overall([c.verdict for c in clusters], min_coverage))
 
 
 def model_time(t: float) -> str:
@@ -191,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         period = resolve(args.month, args.from_, args.to, config.values["sloPeriod"])
         if args.top < 1 or args.min_node_hours < 0:
             raise SettingsError("--top must be at least 1 and --min-node-hours not negative")
+        if not 0 <= args.min_coverage <= 1:
+            raise SettingsError("--min-coverage is a ratio between 0 and 1")
         client = Client(args.prometheus_url, args.bearer_token_file, args.prometheus_ca, args.prometheus_tls_cert,
                         args.prometheus_tls_key, args.prometheus_insecure_skip_verify, _headers(args.header),
                         args.timeout)
@@ -202,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     started = time.monotonic()
     try:
-        report = build_report(client, config, period, args.cluster, args.min_node_hours, args.top, progress)
+        report = build_report(client, config, period, args.cluster, args.min_node_hours, args.top, progress,
+                              args.min_coverage)
         progress("rendering")
         text = render(report, args.format)
     except PrometheusError as exc:
@@ -226,4 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"report: {period.label}: {nodes} node(s) in {len(report.clusters)} cluster(s), "
               f"{report.query_stats['queries']} queries, {time.monotonic() - started:.1f} s"
               + ("" if output == "-" else f"; wrote {output}"), file=sys.stderr)
+    if report.verdict.status == "partial":
+        print(f"cilium-node-exporter report: partial data: {report.verdict.coverage * 100:.1f} % of the period's "
+              f"node-hours have data (--min-coverage {args.min_coverage:g}): "
+              + "; ".join(report.verdict.reasons), file=sys.stderr)
+        return EXIT_PARTIAL
     return 0

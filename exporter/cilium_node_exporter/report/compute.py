@@ -29,6 +29,7 @@ from . import model as m
 from .collect import Data, NodeKey
 from .period import HOUR
 from .series import drop_class
+from .verdict import DEFAULT_MIN_COVERAGE, judge, retention_hint
 
 BLIND_REASONS = ("drop events off", "Hubble filters drops", "rate-limited notifications", "Hubble down",
                  "Hubble lost events", "no SLI series", "no data")
@@ -47,6 +48,7 @@ class Settings:
     lost_events_ratio: float
     min_node_hours: float
     top: int = 10
+    min_coverage: float = DEFAULT_MIN_COVERAGE
 
 
 def version_name(text: str) -> str:
@@ -332,7 +334,19 @@ class Builder:
             memories.append(envoy_mem)
         coverage = self.coverage(c, nodes, present, in_life, drop)
         return m.Cluster(name, len(nodes), slos, memories, self.drops(c), self.hubble(c, nodes, drop, in_life),
-                         self.alerts(name), self.versions(c, nodes, drop, oom_h, rst_h), coverage)
+                         self.alerts(name), self.versions(c, nodes, drop, oom_h, rst_h), coverage,
+                         self.verdict(nodes, present, in_life, coverage))
+
+    def verdict(self, nodes: list[NodeKey], present: dict[NodeKey, np.ndarray], in_life: dict[NodeKey, np.ndarray],
+                coverage: m.Coverage) -> m.Verdict:
+        """Complete or partial data (:mod:`verdict`): the covered span times the node-hours with data."""
+        span = 0.0
+        if coverage.first_data is not None and coverage.last_data is not None:
+            span = (coverage.last_data - coverage.first_data) / HOUR
+        have = float(sum(int((present[k] & in_life[k]).sum()) for k in nodes))
+        life = float(sum(int(in_life[k].sum()) for k in nodes))
+        hint = retention_hint(self.period.start, self.period.end, self.data.oldest_sample, coverage.retention)
+        return judge(span, float(self.n), have, life, self.s.min_coverage, hint)
 
     # --- memory ------------------------------------------------------------------------------------
     def memory(self, c: _Cluster, nodes: list[NodeKey], lifetimes: dict[NodeKey, float], eligible: Any,

@@ -181,6 +181,16 @@ class Coverage:
 
 
 @dataclass
+class Verdict:
+    """Whether the data can carry a verdict: "complete", or "partial" (no SLO card can then read met)."""
+
+    status: str  # complete or partial (verdict.VERDICTS)
+    coverage: float  # share of the period's node-hours with data (0..1)
+    min_coverage: float  # the threshold (--min-coverage)
+    reasons: list[str]  # why coverage is short, one phrase each
+
+
+@dataclass
 class Cluster:
     name: str
     nodes: int
@@ -191,6 +201,7 @@ class Cluster:
     alerts: Alerts
     versions: Versions
     coverage: Coverage
+    verdict: Verdict
 
 
 @dataclass
@@ -214,6 +225,7 @@ class Report:
     series: list[SeriesUsed]
     notes: list[str]
     query_stats: dict[str, Any]
+    verdict: Verdict
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -26,7 +26,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines += [f"- {n}" for n in notes] + [""]
         lines += _table(["SLO", "objective", "achieved", "budget spent", "budget left", "measured", "not measured"],
                         [[s["title"] + (" (approximation)" if s["approximation"] else ""), pct(s["objective"], 2),
-                          pct(s["achieved"]) + ("" if state(s) != "bad" else " (missed)"), budget(s["budget_spent"]),
+                          pct(s["achieved"]) + {"bad": " (missed)", "partial": " (partial data)"}.get(
+                              state(s, c["verdict"]), ""), budget(s["budget_spent"]),
                           budget(s["budget_left"]), hours(s["measured_hours"]), hours(s["not_measured_hours"])]
                          for s in c["slos"]])
         lines += [f"- {line}" for line in summary(r, c)] + [""]

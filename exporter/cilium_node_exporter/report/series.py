@@ -9,7 +9,9 @@ Hourly figures use ranges of one hour minus one millisecond: Prometheus 2.x rang
 ends, so ``[1h]`` windows evaluated one hour apart would share the sample on their boundary. With
 ``[3599999ms]`` every sample belongs to exactly one hourly window (also in Prometheus 3, whose ranges are
 left-open). ``avg_over_time(<rate>[hour]) * 3600`` is the number of events in the hour, whatever the rule
-evaluation interval.
+evaluation interval. The drop SLI is read in packets, not rates: the pack's hourly count chain
+(``node:cilium_node_drop_slo_errors:increase1h_every1h`` and ``..._traffic:...``; each sample counts the
+packets since the previous sample), summed per hour; a sum over any range telescopes to an exact count.
 
 The names, the generator defaults and the drop-reason classes come from the monitoring mixin
 (``cilium_node_exporter.mixin``), the configuration the rule pack is generated from.
@@ -34,8 +36,6 @@ POLICY_DENIED = n.POLICY_DENIED
 L7_DENIED = n.L7_DENIED
 LOST_BY_SOURCE = n.LOST_BY_SOURCE
 DATAPATH_DROPS_BY_REASON = n.DATAPATH_DROPS_BY_REASON
-DATAPATH_PACKETS = n.DATAPATH_PACKETS
-DATAPATH_UNEXPECTED = n.DATAPATH_UNEXPECTED
 WORKING_SET = n.WORKING_SET
 ENVELOPE_UPPER = n.ENVELOPE_UPPER
 ENVELOPE_LOWER = n.ENVELOPE_LOWER
@@ -44,17 +44,27 @@ MEMORY_ENVELOPE_ERROR = n.MEMORY_ENVELOPE_ERROR
 SLO_OBJECTIVE = n.SLO_OBJECTIVE
 SLO_DROP = n.SLO_DROP
 SLO_MEMORY = n.SLO_MEMORY
+REVIEW_STEP = DEFAULTS["sloReviewStep"]
+
+
+def drop_counts(step: str = REVIEW_STEP) -> tuple[str, str]:
+    """The pack's exact per-node packet counts of the drop SLI, recorded once every ``step`` (errors, traffic):
+    each sample counts the packets since the previous one, so a sum over any range is exact."""
+    return n.tile(n.drop_errors(step), step), n.tile(n.drop_traffic(step), step)
+
+
+DROP_ERRORS_COUNT, DROP_TRAFFIC_COUNT = drop_counts()
 
 RECORDED: tuple[str, ...] = (
     FLOWS_SEEN, DROPS_BY_REASON, DROPS_UNEXPECTED, POLICY_DENIED, L7_DENIED, LOST_BY_SOURCE,
-    DATAPATH_DROPS_BY_REASON, DATAPATH_PACKETS, DATAPATH_UNEXPECTED, WORKING_SET, ENVELOPE_UPPER,
-    ENVELOPE_LOWER, MEMORY_LIMIT, MEMORY_ENVELOPE_ERROR, SLO_OBJECTIVE,
+    DATAPATH_DROPS_BY_REASON, WORKING_SET, ENVELOPE_UPPER, ENVELOPE_LOWER, MEMORY_LIMIT,
+    MEMORY_ENVELOPE_ERROR, SLO_OBJECTIVE, DROP_ERRORS_COUNT, DROP_TRAFFIC_COUNT,
 )
 
 # --- the generator configuration keys the report reads (the mixin's DEFAULTS) -------------------------
 RULES_DEFAULTS: dict[str, Any] = {key: DEFAULTS[key] for key in (
     "selector", "nodeLabel", "clusterLabel", "dropSloObjective", "dropSloMinTrafficRate", "memorySloObjective",
-    "memoryNearLimitRatio", "hubbleLostEventsRatio", "sloPeriod")}
+    "memoryNearLimitRatio", "hubbleLostEventsRatio", "sloPeriod", "sloReviewStep")}
 
 HOUR = "3599999ms"
 OOM_REASON = "OOMKilled"
@@ -129,12 +139,19 @@ class Series:
         return Query(key, what, f"sum by ({self.by()}) (avg_over_time({self.rec(recorded, *matchers)}[{HOUR}])) * 3600",
                      recorded, Query(key, what, raw_counter) if raw_counter else None)
 
+    def _tile_count(self, key: str, what: str, recorded: str, raw_counter: str) -> Query:
+        """Packets in each hour from the pack's count chain: the samples inside the hour summed (each sample
+        counts the packets since the one before it), else the raw counters' increase."""
+        return Query(key, what, f"sum by ({self.by()}) (sum_over_time({self.rec(recorded)}[{HOUR}]))", recorded,
+                     Query(key, what, raw_counter))
+
     def node_hourly(self) -> list[Query]:
         """Per (cluster, node) queries evaluated at every hour of the period."""
         by = self.by()
         inc = lambda m, *ms: f"sum by ({by}) (increase({self.raw(m, *ms)}[1h]))"  # noqa: E731
         unexpected = unexpected_matcher()
         dp_traffic = f"({inc(c.DATAPATH_FORWARDED)} + {inc(c.DATAPATH_DROPPED)}) or {inc(c.DATAPATH_FORWARDED)}"
+        errors_count, traffic_count = drop_counts(str(self.config.get("sloReviewStep", REVIEW_STEP)))
         ws_raw = f"max by ({by}) ({self.raw(c.AGENT_WORKING_SET)})"
         upper_raw = f"max by ({by}) ({self.raw(c.ENVELOPE_UPPER)})"
         kubelet_up = f"max by ({by}) ({self.raw(c.SOURCE_UP, KUBELET)})"
@@ -143,9 +160,9 @@ class Series:
         return [
             Query("present", "samples of the exporter's build_info (exporter scraped)",
                   f"count by ({by}) (count_over_time({self.raw(c.BUILD_INFO)}[{HOUR}]))"),
-            self._count("dp_traffic", "datapath packets (agent counters)", DATAPATH_PACKETS, dp_traffic),
-            self._count("dp_errors", "unexpected datapath drops (agent counters)", DATAPATH_UNEXPECTED,
-                        f"{inc(c.DATAPATH_DROPPED, unexpected)} or 0 * ({dp_traffic})"),
+            self._tile_count("dp_traffic", "datapath packets (agent counters)", traffic_count, dp_traffic),
+            self._tile_count("dp_errors", "unexpected datapath drops (agent counters)", errors_count,
+                             f"{inc(c.DATAPATH_DROPPED, unexpected)} or 0 * ({dp_traffic})"),
             self._count("hb_traffic", "flows seen by Hubble", FLOWS_SEEN, inc(c.FLOWS_SEEN)),
             self._count("hb_errors", "unexpected drops seen by Hubble", DROPS_UNEXPECTED,
                         f"{inc(c.DROPS, unexpected)} or 0 * {inc(c.FLOWS_SEEN)}"),

@@ -50,8 +50,10 @@ def number(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def state(slo: dict[str, Any]) -> str:
-    """met, missed or not measured (the colour class)."""
+def state(slo: dict[str, Any], verdict: dict[str, Any] | None = None) -> str:
+    """met, missed, not measured, or partial data whatever the figures (the colour class)."""
+    if verdict is not None and verdict["status"] == "partial":
+        return "partial"
     if slo["achieved"] is None:
         return "not-measured"
     return "good" if slo["achieved"] >= slo["objective"] else "bad"
@@ -64,8 +66,13 @@ FILTERS = {"pct": pct, "budget": budget, "mib": mib, "mib_per_day": mib_per_day,
 def summary(report: dict[str, Any], cluster: dict[str, Any]) -> list[str]:
     """The first page's sentences for one cluster: what a reader must know before the details."""
     out = []
+    v = cluster["verdict"]
+    if v["status"] == "partial":
+        out.append(f"PARTIAL DATA: only {v['coverage'] * 100:.1f} % of the period's node-hours have data (below "
+                   f"{v['min_coverage'] * 100:g} %): {'; '.join(v['reasons'])}. No SLO below reads met or missed.")
     for slo in cluster["slos"]:
-        verdict = {"good": "met", "bad": "missed", "not-measured": "not measured"}[state(slo)]
+        verdict = {"good": "met", "bad": "missed", "not-measured": "not measured",
+                   "partial": "partial data (no verdict)"}[state(slo, v)]
         approx = " (approximation)" if slo["approximation"] else ""
         line = (f"{slo['title']}{approx}: {verdict}, {pct(slo['achieved'])} against {pct(slo['objective'], 2)}; "
                 f"error budget spent {budget(slo['budget_spent'])}")
