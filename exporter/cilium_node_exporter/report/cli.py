@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,7 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="do not verify the server certificate")
     auth.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
                       help="extra HTTP header, e.g. 'X-Scope-OrgID: tenant1' for Mimir (repeatable)")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS", help="per query (default 120)")
+    auth.add_argument("--basic-auth-user", default="", metavar="USER", help="HTTP basic authentication user")
+    auth.add_argument("--basic-auth-password-file", default="", metavar="FILE",
+                      help="its password (a file, re-read per request)")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="deadline for the whole run, every query included (default 600)")
+    p.add_argument("--max-response-bytes", type=int, default=256 * 2**20, metavar="BYTES",
+                   help="refuse a Prometheus answer larger than this (default 256 MiB: a 1,000-node month's "
+                        "largest answer is about 40 MiB)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     return p
 
@@ -133,7 +142,7 @@ def build_report(client: Client, config: RulesConfig, period: Period, cluster: s
                  top: int, progress: Progress, min_coverage: float = DEFAULT_MIN_COVERAGE) -> model.Report:
     """Query, compute, and return the report model (raises PrometheusError, LookupError for no data)."""
     series = Series(config.values, cluster)
-    progress(f"checking {client.url} for exporter data {period.iso('start')} .. {period.iso('end')}")
+    progress(f"checking {client.shown_url} for exporter data {period.iso('start')} .. {period.iso('end')}")
     any_data = client.query(series.any_data(period.range).expr, period.end)
     if not any_data:
         oldest = client.query(series.oldest_sample().expr, period.end)
@@ -160,7 +169,7 @@ def build_report(client: Client, config: RulesConfig, period: Period, cluster: s
     stats = client.stats
     return model.Report(
         model.SCHEMA, time.time(),
-        {"url": client.url, "version": data.buildinfo.get("version", ""), "retention": clusters[0].coverage.retention
+        {"url": client.shown_url, "version": data.buildinfo.get("version", ""), "retention": clusters[0].coverage.retention
          if clusters else ""},
         {"start": period.start, "end": period.end, "label": period.label, "hours": period.hours,
          "start_iso": period.iso("start"), "end_iso": period.iso("end")},
@@ -195,6 +204,17 @@ def render(report: model.Report, fmt: str) -> str:
     return render_html(data)
 
 
+WATCHDOG_GRACE = 5.0
+
+
+def _expired(timeout: float) -> None:
+    """The run outlived --timeout by the grace: say so and leave (nothing was written yet)."""
+    sys.stderr.write(f"\ncilium-node-exporter report: error: the report did not finish within --timeout {timeout:g} s "
+                     "(Prometheus answered too slowly)\n")
+    sys.stderr.flush()
+    os._exit(3)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress = Progress(sys.stderr, args.quiet)
@@ -207,7 +227,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SettingsError("--min-coverage is a ratio between 0 and 1")
         client = Client(args.prometheus_url, args.bearer_token_file, args.prometheus_ca, args.prometheus_tls_cert,
                         args.prometheus_tls_key, args.prometheus_insecure_skip_verify, _headers(args.header),
-                        args.timeout)
+                        args.timeout, max_response_bytes=args.max_response_bytes,
+                        basic_auth_user=args.basic_auth_user, basic_auth_password_file=args.basic_auth_password_file)
+        if args.timeout <= 0 or args.max_response_bytes < 1024:
+            raise SettingsError("--timeout must be positive and --max-response-bytes at least 1024")
     except (SettingsError, PeriodError, ValueError) as exc:
         print(f"cilium-node-exporter report: error: {exc}", file=sys.stderr)
         return 2
@@ -215,6 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cilium-node-exporter report: error: {exc}", file=sys.stderr)
         return 2
     started = time.monotonic()
+    # the last resort of the deadline: a server that drips its headers a byte at a time holds one read
+    watchdog = threading.Timer(args.timeout + WATCHDOG_GRACE, _expired, (args.timeout,))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         report = build_report(client, config, period, args.cluster, args.min_node_hours, args.top, progress,
                               args.min_coverage)
@@ -222,13 +249,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = render(report, args.format)
     except PrometheusError as exc:
         progress.done()
-        print(f"cilium-node-exporter report: error: {exc}", file=sys.stderr)
+        print(f"cilium-node-exporter report: error: {client.scrub(str(exc))}", file=sys.stderr)
         return 3
     except LookupError as exc:
         progress.done()
-        print(f"cilium-node-exporter report: error: {exc}", file=sys.stderr)
+        print(f"cilium-node-exporter report: error: {client.scrub(str(exc))}", file=sys.stderr)
         return 4
+    except Exception as exc:  # no traceback: it could hold a credential
+        progress.done()
+        print(f"cilium-node-exporter report: internal error: {type(exc).__name__}: {client.scrub(str(exc))[:500]}",
+              file=sys.stderr)
+        return 1
     finally:
+        watchdog.cancel()
         client.close()
     progress.done()
     output = args.output or _default_output(period, args.format)

@@ -145,8 +145,9 @@ def _ratio_slo(key: str, title: str, what: str, unit: str, approximation: bool, 
     worst_curve: list[float | None] = []
     if ranked:
         wk = (ranked[0].cluster, ranked[0].node)
-        w_total, w_bad, _ = per_node[wk]
-        worst_curve = _budget_curve(w_bad, budget * float(_nz(w_total).sum()))
+        # in the fleet's budget: the share of the pooled budget the worst node's errors spent (its own budget
+        # would put the fleet's curve on a scale of -1000 %)
+        worst_curve = _budget_curve(per_node[wk][1], budget * total_all)
     not_measured = sum(max(0.0, lifetimes.get((n.cluster, n.node), 0) - n.measured_hours) for n in nodes)
     return m.Slo(key, title, what, kind, approximation, objective, None if ratio is None else 1 - ratio, spent,
                  None if spent is None else 1 - spent, total_all - total_bad,
@@ -155,8 +156,14 @@ def _ratio_slo(key: str, title: str, what: str, unit: str, approximation: bool, 
                  sorted(nodes, key=lambda n: (n.cluster, n.node)))
 
 
-def _restarts(counter: np.ndarray) -> np.ndarray:
-    """Restarts per hour from the restart counter at each hour's end (a decrease is a new pod)."""
+def _restarts(counter: np.ndarray, lowest: np.ndarray | None = None) -> np.ndarray:
+    """Restarts per hour from the restart counter at each hour's end.
+
+    A decrease is a new pod whose counter started again at 0: its restarts are its value (a counter that
+    reset is not 0 restarts). In the first hour a node is seen there is no previous hour: the restarts are
+    the counter's rise inside that hour (its end minus its lowest value), so a one-hour period or a node
+    born in the period still counts the restarts it saw.
+    """
     out = np.zeros(len(counter))
     prev = math.nan
     for i, v in enumerate(counter):
@@ -164,6 +171,8 @@ def _restarts(counter: np.ndarray) -> np.ndarray:
             continue
         if math.isfinite(prev):
             out[i] = v - prev if v >= prev else v
+        elif lowest is not None and math.isfinite(lowest[i]) and v >= lowest[i]:
+            out[i] = v - lowest[i]
         prev = v
     return out
 
@@ -370,7 +379,8 @@ class Builder:
             else:
                 limit = c.arr("envoy_limit", k)
                 upper, lower = limit, limit * self.s.memory_near_limit_ratio
-            rst = _restarts(c.arr("restarts" if agent else "envoy_restarts", k))
+            rst = _restarts(c.arr("restarts" if agent else "envoy_restarts", k),
+                            c.arr("restarts_min" if agent else "envoy_restarts_min", k))
             oom = _ooms(c.arr("terminated_at" if agent else "envoy_terminated_at", k),
                         c.arr("oom_reason" if agent else "envoy_oom_reason", k), rst, self.period.start)
             oom_hours[k], rst_hours[k] = oom, rst

@@ -48,7 +48,7 @@ class Slo:
     eligible_nodes: int
     ranking_rule: str
     burndown: list[float | None]  # budget left at the end of each day (fleet-pooled)
-    worst_burndown: list[float | None]  # the same for the worst ranked node
+    worst_burndown: list[float | None]  # 1 - the share of the fleet's budget the worst ranked node spent, per day
     worst: list[NodeSlo] = field(default_factory=list)
     per_node: list[NodeSlo] = field(default_factory=list)
 

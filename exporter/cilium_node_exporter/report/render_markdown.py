@@ -1,4 +1,8 @@
-"""The report as Markdown for a wiki page: the same figures and words as the HTML, tables instead of charts."""
+"""The report as Markdown for a wiki page: the same figures and words as the HTML, tables instead of charts.
+
+Every value comes from Prometheus (node names, reasons, labels): the page escapes ``&``, ``<`` and ``>``
+everywhere, so nothing a label holds passes as raw HTML into the wiki that renders it.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def render_markdown(r: dict[str, Any]) -> str:
     lines = [f"# Cilium SLO review: {r['period']['label']}", "",
              f"{when(r['period']['start'])} to {when(r['period']['end'])} UTC ({r['period']['hours']} hours), "
-             f"generated {when(r['generated_at'])} UTC from `{r['prometheus']['url']}`.", ""]
+             f"generated {when(r['generated_at'])} UTC from {r['prometheus']['url']}.", ""]
     for c in r["clusters"]:
         if len(r["clusters"]) > 1 or c["name"]:
             lines += [f"## Cluster {c['name'] or '(no cluster label)'}", ""]
@@ -92,4 +96,9 @@ def render_markdown(r: dict[str, Any]) -> str:
     lines += _table(["figure", "from", "fell back from"],
                     [[u["what"], u["used"], u["recorded"] if u["recorded"] and u["used"] != "recorded" else ""]
                      for u in r["series"]])
-    return "\n".join(lines) + "\n"
+    return escape_html("\n".join(lines)) + "\n"
+
+
+def escape_html(text: str) -> str:
+    """No raw HTML: the three characters that start markup or an entity, as entities."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
