@@ -155,3 +155,34 @@ def test_a_cluster_with_an_expected_drop_class_is_valid() -> None:
     from cilium_node_exporter.report.cli import clean
 
     jsonschema.Draft202012Validator(cluster_schema).validate(clean(asdict(c)))
+
+
+def test_markdown_passes_no_raw_html_and_json_is_valid() -> None:
+    """Node names and reasons come from Prometheus labels: a hostile one is text in the Markdown page."""
+    from cilium_node_exporter.report import model
+    from cilium_node_exporter.report.cli import render
+
+    evil = ("c", "<script>alert(1)</script>")
+    period = Period(START, START + 4 * H, "test")
+    data = Data(period, np.array(period.hour_ends(), dtype=np.int64))
+    data.node = {"dp_traffic": {evil: np.full(4, 36000.0)}, "dp_errors": {evil: np.full(4, 50.0)},
+                 "present": {evil: np.ones(4)}}
+    data.cluster = {"dp_reasons": {("c", "<img src=x onerror=alert(2)>"): np.ones(4)}}
+    cluster = Builder(data, settings()).clusters()[0]
+    rep = model.Report(model.SCHEMA, START, {"url": "http://p:9090/?a=<b>", "version": "", "retention": ""},
+                       {"start": period.start, "end": period.end, "label": "test", "hours": 4,
+                        "start_iso": period.iso("start"), "end_iso": period.iso("end")},
+                       {"objectives_from": {"dropSloObjective": "defaults", "memorySloObjective": "defaults"},
+                        "dropSloObjective": 0.999, "memorySloObjective": 0.999, "dropSloMinTrafficRate": 1.0,
+                        "memoryNearLimitRatio": 0.9, "hubbleLostEventsRatio": 0.01, "sloPeriod": "28d",
+                        "minNodeHours": 2.0, "selector": "", "clusterLabel": "cluster", "nodeLabel": "node",
+                        "cluster": None},
+                       ["2026-02-01"], [cluster], [], [], {"queries": 0, "series": 0, "points": 0,
+                                                          "seconds_waiting": 0.0}, cluster.verdict)
+    md = render(rep, "markdown")
+    assert "<script" not in md and "<img" not in md and "<b>" not in md
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md and "&lt;img src=x onerror=alert(2)&gt;" in md
+    schema = json.loads(report_schema.SCHEMA_PATH.read_text())
+    jsonschema.Draft202012Validator(schema).validate(json.loads(render(rep, "json")))
+    html = render(rep, "html")
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html

@@ -169,8 +169,8 @@ def build_report(client: Client, config: RulesConfig, period: Period, cluster: s
     stats = client.stats
     return model.Report(
         model.SCHEMA, time.time(),
-        {"url": client.shown_url, "version": data.buildinfo.get("version", ""), "retention": clusters[0].coverage.retention
-         if clusters else ""},
+        {"url": client.shown_url, "version": data.buildinfo.get("version", ""),
+         "retention": clusters[0].coverage.retention if clusters else ""},
         {"start": period.start, "end": period.end, "label": period.label, "hours": period.hours,
          "start_iso": period.iso("start"), "end_iso": period.iso("end")},
         {"objectives_from": {k: config.origin[k] for k in ("dropSloObjective", "memorySloObjective")},

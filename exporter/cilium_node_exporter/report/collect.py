@@ -177,6 +177,7 @@ class Collector:
         data.node["envoy_samples"] = {k: np.where(np.isfinite(a), 1.0, np.nan) for k, a in peak.items()}
         flagged = {k: np.flatnonzero(np.nan_to_num(a) > ratio) for k, a in peak.items()}
         flagged = {k: v for k, v in flagged.items() if v.size}
+        wanted = {k: set(v.tolist()) for k, v in flagged.items()}  # once per node, not once per sample
         keys = sorted(flagged)
         expr = ""
         for i in range(0, len(keys), batch):
@@ -190,9 +191,10 @@ class Collector:
                 key = self._node_key(labels)
                 if key not in flagged:
                     continue
+                hours_wanted = wanted[key]
                 for t, v in values:
                     idx = round((t - self.hours[0]) / HOUR)
-                    if idx in set(flagged[key].tolist()) and np.isfinite(v):
+                    if idx in hours_wanted and np.isfinite(v):
                         data.node["envoy_bad"][key][idx] = v
         data.used.append(Used("envoy_bad", "share of the hour with cilium-envoy near its limit",
                               "raw" if peak else "none", "", expr or "(no hour's peak crossed the ratio)"))

@@ -589,6 +589,9 @@ class Builder:
                 if v:
                     prev = v
         upgrades.sort(key=lambda u: (u["at"], u["node"]))
+        all_hours = sum(x.node_hours for x in cohorts)
+        for x in cohorts:
+            x.exposure = x.node_hours / all_hours if all_hours > 0 else 0.0
         return m.Versions(cohorts, daily_nodes, upgrades)
 
     # --- coverage ------------------------------------------------------------------------------------
@@ -644,22 +647,41 @@ class Builder:
             notes.append(f"The drop SLI was blind for {sum(blind.values()):.0f} node-hour(s) on {len(blind_nodes)} "
                          "node(s) (drop events off, filtered, rate-limited, Hubble down or lossy): shown as not "
                          "measured, never counted as good.")
+        # the packet-exact SLI still counts these nodes, but nobody can see which flows they drop
+        notif_off = sorted(k for k in nodes if (drop[k]["exact"] & (c.arr("drop_events_on", k) == 0)).any())
+        if notif_off:
+            names = ", ".join(k[1] for k in notif_off[:10]) + (" ..." if len(notif_off) > 10 else "")
+            notes.append(f"{len(notif_off)} node(s) count drops in the agent's datapath counters with drop "
+                         f"notifications off ({names}): their packet-exact SLI is measured, but Hubble shows no drop "
+                         "events for them, so no flow or reason detail (enable them: Cilium's "
+                         "bpf-events-drop-enabled).")
         hubble_only = [k for k in nodes if drop[k]["hubble"].any() and not drop[k]["exact"].any()]
         if hubble_only:
             notes.append(f"{len(hubble_only)} node(s) have no agent datapath counters: their drop SLI is the Hubble "
                          "approximation, reported separately.")
-        return m.Coverage(first, last, self.data.flags.get("storage.tsdb.retention.time", "")
-                          or self.data.flags.get("storage.tsdb.retention", ""), self.data.oldest_sample, len(nodes),
+        return m.Coverage(first, last, retention_of(self.data.flags), self.data.oldest_sample, len(nodes),
                           gaps, days_without, daily_reporting, dict(source_down), notes)
 
     def _retention_hint(self) -> str:
-        retention = self.data.flags.get("storage.tsdb.retention.time", "")
+        retention = retention_of(self.data.flags)
         oldest = self.data.oldest_sample
         if oldest and oldest > self.period.start:
             return f" (the TSDB's oldest sample is {_iso(oldest)}; retention {retention or 'unknown'})"
         if retention and retention != "0s":
             return f" (this Prometheus keeps {retention})"
         return ""
+
+
+def retention_of(flags: dict[str, str]) -> str:
+    """The server's time retention as it applies: Prometheus 2.x reports ``0s`` when neither retention flag is
+    set, which means its default of 15 days (``""``: the server does not tell, as Thanos and Mimir)."""
+    time_flag = flags.get("storage.tsdb.retention.time", "")
+    legacy = flags.get("storage.tsdb.retention", "")
+    value = time_flag if time_flag not in ("", "0s") else legacy if legacy not in ("", "0s") else time_flag
+    if value == "0s":
+        size = flags.get("storage.tsdb.retention.size", "0B")
+        return "15d (the default)" if size in ("", "0", "0B") else f"by size ({size})"
+    return value
 
 
 def _vkey(v: str) -> tuple[Any, ...]:

@@ -157,6 +157,7 @@ class Cohort:
     p90_working_set: float | None
     oom_kills: int
     restarts: int
+    exposure: float = 0.0  # share of the cluster's node-hours that ran this version (0..1)
 
 
 @dataclass

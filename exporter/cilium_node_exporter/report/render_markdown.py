@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .text import budget, count, hours, mib, mib_per_day, number, pct, state, summary, when
+from .text import budget, count, hour_span, hours, mib, mib_per_day, number, pct, state, summary, when
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -53,8 +53,8 @@ def render_markdown(r: dict[str, Any]) -> str:
                       f"growth {mib_per_day(m['median_growth_bytes_per_day'])}; envelope {mib(m['envelope_lower'])} "
                       f"to {mib(m['envelope_upper'])}.", ""]
             if m["nodes_above"]:
-                lines += _table(["node", "time above", "first", "max working set", "OOM kills", "restarts"],
-                                [[n["node"], hours(n["hours_above"]), when(n["first_above"]), mib(n["max_bytes"]),
+                lines += _table(["node", "time above", "first (hour, UTC)", "max working set", "OOM kills", "restarts"],
+                                [[n["node"], hours(n["hours_above"]), hour_span(n["first_above"]), mib(n["max_bytes"]),
                                   str(n["oom_kills"]), str(n["restarts"])] for n in m["nodes_above"]])
             if m["top_growth"]:
                 lines += _table(["node", "growth since last start", "days to the bound"],
@@ -81,10 +81,11 @@ def render_markdown(r: dict[str, Any]) -> str:
                               hours(x["firing_hours"]), f"{number(x['median_minutes'], 0)} min",
                               f"{number(x['longest_minutes'], 0)} min", str(x["nodes"])] for x in a["by_alert"]])
         v = c["versions"]
-        lines += ["### Cilium versions", ""]
-        lines += _table(["version", "nodes", "node-hours", "seen", "drop SLI (packet-exact)", "budget spent",
-                         "memory in envelope", "median / p90 working set", "OOM kills", "restarts"],
-                        [[x["version"], str(x["nodes"]), number(x["node_hours"], 0),
+        lines += ["### Cilium versions", "", "Each cohort's figures cover the node-hours that ran it; exposure is its "
+                  "share of all node-hours. A version that arrived after an incident did not fix it.", ""]
+        lines += _table(["version", "nodes", "node-hours", "exposure", "seen", "drop SLI (packet-exact)",
+                         "budget spent", "memory in envelope", "median / p90 working set", "OOM kills", "restarts"],
+                        [[x["version"], str(x["nodes"]), number(x["node_hours"], 0), pct(x["exposure"], 1),
                           f"{when(x['first_seen'])} .. {when(x['last_seen'])}", pct(x["drop_achieved"]),
                           budget(x["drop_budget_spent"]), pct(x["memory_achieved"], 2),
                           f"{mib(x['median_working_set'])} / {mib(x['p90_working_set'])}", str(x["oom_kills"]),

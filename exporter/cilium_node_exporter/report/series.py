@@ -241,9 +241,12 @@ class Series:
         return [
             Query("source_up", "share of the hour each exporter source was up",
                   f"min by ({by}, source) (avg_over_time({self.raw(c.SOURCE_UP)}[{HOUR}]))"),
-            Query("version", "Cilium version at the end of the hour (the node's settings source)",
-                  f"max by ({by}, version) ({self.raw(c.CILIUM_INFO)})", "",
-                  Query("version", "", f"max by ({by}, version) ({self.raw(c.HUBBLE_INFO)})")),
+            # last_over_time: the period's last hour ends in the future while it is in progress (the demo's
+            # one-hour report), where a plain selector finds nothing
+            Query("version", "Cilium version in the hour (the node's settings source)",
+                  f"max by ({by}, version) (last_over_time({self.raw(c.CILIUM_INFO)}[{HOUR}]))", "",
+                  Query("version", "", f"max by ({by}, version) (last_over_time({self.raw(c.HUBBLE_INFO)}"
+                                       f"[{HOUR}]))")),
         ]
 
     # --- per cluster, per hour ---------------------------------------------------------------------

@@ -46,6 +46,15 @@ def when(t: float | None) -> str:
     return "-" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
 
 
+def hour_span(t: float | None) -> str:
+    """The hour that starts at ``t`` (the report's resolution: an event in it, not at its first minute)."""
+    if t is None:
+        return "-"
+    start = datetime.fromtimestamp(t, UTC)
+    end = datetime.fromtimestamp(t + 3600, UTC)
+    return f"{start:%Y-%m-%d %H:00}\u2013{'24:00' if end.hour == 0 else f'{end:%H:00}'}"
+
+
 def number(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -60,7 +69,7 @@ def state(slo: dict[str, Any], verdict: dict[str, Any] | None = None) -> str:
 
 
 FILTERS = {"pct": pct, "budget": budget, "mib": mib, "mib_per_day": mib_per_day, "hours": hours, "count": count,
-           "when": when, "number": number, "state": state}
+           "when": when, "number": number, "state": state, "hour_span": hour_span}
 
 
 def summary(report: dict[str, Any], cluster: dict[str, Any]) -> list[str]:
@@ -89,8 +98,8 @@ def summary(report: dict[str, Any], cluster: dict[str, Any]) -> list[str]:
     ups = cluster["versions"]["upgrades"]
     if ups:
         pairs = sorted({f"{u['from']} -> {u['to']}" for u in ups})
-        out.append(f"Upgrades: {len(ups)} node(s) changed version ({', '.join(pairs)}), "
-                   f"{when(ups[0]['at'])} to {when(ups[-1]['at'])}.")
+        out.append(f"Upgrades: {len(ups)} node(s) changed version ({', '.join(pairs)}), in the hours "
+                   f"{hour_span(ups[0]['at'])} to {hour_span(ups[-1]['at'])} UTC.")
     blind = cluster["hubble"]["blind_nodes"]
     if blind:
         out.append(f"{len(blind)} node(s) had time the drop SLI could not measure "
