@@ -85,13 +85,15 @@ def per_node(s: dict[str, Any], name: str) -> dict[str, Any]:
     return next(n for n in s["per_node"] if n["node"] == name)
 
 
-def exact_truth(fleet: Fleet, names: list[str], version: str | None = None) -> tuple[float, float]:
-    """(unexpected drops, packets) of agent-source nodes over the hours they were scraped (and on ``version``)."""
+def exact_truth(fleet: Fleet, names: list[str], version: str | None = None, start: int | None = None,
+                end: int | None = None) -> tuple[float, float]:
+    """(unexpected drops, packets) of agent-source nodes over the hours they were scraped (and on ``version``),
+    in the hours ending in (start, end] (default: the fleet's whole life)."""
     errors = packets = 0.0
     for n in fleet.nodes:
         if n.name not in names:
             continue
-        for h in fleet.present_hours(n, fleet.start, fleet.end):
+        for h in fleet.present_hours(n, fleet.start if start is None else start, fleet.end if end is None else end):
             if version and n.version(h) != version:
                 continue
             errors += sum(n.unexpected(h - HOUR, h).values())
@@ -358,3 +360,53 @@ def test_a_period_the_data_covers_only_partly(backfilled: Backfilled, tmp_path: 
     assert any(n.startswith("No data before 2026-01-31 23:00 UTC: the first 7.0 days") for n in notes), notes
     assert r["clusters"][0]["coverage"]["days_without_data"] == [f"2026-01-{d}" for d in range(25, 31)]
     assert slo(r, "drop-ratio")["measured_hours"] <= 5 * 4 * 24  # four days of five agent nodes at most
+
+
+def test_the_rolling_window_beside_the_calendar_figure(report: dict[str, Any], backfilled: Backfilled,
+                                                       tmp_path: Path) -> None:
+    fleet = backfilled.fleet
+    exact = [n.name for n in fleet.nodes if n.agent_source]
+    # February 2026 has 28 days: the pack's rolling 28d ending with it is the month itself
+    s = slo(report, "drop-ratio")
+    assert s["rolling"]["window"] == "28d"
+    assert s["rolling"]["budget_spent"] == pytest.approx(s["budget_spent"], rel=1e-3)
+    mem = slo(report, "memory-envelope")
+    assert mem["rolling"]["budget_spent"] == pytest.approx(mem["budget_spent"], rel=0.05)
+    assert slo(report, "drop-ratio-hubble")["rolling"] is None
+    # ten days ending on the 20th: the rolling 28d holds the whole month so far (node-e's incident on the
+    # 18th in both, node-f's three hours on the 2nd only in the rolling window)
+    out = tmp_path / "r.json"
+    done = run_report(backfilled.prom.url, "--from", "2026-02-10", "--to", "2026-02-20", "--format", "json", "-o",
+                      str(out), "-q", "--min-coverage", "0")
+    assert done.returncode == 0, done.stderr
+    r = load_report(out)
+    ten = slo(r, "drop-ratio")
+    cut = fleet.start + 19 * DAY
+    errors, packets = exact_truth(fleet, exact, start=fleet.start + 9 * DAY, end=cut)
+    assert ten["achieved"] == pytest.approx(1 - errors / packets, abs=2e-6)
+    errors, packets = exact_truth(fleet, exact, end=cut)
+    assert ten["rolling"]["achieved"] == pytest.approx(1 - errors / packets, abs=2e-6)
+    assert ten["rolling"]["start"] == cut - 28 * DAY and ten["rolling"]["end"] == cut
+    assert "rolling 28d window" in ten["rolling"]["why"] and "dashboards" in ten["rolling"]["why"]
+
+
+def test_one_hour_like_the_demo(backfilled: Backfilled, tmp_path: Path) -> None:
+    """node-c's first OOM kill at 10:00 on day 5: the hour before it holds one kill and one restart."""
+    fleet = backfilled.fleet
+    c = node(fleet, "node-c")
+    kill = c.ooms[0]
+    paths = {}
+    for fmt in ("json", "html"):
+        paths[fmt] = tmp_path / f"r.{fmt}"
+        done = run_report(backfilled.prom.url, "--from", str(kill - HOUR), "--to", str(kill), "--format", fmt,
+                          "-o", str(paths[fmt]), "-q", "--min-node-hours", "0")
+        assert done.returncode == 0, done.stderr
+    r = load_report(paths["json"])
+    agent = next(m for m in r["clusters"][0]["memory"] if m["component"] == "agent")
+    row = next(n for n in agent["per_node"] if n["node"] == "node-c")
+    assert (row["oom_kills"], row["restarts"]) == (1, 1)
+    assert [v["version"] for v in r["clusters"][0]["versions"]["cohorts"]] == [OLD_VERSION]
+    assert r["clusters"][0]["coverage"]["retention"] == "100y"
+    html = paths["html"].read_text()
+    assert "Daily charts need at least two days; this period has 1 hour(s)" in html
+    assert "01 Jan" not in html and "1970" not in html

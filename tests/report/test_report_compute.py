@@ -186,3 +186,33 @@ def test_markdown_passes_no_raw_html_and_json_is_valid() -> None:
     jsonschema.Draft202012Validator(schema).validate(json.loads(render(rep, "json")))
     html = render(rep, "html")
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_the_incident_that_spent_the_budget() -> None:
+    """n1 drops 1 % of its packets from 10:00 to 16:00 on day 2 (6 hours): one incident, its cost the share of
+    the fleet's budget those drops spent, the alert that fired in it, a link at its time range."""
+    from cilium_node_exporter.report.collect import Episode
+
+    hours = 72
+    burst = [0.0] * 34 + [1000.0] * 6 + [0.0] * 32  # the hours ending 11:00..16:00 of day 2
+    noise = [5.0] * hours  # n2: a steady trickle, half the even-spend rate, never an incident
+    period = Period(START, START + hours * H, "test")
+    data = Data(period, np.array(period.hour_ends(), dtype=np.int64))
+    data.node = {"dp_traffic": {N1: np.full(hours, 1e5), N2: np.full(hours, 1e5)},
+                 "dp_errors": {N1: np.array(burst), N2: np.array(noise)},
+                 "present": {N1: np.ones(hours), N2: np.ones(hours)}}
+    data.cluster = {"dp_reasons": {("c", "CT_MAP_INSERTION_FAILED"): np.array(burst) + np.array(noise),
+                                   ("c", "POLICY_DENIED"): np.full(hours, 1e4)}}
+    labels = (("alertname", "CiliumNodeDropErrorBudgetBurn"), ("cluster", "c"), ("node", "n1"),
+              ("severity", "critical"))
+    data.episodes = [Episode(labels, START + 34 * H, first_firing=START + 34 * H + 600)]
+    c = Builder(data, settings(grafana_url="https://grafana.example")).clusters()[0]
+    assert len(c.incidents) == 1
+    i = c.incidents[0]
+    # budget: 0.001 x 2 nodes x 72 h x 1e5 = 14,400 packets; the incident's 6,000 drops, plus n2's 30
+    assert (i.start, i.end) == (START + 34 * H, START + 40 * H)
+    assert i.nodes == ["n1"] and i.errors == 6030.0 and i.budget_cost == pytest.approx(6030 / 14400)
+    assert i.cause == "CT_MAP_INSERTION_FAILED (unexpected)"
+    assert i.alerts == ["CiliumNodeDropErrorBudgetBurn (critical)"]
+    assert i.link == ("https://grafana.example/d/cilium-node-slo?from=1770026400000&to=1770048000000"
+                      "&var-cluster=c&var-node=n1")

@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-node-hours", type=float, default=24.0, metavar="H",
                    help="rank a node among the worst only when measured this many hours (default 24)")
     p.add_argument("--top", type=int, default=10, metavar="N", help="rows in each ranking (default 10)")
+    p.add_argument("--grafana-url", default="", metavar="URL",
+                   help="Grafana's URL: each incident links to the SLO dashboard at its time range")
     p.add_argument("--min-coverage", type=float, default=DEFAULT_MIN_COVERAGE, metavar="RATIO",
                    help="below this share of the period's node-hours with data the verdict is 'partial data': no "
                         f"SLO reads met or missed, and the command exits {EXIT_PARTIAL} "
@@ -139,7 +141,8 @@ def clean(value: Any) -> Any:
 
 
 def build_report(client: Client, config: RulesConfig, period: Period, cluster: str | None, min_node_hours: float,
-                 top: int, progress: Progress, min_coverage: float = DEFAULT_MIN_COVERAGE) -> model.Report:
+                 top: int, progress: Progress, min_coverage: float = DEFAULT_MIN_COVERAGE,
+                 grafana_url: str = "") -> model.Report:
     """Query, compute, and return the report model (raises PrometheusError, LookupError for no data)."""
     series = Series(config.values, cluster)
     progress(f"checking {client.shown_url} for exporter data {period.iso('start')} .. {period.iso('end')}")
@@ -160,7 +163,7 @@ def build_report(client: Client, config: RulesConfig, period: Period, cluster: s
     v = config.values
     settings = Settings(float(v["dropSloObjective"]), float(v["memorySloObjective"]), float(v["dropSloMinTrafficRate"]),
                         float(v["memoryNearLimitRatio"]), float(v["hubbleLostEventsRatio"]), min_node_hours, top,
-                        min_coverage)
+                        min_coverage, str(v["sloPeriod"]), grafana_url)
     builder = Builder(data, settings, config.values["clusterLabel"], config.values["nodeLabel"])
     clusters = builder.clusters()
     notes = [f"Recorded series {u.recorded} not found: {u.what} computed from raw exporter series (is the rule pack "
@@ -223,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         period = resolve(args.month, args.from_, args.to, config.values["sloPeriod"])
         if args.top < 1 or args.min_node_hours < 0:
             raise SettingsError("--top must be at least 1 and --min-node-hours not negative")
+        if args.grafana_url and not args.grafana_url.startswith(("http://", "https://")):
+            raise SettingsError("--grafana-url must start with http:// or https://")
         if not 0 <= args.min_coverage <= 1:
             raise SettingsError("--min-coverage is a ratio between 0 and 1")
         client = Client(args.prometheus_url, args.bearer_token_file, args.prometheus_ca, args.prometheus_tls_cert,
@@ -244,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     watchdog.start()
     try:
         report = build_report(client, config, period, args.cluster, args.min_node_hours, args.top, progress,
-                              args.min_coverage)
+                              args.min_coverage, args.grafana_url)
         progress("rendering")
         text = render(report, args.format)
     except PrometheusError as exc:

@@ -90,12 +90,11 @@ class Collector:
         start = self.period.start + HOUR
         result = self.client.query_range(expr, start, self.period.end, HOUR)
         out = []
-        for labels, values in result:
+        for labels, times, values in result:
             arr = np.full(len(self.hours), np.nan)
-            for t, v in values:
-                i = round((t - start) / HOUR)
-                if 0 <= i < len(arr):
-                    arr[i] = v
+            idx = np.rint((times - start) / HOUR).astype(np.int64)
+            ok = (idx >= 0) & (idx < len(arr))
+            arr[idx[ok]] = values[ok]
             out.append((labels, arr))
         return out
 
@@ -116,7 +115,7 @@ class Collector:
     def collect(self) -> Data:
         s = self.series
         node_q, labelled_q, cluster_q = s.node_hourly(), s.node_labelled_hourly(), s.cluster_hourly()
-        instant_q = s.reason_nodes(self.period.range)
+        instant_q = s.reason_nodes(self.period.range) + s.rolling()
         chunks = math.ceil((self.period.end - self.period.start) / ALERT_CHUNK)
         self._total = len(node_q) + len(labelled_q) + len(cluster_q) + len(instant_q) + 2 * chunks + 2
         data = Data(self.period, self.hours)
@@ -187,14 +186,14 @@ class Collector:
             q = self.series.envoy_above(sorted({k[1] for k in group}))
             expr = q.expr
             result = self.client.query_range(q.expr, float(self.hours[first]), float(self.hours[last]), HOUR)
-            for labels, values in result:
+            for labels, times, values in result:
                 key = self._node_key(labels)
                 if key not in flagged:
                     continue
                 hours_wanted = wanted[key]
-                for t, v in values:
+                for t, v in zip(times.tolist(), values.tolist(), strict=True):
                     idx = round((t - self.hours[0]) / HOUR)
-                    if idx in hours_wanted and np.isfinite(v):
+                    if idx in hours_wanted and math.isfinite(v):
                         data.node["envoy_bad"][key][idx] = v
         data.used.append(Used("envoy_bad", "share of the hour with cilium-envoy near its limit",
                               "raw" if peak else "none", "", expr or "(no hour's peak crossed the ratio)"))

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from . import incidents
 from . import model as m
 from .collect import Data, NodeKey
-from .period import HOUR
+from .period import HOUR, duration_seconds
 from .series import drop_class
 from .verdict import DEFAULT_MIN_COVERAGE, judge, retention_hint
 
@@ -49,6 +50,8 @@ class Settings:
     min_node_hours: float
     top: int = 10
     min_coverage: float = DEFAULT_MIN_COVERAGE
+    slo_period: str = ""  # the pack's rolling window (sloPeriod): the figure beside the calendar one
+    grafana_url: str = ""  # incidents link to the dashboards at their time range
 
 
 def version_name(text: str) -> str:
@@ -240,6 +243,7 @@ class Builder:
         for k in ("present", "dp_traffic", "hb_traffic", "ws_max", "envoy_ws_max"):
             keys.update(data.node.get(k, {}))
         self.keys = sorted(keys)
+        self._memory_bad: dict[NodeKey, np.ndarray] = {}  # the agent's bad hour-shares, for its incidents
 
     # --- per node basics ---------------------------------------------------------------------------
     def present(self, c: _Cluster, k: NodeKey) -> np.ndarray:
@@ -293,6 +297,7 @@ class Builder:
     def cluster(self, name: str, nodes: list[NodeKey]) -> m.Cluster:
         c = _Cluster(self.data, name, nodes)
         s = self.s
+        self._memory_bad = {}
         present = {k: self.present(c, k) for k in nodes}
         life = {k: self.lifetime(p) for k, p in present.items()}
         lifetimes = {k: float(v[1] - v[0] + 1) if v else 0.0 for k, v in life.items()}
@@ -341,10 +346,64 @@ class Builder:
             slos.append(envoy_slo)
         if envoy_mem.present:
             memories.append(envoy_mem)
+        for slo in slos:
+            slo.rolling = self.rolling(name, slo)
         coverage = self.coverage(c, nodes, present, in_life, drop)
+        found = self.incidents(name, slos, {k: v[1] for k, v in exact_in.items()}, oom_h)
         return m.Cluster(name, len(nodes), slos, memories, self.drops(c), self.hubble(c, nodes, drop, in_life),
                          self.alerts(name), self.versions(c, nodes, drop, oom_h, rst_h), coverage,
-                         self.verdict(nodes, present, in_life, coverage))
+                         self.verdict(nodes, present, in_life, coverage), found)
+
+    def incidents(self, cluster: str, slos: list[m.Slo], drop_bad: dict[NodeKey, np.ndarray],
+                  oom_h: dict[NodeKey, np.ndarray]) -> list[m.Incident]:
+        """The incidents that spent the packet-exact drop budget and the agent memory budget, largest first."""
+        episodes = [(ep, dict(ep.labels)) for ep in self.data.episodes
+                    if dict(ep.labels).get(self.cluster_label, "") == cluster]
+        reasons = {r: _nz(a) for (cl, r), a in self.data.cluster.get("dp_reasons", {}).items()
+                   if cl == cluster and drop_class(r) == "unexpected"}
+
+        def drop_cause(first: int, last: int) -> str:
+            sums = {r: float(a[first: last + 1].sum()) for r, a in reasons.items()}
+            top = max(sums, key=lambda r: sums[r], default="")
+            return f"{top} (unexpected)" if top and sums[top] > 0 else "unexpected drops"
+
+        def memory_cause(first: int, last: int) -> str:
+            kills = int(sum(a[first: last + 1].sum() for a in oom_h.values()))
+            return "agent working set above its envelope" + (f", {kills} OOM kill(s)" if kills else "")
+
+        found: list[m.Incident] = []
+        for slo in slos:
+            budget = (slo.good + slo.bad) * (1 - slo.objective) if slo.kind == "events" else \
+                slo.measured_hours * (1 - slo.objective)
+            if slo.key == "drop-ratio":
+                found += incidents.find(slo.key, self.hours, drop_bad, budget, episodes, drop_cause, cluster,
+                                        self.s.grafana_url, top=self.s.top)
+            elif slo.key == "memory-envelope":
+                found += incidents.find(slo.key, self.hours, self._memory_bad, budget, episodes, memory_cause,
+                                        cluster, self.s.grafana_url, top=self.s.top)
+        return sorted(found, key=lambda i: (-i.budget_cost, i.start))
+
+    def rolling(self, cluster: str, slo: m.Slo) -> m.Rolling | None:
+        """The pack's rolling window ending with the period, for the drop (packet-exact) and memory SLOs."""
+        keys = {"drop-ratio": ("rolling_drop_errors", "rolling_drop_traffic"),
+                "memory-envelope": ("rolling_memory_bad", "rolling_memory_samples")}.get(slo.key)
+        if keys is None or not self.s.slo_period:
+            return None
+        got = [next((float(v) for lab, v in self.data.instant.get(k, []) if lab.get(self.cluster_label, "") == cluster),
+                    None) for k in keys]
+        if got[0] is None or got[1] is None or not got[1] > 0:
+            return None
+        ratio = got[0] / got[1]
+        budget = 1 - slo.objective
+        window = self.s.slo_period
+        start = self.period.end - duration_seconds(window)
+        days = (self.period.end - self.period.start) / 86400
+        why = (f"The rule pack's SLO and the dashboards use a rolling {window} window, here {_iso(start)} to "
+               f"{_iso(self.period.end)}; this review counts its own {days:g} days from {_iso(self.period.start)}. "
+               "The two differ by the days each includes (an incident inside one window and not the other), and "
+               "each budget is its own window's traffic or time times the error budget.")
+        return m.Rolling(window, float(start), float(self.period.end), 1 - ratio,
+                         ratio / budget if budget > 0 else None, why)
 
     def verdict(self, nodes: list[NodeKey], present: dict[NodeKey, np.ndarray], in_life: dict[NodeKey, np.ndarray],
                 coverage: m.Coverage) -> m.Verdict:
@@ -394,6 +453,8 @@ class Builder:
             bad = _nz(c.arr(bad_key, k)) * meas
             if meas.sum() > 0:
                 per_node[k] = (meas, bad, meas)
+                if agent:
+                    self._memory_bad[k] = bad
             above = np.flatnonzero(bad > 0)
             slope = _slope_per_day(self.hours.astype(float), c.arr("ws_avg", k) if agent else ws,
                                    c.arr("started" if agent else "envoy_started", k))

@@ -27,6 +27,18 @@ class NodeSlo:
 
 
 @dataclass
+class Rolling:
+    """The same SLO over the pack's rolling window ending with the period (what the dashboards show)."""
+
+    window: str  # sloPeriod, e.g. 28d
+    start: float
+    end: float
+    achieved: float | None
+    budget_spent: float | None
+    why: str  # why it differs from the calendar figure
+
+
+@dataclass
 class Slo:
     """One SLO over the period, fleet-pooled (all measured node-hours of the cluster together)."""
 
@@ -51,6 +63,7 @@ class Slo:
     worst_burndown: list[float | None]  # 1 - the share of the fleet's budget the worst ranked node spent, per day
     worst: list[NodeSlo] = field(default_factory=list)
     per_node: list[NodeSlo] = field(default_factory=list)
+    rolling: Rolling | None = None
 
 
 @dataclass
@@ -182,6 +195,21 @@ class Coverage:
 
 
 @dataclass
+class Incident:
+    """A run of hours that burned an SLO's budget fast (:mod:`incidents`)."""
+
+    slo: str  # the SLO key
+    start: float  # hour boundaries
+    end: float
+    nodes: list[str]  # the nodes that made most of its errors
+    cause: str  # the largest unexpected drop reason and its class, or the memory cause
+    alerts: list[str]  # "alertname (severity)" of the alerts that started in it
+    errors: float  # packets, or hours
+    budget_cost: float  # share of the period's budget it spent
+    link: str  # the dashboard at its time range ("" without --grafana-url)
+
+
+@dataclass
 class Verdict:
     """Whether the data can carry a verdict: "complete", or "partial" (no SLO card can then read met)."""
 
@@ -203,6 +231,7 @@ class Cluster:
     versions: Versions
     coverage: Coverage
     verdict: Verdict
+    incidents: list[Incident] = field(default_factory=list)
 
 
 @dataclass

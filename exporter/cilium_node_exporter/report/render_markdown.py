@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .text import budget, count, hour_span, hours, mib, mib_per_day, number, pct, state, summary, when
+from .text import budget, count, hour_span, hours, mib, mib_per_day, number, pct, span, state, summary, when
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -34,6 +34,9 @@ def render_markdown(r: dict[str, Any]) -> str:
                               state(s, c["verdict"]), ""), budget(s["budget_spent"]),
                           budget(s["budget_left"]), hours(s["measured_hours"]), hours(s["not_measured_hours"])]
                          for s in c["slos"]])
+        lines += [f"- {s['title']}, rolling {s['rolling']['window']} (as the dashboards): "
+                  f"{pct(s['rolling']['achieved'])}, budget spent {budget(s['rolling']['budget_spent'])}. "
+                  f"{s['rolling']['why']}" for s in c["slos"] if s.get("rolling")] + [""]
         lines += [f"- {line}" for line in summary(r, c)] + [""]
         for s in c["slos"]:
             lines += [f"### {s['title']}: worst nodes", "", f"Ranked among {s['eligible_nodes']} of {s['nodes']} "
@@ -45,6 +48,12 @@ def render_markdown(r: dict[str, Any]) -> str:
             rows += [[w["node"], pct(w["achieved"]), budget(w["budget_spent"]), fmt(w["bad"]),
                       hours(w["measured_hours"])] for w in s["worst"]]
             lines += _table(["node", "achieved", "budget spent", unit, "measured"], rows)
+        lines += ["### Incidents that spent the budget", ""]
+        lines += _table(["SLO", "hours (UTC)", "nodes", "cause", "alerts raised", "budget cost", "dashboard"],
+                        [[i["slo"], span(i["start"], i["end"]), ", ".join(i["nodes"]), i["cause"],
+                          ", ".join(i["alerts"]) or "none", budget(i["budget_cost"]), i["link"]]
+                         for i in c["incidents"]]) if c["incidents"] else ["None burned faster than twice the "
+                                                                           "even-spend rate.", ""]
         for m in c["memory"]:
             if not m["present"]:
                 continue

@@ -289,6 +289,27 @@ class Series:
                                                f"(increase({self.raw(c.DATAPATH_DROPPED)}[{period}])) > 0)")),
         ]
 
+    def rolling(self) -> list[Query]:
+        """The fleet-pooled SLIs over the pack's rolling ``sloPeriod`` ending at the period's end (instant
+        queries): the window the pack's SLO rules and the dashboards show, beside the calendar figure."""
+        from .period import duration_seconds
+
+        window = f"{duration_seconds(str(self.config['sloPeriod'])) * 1000 - 1}ms"
+        errors_count, traffic_count = drop_counts(str(self.config.get("sloReviewStep", REVIEW_STEP)))
+        cl = self.cluster
+        return [
+            Query("rolling_drop_errors", f"unexpected datapath drops over the rolling {self.config['sloPeriod']}",
+                  f"sum by ({cl}) (sum_over_time({self.rec(errors_count)}[{window}]))", errors_count),
+            Query("rolling_drop_traffic", f"datapath packets over the rolling {self.config['sloPeriod']}",
+                  f"sum by ({cl}) (sum_over_time({self.rec(traffic_count)}[{window}]))", traffic_count),
+            Query("rolling_memory_bad", f"envelope-error samples over the rolling {self.config['sloPeriod']}",
+                  f"sum by ({cl}) (sum_over_time({self.rec(MEMORY_ENVELOPE_ERROR)}[{window}]))",
+                  MEMORY_ENVELOPE_ERROR),
+            Query("rolling_memory_samples", f"envelope samples over the rolling {self.config['sloPeriod']}",
+                  f"sum by ({cl}) (count_over_time({self.rec(MEMORY_ENVELOPE_ERROR)}[{window}]))",
+                  MEMORY_ENVELOPE_ERROR),
+        ]
+
     def objectives(self) -> Query:
         """The objectives the running rule pack records."""
         return Query("objectives", "SLO objectives recorded by the rule pack",

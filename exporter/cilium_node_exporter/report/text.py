@@ -55,6 +55,21 @@ def hour_span(t: float | None) -> str:
     return f"{start:%Y-%m-%d %H:00}\u2013{'24:00' if end.hour == 0 else f'{end:%H:00}'}"
 
 
+def span(start: float | None, end: float | None) -> str:
+    """Whole hours from ``start`` to ``end`` (``2026-02-19 09:00`` to ``15:00``; the end's date when it
+    differs, ``24:00`` for the midnight that ends the start's day)."""
+    if start is None or end is None:
+        return "-"
+    a, b = datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
+    if b.date() == a.date():
+        tail = f"{b:%H:00}"
+    elif datetime.fromtimestamp(end - 1, UTC).date() == a.date():
+        tail = "24:00"
+    else:
+        tail = f"{b:%Y-%m-%d %H:00}"
+    return f"{a:%Y-%m-%d %H:00}\u2013{tail}"
+
+
 def number(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -69,7 +84,7 @@ def state(slo: dict[str, Any], verdict: dict[str, Any] | None = None) -> str:
 
 
 FILTERS = {"pct": pct, "budget": budget, "mib": mib, "mib_per_day": mib_per_day, "hours": hours, "count": count,
-           "when": when, "number": number, "state": state, "hour_span": hour_span}
+           "when": when, "number": number, "state": state, "hour_span": hour_span, "span": span}
 
 
 def summary(report: dict[str, Any], cluster: dict[str, Any]) -> list[str]:
@@ -89,6 +104,13 @@ def summary(report: dict[str, Any], cluster: dict[str, Any]) -> list[str]:
             w = slo["worst"][0]
             line += f"; worst node {w['node']} spent {budget(w['budget_spent'])}"
         out.append(line + ".")
+    for key, name in (("drop-ratio", "drop"), ("memory-envelope", "agent memory")):
+        found = [i for i in cluster.get("incidents", []) if i["slo"] == key]
+        if found:
+            big = found[0]
+            out.append(f"Incidents: {len(found)} spent {budget(sum(i['budget_cost'] for i in found))} of the {name} "
+                       f"budget; the largest, {span(big['start'], big['end'])} UTC on {', '.join(big['nodes']) or '-'}"
+                       f" ({big['cause']}), spent {budget(big['budget_cost'])}.")
     agent = next((m for m in cluster["memory"] if m["component"] == "agent"), None)
     if agent and agent["present"]:
         out.append(f"cilium-agent: {len(agent['nodes_above'])} node(s) spent time above the envelope, "
