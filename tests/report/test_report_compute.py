@@ -176,7 +176,7 @@ def test_markdown_passes_no_raw_html_and_json_is_valid() -> None:
                         "dropSloObjective": 0.999, "memorySloObjective": 0.999, "dropSloMinTrafficRate": 1.0,
                         "memoryNearLimitRatio": 0.9, "hubbleLostEventsRatio": 0.01, "sloPeriod": "28d",
                         "minNodeHours": 2.0, "selector": "", "clusterLabel": "cluster", "nodeLabel": "node",
-                        "cluster": None},
+                        "cluster": None, "groupBy": "zone"},
                        ["2026-02-01"], [cluster], [], [], {"queries": 0, "series": 0, "points": 0,
                                                           "seconds_waiting": 0.0}, cluster.verdict)
     md = render(rep, "markdown")
@@ -216,3 +216,20 @@ def test_the_incident_that_spent_the_budget() -> None:
     assert i.alerts == ["CiliumNodeDropErrorBudgetBurn (critical)"]
     assert i.link == ("https://grafana.example/d/cilium-node-slo?from=1770026400000&to=1770048000000"
                       "&var-cluster=c&var-node=n1")
+
+
+def test_group_by_a_node_label() -> None:
+    """Two zones: each SLO pooled over its own nodes; a node without the label is (none)."""
+    n3 = ("c", "n3")
+    node = {"dp_traffic": {N1: [1e5] * 4, N2: [1e5] * 4, n3: [2e5] * 4},
+            "dp_errors": {N1: [100.0] * 4, N2: [0.0] * 4, n3: [20.0] * 4},
+            "present": {N1: [1.0] * 4, N2: [1.0] * 4, n3: [1.0] * 4}}
+    period = Period(START, START + 4 * H, "test")
+    data = Data(period, np.array(period.hour_ends(), dtype=np.int64))
+    data.node = {k: {n: np.array(v) for n, v in d.items()} for k, d in node.items()}
+    data.instant = {"groups": [({"cluster": "c", "node": "n1", "zone": "a"}, 1.0),
+                               ({"cluster": "c", "node": "n2", "zone": "a"}, 1.0)]}
+    groups = Builder(data, settings(group_by="zone")).clusters()[0].groups
+    assert [(g.value, g.nodes) for g in groups] == [("(none)", 1), ("a", 2)]
+    assert groups[1].slos["drop-ratio"]["achieved"] == pytest.approx(1 - 400 / 8e5)
+    assert groups[0].slos["drop-ratio"]["budget_spent"] == pytest.approx(80 / 8e5 / 0.001)

@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-node-hours", type=float, default=24.0, metavar="H",
                    help="rank a node among the worst only when measured this many hours (default 24)")
     p.add_argument("--top", type=int, default=10, metavar="N", help="rows in each ranking (default 10)")
+    p.add_argument("--no-compare", action="store_true",
+                   help="leave out the comparison with the previous period (reads that period too, doubling the "
+                        "queries)")
+    p.add_argument("--group-by", default="", metavar="LABEL",
+                   help="split every SLO by this node label: a label of the exporter's targets (a relabelled zone "
+                        "or node pool), else kube-state-metrics' kube_node_labels label_<LABEL>")
     p.add_argument("--grafana-url", default="", metavar="URL",
                    help="Grafana's URL: each incident links to the SLO dashboard at its time range")
     p.add_argument("--min-coverage", type=float, default=DEFAULT_MIN_COVERAGE, metavar="RATIO",
@@ -142,7 +148,7 @@ def clean(value: Any) -> Any:
 
 def build_report(client: Client, config: RulesConfig, period: Period, cluster: str | None, min_node_hours: float,
                  top: int, progress: Progress, min_coverage: float = DEFAULT_MIN_COVERAGE,
-                 grafana_url: str = "") -> model.Report:
+                 grafana_url: str = "", compare: bool = True, group_by: str = "") -> model.Report:
     """Query, compute, and return the report model (raises PrometheusError, LookupError for no data)."""
     series = Series(config.values, cluster)
     progress(f"checking {client.shown_url} for exporter data {period.iso('start')} .. {period.iso('end')}")
@@ -158,14 +164,20 @@ def build_report(client: Client, config: RulesConfig, period: Period, cluster: s
             hint += f". {aged}" if aged else ""
         raise LookupError(f"no cilium-node-exporter data{where} between {period.iso('start')} and "
                           f"{period.iso('end')} (selector {config.values['selector']}){hint}")
-    data = Collector(client, series, period, progress).collect()
+    previous: dict[str, model.Previous] = {}
+    if compare:
+        previous = _previous(client, config, series, period.previous(), min_node_hours, top, progress,
+                             min_coverage)
+    data = Collector(client, series, period, progress, group_by=group_by).collect()
     apply_recorded(config, data.objectives)
     v = config.values
     settings = Settings(float(v["dropSloObjective"]), float(v["memorySloObjective"]), float(v["dropSloMinTrafficRate"]),
                         float(v["memoryNearLimitRatio"]), float(v["hubbleLostEventsRatio"]), min_node_hours, top,
-                        min_coverage, str(v["sloPeriod"]), grafana_url)
+                        min_coverage, str(v["sloPeriod"]), grafana_url, group_by)
     builder = Builder(data, settings, config.values["clusterLabel"], config.values["nodeLabel"])
     clusters = builder.clusters()
+    for cl in clusters:
+        cl.previous = previous.get(cl.name)
     notes = [f"Recorded series {u.recorded} not found: {u.what} computed from raw exporter series (is the rule pack "
              "loaded in this Prometheus?)." for u in data.used if u.recorded and u.used == "raw"]
     n_days = max(1, math.ceil(period.hours / 24))
@@ -181,11 +193,33 @@ def build_report(client: Client, config: RulesConfig, period: Period, cluster: s
          "dropSloMinTrafficRate": settings.min_traffic_rate, "memoryNearLimitRatio": settings.memory_near_limit_ratio,
          "hubbleLostEventsRatio": settings.lost_events_ratio, "sloPeriod": v["sloPeriod"],
          "minNodeHours": min_node_hours, "selector": v["selector"], "clusterLabel": v["clusterLabel"],
-         "nodeLabel": v["nodeLabel"], "cluster": cluster},
+         "nodeLabel": v["nodeLabel"], "cluster": cluster, "groupBy": group_by},
         day_labels(period.start, n_days), clusters,
         [model.SeriesUsed(u.key, u.what, u.used, u.recorded, u.expr) for u in data.used], notes,
         {"queries": stats.queries, "series": stats.series, "points": stats.points,
          "seconds_waiting": round(stats.seconds, 2)}, overall([c.verdict for c in clusters], min_coverage))
+
+
+def _previous(client: Client, config: RulesConfig, series: Series, period: Period, min_node_hours: float, top: int,
+              progress: Progress, min_coverage: float) -> dict[str, model.Previous]:
+    """The headline figures of ``period`` per cluster (empty without data), computed and let go before the
+    period under review is read (memory holds one period at a time)."""
+    if not client.query(series.any_data(period.range).expr, period.end):
+        return {}
+    progress(f"the previous period: {period.label}")
+    data = Collector(client, series, period, lambda msg: progress(f"previous period: {msg}")).collect()
+    v = config.values
+    settings = Settings(float(v["dropSloObjective"]), float(v["memorySloObjective"]), float(v["dropSloMinTrafficRate"]),
+                        float(v["memoryNearLimitRatio"]), float(v["hubbleLostEventsRatio"]), min_node_hours, top,
+                        min_coverage)
+    out = {}
+    for c in Builder(data, settings, v["clusterLabel"], v["nodeLabel"]).clusters():
+        drops = next((s for s in c.slos if s.key == "drop-ratio"), None)
+        worst = [w.node for w in (drops.worst if drops else [])][:3]
+        out[c.name] = model.Previous(period.label, float(period.start), float(period.end),
+                                     {s.key: {"achieved": s.achieved, "budget_spent": s.budget_spent} for s in c.slos},
+                                     c.alerts.pages, c.alerts.tickets, worst, c.verdict.status)
+    return out
 
 
 def model_time(t: float) -> str:
@@ -226,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         period = resolve(args.month, args.from_, args.to, config.values["sloPeriod"])
         if args.top < 1 or args.min_node_hours < 0:
             raise SettingsError("--top must be at least 1 and --min-node-hours not negative")
+        if args.group_by:
+            Series(config.values).groups(args.group_by, "1h")  # a label name, or exit 2 now
         if args.grafana_url and not args.grafana_url.startswith(("http://", "https://")):
             raise SettingsError("--grafana-url must start with http:// or https://")
         if not 0 <= args.min_coverage <= 1:
@@ -249,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     watchdog.start()
     try:
         report = build_report(client, config, period, args.cluster, args.min_node_hours, args.top, progress,
-                              args.min_coverage, args.grafana_url)
+                              args.min_coverage, args.grafana_url, not args.no_compare, args.group_by)
         progress("rendering")
         text = render(report, args.format)
     except PrometheusError as exc:

@@ -71,12 +71,13 @@ class Collector:
     """Fetches the report's data from ``client`` for ``series`` over ``period``."""
 
     def __init__(self, client: Client, series: Series, period: Period,
-                 progress: Callable[[str], None] = lambda _: None, parallel: int = 3) -> None:
+                 progress: Callable[[str], None] = lambda _: None, parallel: int = 3, group_by: str = "") -> None:
         self.client = client
         self.series = series
         self.period = period
         self.progress = progress
         self.parallel = parallel
+        self.group_by = group_by
         self.hours = np.array(period.hour_ends(), dtype=np.int64)
         self._done = 0
         self._total = 0
@@ -116,6 +117,8 @@ class Collector:
         s = self.series
         node_q, labelled_q, cluster_q = s.node_hourly(), s.node_labelled_hourly(), s.cluster_hourly()
         instant_q = s.reason_nodes(self.period.range) + s.rolling()
+        if self.group_by:
+            instant_q.append(s.groups(self.group_by, self.period.range))
         chunks = math.ceil((self.period.end - self.period.start) / ALERT_CHUNK)
         self._total = len(node_q) + len(labelled_q) + len(cluster_q) + len(instant_q) + 2 * chunks + 2
         data = Data(self.period, self.hours)

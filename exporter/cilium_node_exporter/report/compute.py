@@ -52,6 +52,7 @@ class Settings:
     min_coverage: float = DEFAULT_MIN_COVERAGE
     slo_period: str = ""  # the pack's rolling window (sloPeriod): the figure beside the calendar one
     grafana_url: str = ""  # incidents link to the dashboards at their time range
+    group_by: str = ""  # split the SLOs by this node label
 
 
 def version_name(text: str) -> str:
@@ -352,7 +353,33 @@ class Builder:
         found = self.incidents(name, slos, {k: v[1] for k, v in exact_in.items()}, oom_h)
         return m.Cluster(name, len(nodes), slos, memories, self.drops(c), self.hubble(c, nodes, drop, in_life),
                          self.alerts(name), self.versions(c, nodes, drop, oom_h, rst_h), coverage,
-                         self.verdict(nodes, present, in_life, coverage), found)
+                         self.verdict(nodes, present, in_life, coverage), found, groups=self.groups(name, nodes, slos))
+
+    def groups(self, cluster: str, nodes: list[NodeKey], slos: list[m.Slo]) -> list[m.Group]:
+        """Each SLO pooled over the nodes of each value of the --group-by label (per-node good and bad summed:
+        the same pooling as the fleet figure)."""
+        label = self.s.group_by
+        if not label:
+            return []
+        value_of = {}
+        for lab, _ in self.data.instant.get("groups", []):
+            key = (lab.get(self.cluster_label, ""), lab.get(self.node_label, lab.get("node", "")))
+            value_of[key] = lab.get(label, lab.get(f"label_{label}", ""))
+        members: dict[str, set[str]] = defaultdict(set)
+        for k in nodes:
+            members[value_of.get(k) or "(none)"].add(k[1])
+        out = []
+        for value, names in sorted(members.items()):
+            figures: dict[str, dict[str, float | None]] = {}
+            for slo in slos:
+                rows = [n for n in slo.per_node if n.node in names]
+                good, bad = sum(n.good for n in rows), sum(n.bad for n in rows)
+                ratio = bad / (good + bad) if good + bad > 0 else None
+                budget = 1 - slo.objective
+                figures[slo.key] = {"achieved": None if ratio is None else 1 - ratio,
+                                    "budget_spent": None if ratio is None or budget <= 0 else ratio / budget}
+            out.append(m.Group(label, value, len(names), figures))
+        return out
 
     def incidents(self, cluster: str, slos: list[m.Slo], drop_bad: dict[NodeKey, np.ndarray],
                   oom_h: dict[NodeKey, np.ndarray]) -> list[m.Incident]:

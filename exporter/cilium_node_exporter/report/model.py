@@ -210,6 +210,16 @@ class Incident:
 
 
 @dataclass
+class Group:
+    """The fleet-pooled SLOs of the nodes that share a value of the --group-by label."""
+
+    label: str
+    value: str  # "(none)" for nodes without it
+    nodes: int
+    slos: dict[str, dict[str, float | None]]  # SLO key -> achieved, budget_spent
+
+
+@dataclass
 class Verdict:
     """Whether the data can carry a verdict: "complete", or "partial" (no SLO card can then read met)."""
 
@@ -232,6 +242,22 @@ class Cluster:
     coverage: Coverage
     verdict: Verdict
     incidents: list[Incident] = field(default_factory=list)
+    previous: Previous | None = None  # the same figures for the period before (None: no data then)
+    groups: list[Group] = field(default_factory=list)  # split by --group-by (empty without it)
+
+
+@dataclass
+class Previous:
+    """The headline figures of the period before, for the comparison."""
+
+    label: str
+    start: float
+    end: float
+    slos: dict[str, dict[str, float | None]]  # SLO key -> achieved, budget_spent
+    pages: int
+    tickets: int
+    worst: list[str]  # the worst ranked nodes of the packet-exact drop SLO
+    verdict: str  # complete or partial
 
 
 @dataclass

@@ -37,6 +37,22 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines += [f"- {s['title']}, rolling {s['rolling']['window']} (as the dashboards): "
                   f"{pct(s['rolling']['achieved'])}, budget spent {budget(s['rolling']['budget_spent'])}. "
                   f"{s['rolling']['why']}" for s in c["slos"] if s.get("rolling")] + [""]
+        if c.get("previous"):
+            p = c["previous"]
+            rows = [[s["title"], f"{pct(s['achieved'])} ({budget(s['budget_spent'])} spent)",
+                     f"{pct(p['slos'][s['key']]['achieved'])} ({budget(p['slos'][s['key']]['budget_spent'])} spent)"
+                     if s["key"] in p["slos"] else "-"] for s in c["slos"]]
+            rows.append(["pages / tickets", f"{c['alerts']['pages']} / {c['alerts']['tickets']}",
+                         f"{p['pages']} / {p['tickets']}"])
+            lines += [f"Compared with {p['label']}:", "", *_table(["", "this period", p["label"]], rows)]
+        if c.get("groups"):
+            label = c["groups"][0]["label"]
+            lines += [f"Split by {label}:", "", *_table(
+                [label, "nodes", *[s["title"] for s in c["slos"]]],
+                [[g["value"], str(g["nodes"]), *[f"{pct(g['slos'][s['key']]['achieved'])} "
+                                                 f"({budget(g['slos'][s['key']]['budget_spent'])})"
+                                                 if s["key"] in g["slos"] else "-" for s in c["slos"]]]
+                 for g in c["groups"]])]
         lines += [f"- {line}" for line in summary(r, c)] + [""]
         for s in c["slos"]:
             lines += [f"### {s['title']}: worst nodes", "", f"Ranked among {s['eligible_nodes']} of {s['nodes']} "

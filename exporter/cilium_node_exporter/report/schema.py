@@ -27,6 +27,7 @@ def enums() -> dict[tuple[str, ...], list[str]]:
     return {
         ("Reason", "properties", "klass"): [*DROP_CLASS_NAMES, UNEXPECTED],
         ("Verdict", "properties", "status"): list(VERDICTS),
+        ("Previous", "properties", "verdict"): list(VERDICTS),
     }
 
 

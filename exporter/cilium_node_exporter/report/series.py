@@ -310,6 +310,17 @@ class Series:
                   MEMORY_ENVELOPE_ERROR),
         ]
 
+    def groups(self, label: str, period: str) -> Query:
+        """Each node's value of ``label`` in the period (instant): a label of the exporter's targets (a
+        relabelled zone or node pool), else kube-state-metrics' ``kube_node_labels{label_<label>}``."""
+        if not _LABEL.match(label):
+            raise ValueError(f"--group-by {label!r} is not a Prometheus label name")
+        has_label = label + '!=""'
+        own = f"max by ({self.by(label)}) (last_over_time({self.raw(c.BUILD_INFO, has_label)}[{period}]))"
+        ksm_sel = ", ".join([*self._cluster_matcher(), f'label_{label}!=""'])
+        ksm = f"max by ({self.cluster}, node, label_{label}) (last_over_time(kube_node_labels{{{ksm_sel}}}[{period}]))"
+        return Query("groups", f"each node's {label}", own, "", Query("groups", "", ksm))
+
     def objectives(self) -> Query:
         """The objectives the running rule pack records."""
         return Query("objectives", "SLO objectives recorded by the rule pack",
