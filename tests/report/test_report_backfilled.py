@@ -410,3 +410,58 @@ def test_one_hour_like_the_demo(backfilled: Backfilled, tmp_path: Path) -> None:
     html = paths["html"].read_text()
     assert "Daily charts need at least two days; this period has 1 hour(s)" in html
     assert "01 Jan" not in html and "1970" not in html
+
+
+def test_the_incident_that_spent_the_drop_budget(report: dict[str, Any], backfilled: Backfilled) -> None:
+    """node-e's CT map incident (5 % of its packets for 6 hours on day 18) is the drop SLO's incident."""
+    fleet = backfilled.fleet
+    e = node(fleet, "node-e")
+    window = e.incidents[0].window
+    drops = [i for i in report["clusters"][0]["incidents"] if i["slo"] == "drop-ratio"]
+    assert len(drops) == 1, drops
+    i = drops[0]
+    assert (i["start"], i["end"]) == (window.start, window.end)
+    assert i["nodes"] == ["node-e"] and i["cause"] == "CT_MAP_INSERTION_FAILED (unexpected)"
+    assert "CiliumNodeDropErrorBudgetBurn (critical)" in i["alerts"]
+    exact = [n.name for n in fleet.nodes if n.agent_source]
+    in_window, _ = exact_truth(fleet, exact, start=window.start, end=window.end)
+    _, packets = exact_truth(fleet, exact)
+    assert i["budget_cost"] == pytest.approx(in_window / (0.001 * packets), rel=0.01)
+    first_page = " ".join(report_summary(report))
+    assert "the largest, 2026-02-19 09:00\u201315:00 UTC on node-e (CT_MAP_INSERTION_FAILED (unexpected))" in first_page
+
+
+def report_summary(report: dict[str, Any]) -> list[str]:
+    from cilium_node_exporter.report.text import summary
+
+    return summary(report, report["clusters"][0])
+
+
+def test_previous_period_and_group_by(backfilled: Backfilled, tmp_path: Path) -> None:
+    """A week compared with the week before it; --group-by a label every node has gives one group, the fleet."""
+    fleet = backfilled.fleet
+    exact = [n.name for n in fleet.nodes if n.agent_source]
+    out = tmp_path / "r.json"
+    done = run_report(backfilled.prom.url, "--from", "2026-02-15", "--to", "2026-02-22", "--format", "json", "-o",
+                      str(out), "-q", "--group-by", "job", "--min-coverage", "0")
+    assert done.returncode == 0, done.stderr
+    r = load_report(out)
+    c = r["clusters"][0]
+    prev = c["previous"]
+    assert prev["label"] == "2026-02-08T00:00Z to 2026-02-15T00:00Z"
+    errors, packets = exact_truth(fleet, exact, start=fleet.start + 7 * DAY, end=fleet.start + 14 * DAY)
+    assert prev["slos"]["drop-ratio"]["achieved"] == pytest.approx(1 - errors / packets, abs=2e-6)
+    assert (prev["pages"], prev["tickets"]) == (0, 3)  # node-b's memory tickets on days 9-11
+    assert [(g["value"], g["nodes"]) for g in c["groups"]] == [("cilium-node-exporter", c["nodes"])]
+    fleet_drop = slo(r, "drop-ratio")
+    assert c["groups"][0]["slos"]["drop-ratio"]["achieved"] == pytest.approx(fleet_drop["achieved"], abs=1e-12)
+    # the month before February has no data: no comparison, said by null
+    assert slo(r, "drop-ratio") and load_report_previous_is_null(backfilled, tmp_path)
+
+
+def load_report_previous_is_null(backfilled: Backfilled, tmp_path: Path) -> bool:
+    out = tmp_path / "feb.json"
+    done = run_report(backfilled.prom.url, "--month", "2026-02", "--format", "json", "-o", str(out), "-q",
+                      "--no-compare")
+    assert done.returncode == 0, done.stderr
+    return load_report(out)["clusters"][0]["previous"] is None
