@@ -424,9 +424,10 @@ class Builder:
         budget = 1 - slo.objective
         window = self.s.slo_period
         start = self.period.end - duration_seconds(window)
-        days = (self.period.end - self.period.start) / 86400
+        hours = (self.period.end - self.period.start) / HOUR
+        length = f"{hours / 24:g} days" if hours >= 48 else f"{hours:g} hour(s)"
         why = (f"The rule pack's SLO and the dashboards use a rolling {window} window, here {_iso(start)} to "
-               f"{_iso(self.period.end)}; this review counts its own {days:g} days from {_iso(self.period.start)}. "
+               f"{_iso(self.period.end)}; this review counts its own {length} from {_iso(self.period.start)}. "
                "The two differ by the days each includes (an incident inside one window and not the other), and "
                "each budget is its own window's traffic or time times the error budget.")
         return m.Rolling(window, float(start), float(self.period.end), 1 - ratio,

@@ -40,6 +40,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         if c.get("previous"):
             p = c["previous"]
             rows = [[s["title"], f"{pct(s['achieved'])} ({budget(s['budget_spent'])} spent)",
+                     "partial data" if p["verdict"] == "partial" else
                      f"{pct(p['slos'][s['key']]['achieved'])} ({budget(p['slos'][s['key']]['budget_spent'])} spent)"
                      if s["key"] in p["slos"] else "-"] for s in c["slos"]]
             rows.append(["pages / tickets", f"{c['alerts']['pages']} / {c['alerts']['tickets']}",
