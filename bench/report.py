@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -50,11 +49,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nodes", type=int, default=200)
@@ -81,18 +75,19 @@ def main() -> int:
             out = workdir / f"report.{'json' if fmt == 'json' else 'html'}"
             prom_cpu = cpu_seconds(done.prom.proc.pid) if done.prom.proc else 0.0
             t0 = time.monotonic()
-            report_cpu = children_cpu()
-            run = subprocess.run([sys.executable, "-m", "cilium_node_exporter", "report", "--prometheus-url",
-                                  done.prom.url, "--from", begin, "--to", end, "--format", fmt, "-o", str(out), "-q"],
-                                 capture_output=True, text=True)
+            proc = subprocess.Popen([sys.executable, "-m", "cilium_node_exporter", "report", "--prometheus-url",
+                                     done.prom.url, "--from", begin, "--to", end, "--format", fmt, "-o", str(out),
+                                     "-q"], stderr=subprocess.PIPE, text=True)
+            _, status, usage = os.wait4(proc.pid, 0)  # this process's own CPU and peak RSS
+            err = proc.stderr.read() if proc.stderr else ""
             elapsed = time.monotonic() - t0
             prom_cpu = (cpu_seconds(done.prom.proc.pid) if done.prom.proc else 0.0) - prom_cpu
-            if run.returncode != 0:
-                print(run.stderr, file=sys.stderr)
+            if os.waitstatus_to_exitcode(status) not in (0, 5):  # 5: written, partial data
+                print(err, file=sys.stderr)
                 return 1
             line = (f"report --format {fmt}: {elapsed:.1f} s for {args.nodes} nodes x {args.days} days; CPU: "
-                    f"Prometheus {prom_cpu:.1f} s, the report {children_cpu() - report_cpu:.1f} s; load average "
-                    f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+                    f"Prometheus {prom_cpu:.1f} s, the report {usage.ru_utime + usage.ru_stime:.1f} s, peak RSS "
+                    f"{usage.ru_maxrss / 1024:.0f} MiB; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
             if fmt == "json":
                 stats = json.loads(out.read_text())["query_stats"]
                 line += (f" ({stats['queries']} queries, {stats['points'] / 1e6:.2f}M points, "

@@ -119,7 +119,7 @@ def summary(report: dict[str, Any], cluster: dict[str, Any]) -> list[str]:
     out.append(f"Alerts: {alerts['pages']} page(s) and {alerts['tickets']} ticket(s).")
     ups = cluster["versions"]["upgrades"]
     if ups:
-        pairs = sorted({f"{u['from']} -> {u['to']}" for u in ups})
+        pairs = sorted({f"{u['from']} \u2192 {u['to']}" for u in ups})
         out.append(f"Upgrades: {len(ups)} node(s) changed version ({', '.join(pairs)}), in the hours "
                    f"{hour_span(ups[0]['at'])} to {hour_span(ups[-1]['at'])} UTC.")
     blind = cluster["hubble"]["blind_nodes"]
