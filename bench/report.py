@@ -23,6 +23,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -47,6 +48,22 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a running process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def truth_check(fleet: Any, report: dict[str, Any]) -> str:
+    """The packet-exact drop SLI against the fleet model's own counts (its nodes' packets and unexpected drops
+    in the hours they were scraped), not the report's code."""
+    errors = packets = 0.0
+    for n in fleet.nodes:
+        if not n.agent_source:
+            continue
+        for h in fleet.present_hours(n, fleet.start, fleet.end):
+            errors += sum(n.unexpected(h - 3600, h).values())
+            packets += n.packets_in(h - 3600, h)
+    got = next(s for c in report["clusters"] for s in c["slos"] if s["key"] == "drop-ratio")
+    return (f"ground truth: {errors:.0f} unexpected drops in {packets:.4g} packets, SLI {1 - errors / packets:.7f}; "
+            f"the report: {got['bad']:.0f} in {got['good'] + got['bad']:.4g}, SLI {got['achieved']:.7f} "
+            f"(verdict {report['verdict']['status']}, {report['verdict']['coverage'] * 100:.2f} % covered)")
 
 
 def main() -> int:
@@ -89,6 +106,7 @@ def main() -> int:
                     f"Prometheus {prom_cpu:.1f} s, the report {usage.ru_utime + usage.ru_stime:.1f} s, peak RSS "
                     f"{usage.ru_maxrss / 1024:.0f} MiB; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
             if fmt == "json":
+                print(truth_check(fleet, json.loads(out.read_text())), flush=True)
                 stats = json.loads(out.read_text())["query_stats"]
                 line += (f" ({stats['queries']} queries, {stats['points'] / 1e6:.2f}M points, "
                          f"{stats['seconds_waiting']:.1f} s waiting on Prometheus, summed over parallel queries)")

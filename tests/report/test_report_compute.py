@@ -233,3 +233,26 @@ def test_group_by_a_node_label() -> None:
     assert [(g.value, g.nodes) for g in groups] == [("(none)", 1), ("a", 2)]
     assert groups[1].slos["drop-ratio"]["achieved"] == pytest.approx(1 - 400 / 8e5)
     assert groups[0].slos["drop-ratio"]["budget_spent"] == pytest.approx(80 / 8e5 / 0.001)
+
+
+def test_previous_periods_hour_ranges_and_retention() -> None:
+    from cilium_node_exporter.report import period as P
+    from cilium_node_exporter.report.compute import retention_of
+    from cilium_node_exporter.report.text import hour_span, span
+
+    feb = P.month("2026-02")
+    assert P.month("2026-02").previous() == P.month("2026-01")
+    assert P.month("2026-01").previous() == P.month("2025-12")
+    week = Period(START + 14 * 86400, START + 21 * 86400, "x")
+    assert (week.previous().start, week.previous().end) == (START + 7 * 86400, START + 14 * 86400)
+    assert feb.start == START
+    assert hour_span(START + 20 * H) == "2026-02-01 20:00\u201321:00"
+    assert hour_span(START + 23 * H) == "2026-02-01 23:00\u201324:00"
+    assert span(START + 9 * H, START + 15 * H) == "2026-02-01 09:00\u201315:00"
+    assert span(START + 9 * H, START + 24 * H) == "2026-02-01 09:00\u201324:00"
+    assert span(START + 9 * H, START + 50 * H) == "2026-02-01 09:00\u20132026-02-03 02:00"
+    assert retention_of({"storage.tsdb.retention.time": "0s"}) == "15d (the default)"
+    assert retention_of({"storage.tsdb.retention.time": "0s", "storage.tsdb.retention.size": "50GB"}) == \
+        "by size (50GB)"
+    assert retention_of({"storage.tsdb.retention.time": "30d"}) == "30d"
+    assert retention_of({}) == ""
