@@ -50,6 +50,17 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def _big_vector(self) -> None:
+        """A complete 2 MiB vector of tiny samples: decoded whole, it would cost many times that."""
+        item = b'{"metric":{},"value":[1,"1"]}'
+        body = (b'{"status":"success","data":{"resultType":"vector","result":['
+                + b",".join([item] * (2 * 2**20 // len(item))) + b"]}}")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def _drip(self) -> None:
         """Headers at once, then a byte every 0.2 s for ever (each read well inside any read timeout)."""
         self.send_response(200)
@@ -133,6 +144,12 @@ def test_an_answer_past_the_limit_is_refused(servers: list[_Server]) -> None:
     done, _ = report("--prometheus-url", url, "--max-response-bytes", str(2**20))
     assert done.returncode == 3, done.stderr
     assert "more than --max-response-bytes 1,048,576 bytes" in done.stderr
+
+
+def test_an_answer_decoded_whole_is_held_to_a_share_of_the_limit(servers: list[_Server]) -> None:
+    url, _ = start(servers, "big_vector")
+    done, _ = report("--prometheus-url", url, "--max-response-bytes", str(4 * 2**20))
+    assert done.returncode == 3 and "cannot be read a series at a time" in done.stderr, done.stderr
 
 
 def test_the_timeout_is_one_deadline_for_the_run(servers: list[_Server]) -> None:

@@ -207,7 +207,8 @@ def _previous(client: Client, config: RulesConfig, series: Series, period: Perio
     if not client.query(series.any_data(period.range).expr, period.end):
         return {}
     progress(f"the previous period: {period.label}")
-    data = Collector(client, series, period, lambda msg: progress(f"previous period: {msg}")).collect()
+    data = Collector(client, series, period, lambda msg: progress(f"previous period: {msg}"),
+                     headline_only=True).collect()
     v = config.values
     settings = Settings(float(v["dropSloObjective"]), float(v["memorySloObjective"]), float(v["dropSloMinTrafficRate"]),
                         float(v["memoryNearLimitRatio"]), float(v["hubbleLostEventsRatio"]), min_node_hours, top,

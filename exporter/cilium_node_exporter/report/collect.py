@@ -71,13 +71,15 @@ class Collector:
     """Fetches the report's data from ``client`` for ``series`` over ``period``."""
 
     def __init__(self, client: Client, series: Series, period: Period,
-                 progress: Callable[[str], None] = lambda _: None, parallel: int = 3, group_by: str = "") -> None:
+                 progress: Callable[[str], None] = lambda _: None, parallel: int = 3, group_by: str = "",
+                 headline_only: bool = False) -> None:
         self.client = client
         self.series = series
         self.period = period
         self.progress = progress
         self.parallel = parallel
         self.group_by = group_by
+        self.headline_only = headline_only
         self.hours = np.array(period.hour_ends(), dtype=np.int64)
         self._done = 0
         self._total = 0
@@ -117,6 +119,10 @@ class Collector:
         s = self.series
         node_q, labelled_q, cluster_q = s.node_hourly(), s.node_labelled_hourly(), s.cluster_hourly()
         instant_q = s.reason_nodes(self.period.range) + s.rolling()
+        if self.headline_only:  # the previous period: its SLIs, verdict, alerts and ranking only
+            node_q = [q for q in node_q if q.key in HEADLINE_KEYS]
+            labelled_q = [q for q in labelled_q if q.key == "source_up"]
+            cluster_q, instant_q = [], []
         if self.group_by:
             instant_q.append(s.groups(self.group_by, self.period.range))
         chunks = math.ceil((self.period.end - self.period.start) / ALERT_CHUNK)
@@ -159,7 +165,8 @@ class Collector:
                 result, used = fut.result()
                 data.used.append(used)
                 data.instant[q.key] = [(lab, float(v)) for lab, v in result]
-        self._envoy_time_above(data)
+        if not self.headline_only:
+            self._envoy_time_above(data)
         objectives = self.client.query(s.objectives().expr, self.period.end)
         data.objectives = {lab.get("slo", ""): float(v) for lab, v in objectives if math.isfinite(float(v))}
         self._tick("objectives recorded by the rule pack")
@@ -231,13 +238,13 @@ class Collector:
                     history[key] = (times[-1:], values[-1:])  # the state carried into this chunk
                 for labels, samples in states:
                     times, values = history.setdefault(_alert_key(labels), ([], []))
-                    for ts, v in samples:
+                    for ts, v in _rows(samples):
                         if t < ts <= end:
                             times.append(ts)
                             values.append(v)
                 for labels, samples in firing:
                     key = _alert_key(labels)
-                    times = [ts for ts, _ in samples if t < ts <= end]
+                    times = [ts for ts, _ in _rows(samples) if t < ts <= end]
                     gaps.extend(np.diff(times).tolist())
                     for ts in times:
                         active_at = _active_at(history.get(key), ts)
@@ -254,6 +261,14 @@ class Collector:
 
 
 RUN_GAP = 900.0
+# the node queries the SLIs, the verdict and the ranking need (the previous period reads only these)
+HEADLINE_KEYS = frozenset({"present", "dp_traffic", "dp_errors", "hb_traffic", "hb_errors", "hb_lost", "drop_events_on",
+                           "drop_monitored", "ratelimited", "mem_bad", "mem_samples", "ws_max"})
+
+
+def _rows(samples: Any) -> list[Any]:
+    """A range vector's samples as Python (time, value) pairs (the client gives an (n, 2) array)."""
+    return samples.tolist() if hasattr(samples, "tolist") else list(samples)
 
 
 def _alert_key(labels: Labels) -> tuple[tuple[str, str], ...]:

@@ -216,6 +216,10 @@ class Client:
                 except (ValueError, TypeError, AttributeError, IndexError):
                     raise PrometheusError("server", f"{shown} answered a malformed matrix") from None
             raw = text.encode()
+        if len(raw) > self.max_response_bytes // WHOLE_PARSE_SHARE:
+            # decoded whole, an answer costs several times its size: held to a share of the limit
+            raise PrometheusError("server", f"{shown} answered {len(raw):,} bytes that cannot be read a series at "
+                                  f"a time: more than a {WHOLE_PARSE_SHARE}th of --max-response-bytes")
         try:
             body = json.loads(raw)
         except ValueError:
@@ -235,9 +239,14 @@ class Client:
 
     # --- API ---------------------------------------------------------------------------------------
     def query(self, expr: str, at: float) -> list[tuple[Labels, Any]]:
-        """Instant query at ``at``: ``[(labels, value or [(t, v), ...])]`` (range vectors give samples)."""
-        data = self._request("/api/v1/query", {"query": expr, "time": f"{at:.3f}"}, form=True)
+        """Instant query at ``at``: ``[(labels, value or samples)]`` (a range vector's samples as an (n, 2) array of
+        time and value rows)."""
+        data = self._request("/api/v1/query", {"query": expr, "time": f"{at:.3f}"}, form=True, matrix=True)
         self.stats.queries += 1
+        if isinstance(data, list):  # a range vector, decoded a series at a time
+            self.stats.points += sum(len(t) for _, t, _ in data)
+            self.stats.series += len(data)
+            return [(labels, np.column_stack((t, v))) for labels, t, v in data]
         result = data.get("result", []) if isinstance(data, dict) else []
         out: list[tuple[Labels, Any]] = []
         if data.get("resultType") == "matrix":
@@ -294,6 +303,7 @@ def _read1(resp: requests.Response) -> bytes:
     return raw.read(1 << 16, decode_content=True)
 
 
+WHOLE_PARSE_SHARE = 4
 _HEADER_OK = re.compile(r"[\x20-\x7e\x80-\uffff]*")
 
 
