@@ -256,3 +256,12 @@ def test_previous_periods_hour_ranges_and_retention() -> None:
         "by size (50GB)"
     assert retention_of({"storage.tsdb.retention.time": "30d"}) == "30d"
     assert retention_of({}) == ""
+
+
+def test_a_node_counting_drops_with_notifications_off_is_named() -> None:
+    node = {k: {N1: v, N2: v} for k, v in _drop_node([36000.0] * 4, [0.0] * 4).items()}
+    node["drop_events_on"] = {N1: [1.0] * 4, N2: [1.0, 0.0, 0.0, 1.0]}
+    c = build(4, node)
+    notes = [n for n in c.coverage.notes if "drop notifications off" in n]
+    assert len(notes) == 1 and notes[0].startswith("1 node(s) count drops") and "(n2)" in notes[0], c.coverage.notes
+    assert slo(c, "drop-ratio").measured_hours == 8  # still measured: the counters do not need notifications

@@ -1,7 +1,8 @@
 """The enums of ``docs/report.schema.json`` that the rule pack and the report define, kept in one place.
 
 The schema is written by hand except for these lists: the drop-reason classes are the monitoring mixin's
-(``dropClasses`` plus ``unexpected``), the blind causes and verdicts are the report's own. Regenerate with
+(``dropClasses`` plus ``unexpected``), the SLO keys the pack's SLO names (plus the report's two), the verdicts
+the report's own. Regenerate with
 ``python -m cilium_node_exporter.report.schema`` (``--check``: exit 1 when the file is stale).
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cilium_node_exporter.mixin.config import DROP_CLASS_NAMES
+from cilium_node_exporter.mixin.names import SLO_DROP, SLO_MEMORY
 
 from .verdict import VERDICTS
 
@@ -26,6 +28,9 @@ def enums() -> dict[tuple[str, ...], list[str]]:
     """JSON paths (under ``$defs``) of the generated enums, and their values."""
     return {
         ("Reason", "properties", "klass"): [*DROP_CLASS_NAMES, UNEXPECTED],
+        # the pack's SLO names, and the report's own two (the Hubble approximation, cilium-envoy's memory)
+        ("Slo", "properties", "key"): [SLO_DROP, "drop-ratio-hubble", SLO_MEMORY, "envoy-memory"],
+        ("Incident", "properties", "slo"): [SLO_DROP, SLO_MEMORY],
         ("Verdict", "properties", "status"): list(VERDICTS),
         ("Previous", "properties", "verdict"): list(VERDICTS),
     }
