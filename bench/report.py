@@ -27,6 +27,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report_measure import run_report  # noqa: E402
 
 from alerts.generate import build_groups  # noqa: E402
 from cilium_node_exporter.report.series import RECORDED  # noqa: E402
@@ -92,19 +95,16 @@ def main() -> int:
             out = workdir / f"report.{'json' if fmt == 'json' else 'html'}"
             prom_cpu = cpu_seconds(done.prom.proc.pid) if done.prom.proc else 0.0
             t0 = time.monotonic()
-            proc = subprocess.Popen([sys.executable, "-m", "cilium_node_exporter", "report", "--prometheus-url",
-                                     done.prom.url, "--from", begin, "--to", end, "--format", fmt, "-o", str(out),
-                                     "-q"], stderr=subprocess.PIPE, text=True)
-            _, status, usage = os.wait4(proc.pid, 0)  # this process's own CPU and peak RSS
-            err = proc.stderr.read() if proc.stderr else ""
+            run = run_report(["--prometheus-url", done.prom.url, "--from", begin, "--to", end, "--format", fmt,
+                              "-o", str(out), "-q"])
             elapsed = time.monotonic() - t0
             prom_cpu = (cpu_seconds(done.prom.proc.pid) if done.prom.proc else 0.0) - prom_cpu
-            if os.waitstatus_to_exitcode(status) not in (0, 5):  # 5: written, partial data
-                print(err, file=sys.stderr)
+            if run.code not in (0, 5):  # 5: written, partial data
+                print(run.stderr, file=sys.stderr)
                 return 1
             line = (f"report --format {fmt}: {elapsed:.1f} s for {args.nodes} nodes x {args.days} days; CPU: "
-                    f"Prometheus {prom_cpu:.1f} s, the report {usage.ru_utime + usage.ru_stime:.1f} s, peak RSS "
-                    f"{usage.ru_maxrss / 1024:.0f} MiB; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+                    f"Prometheus {prom_cpu:.1f} s, the report {run.cpu_s:.1f} s, peak RSS {run.peak_rss_mib:.0f} MiB; "
+                    f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
             if fmt == "json":
                 print(truth_check(fleet, json.loads(out.read_text())), flush=True)
                 stats = json.loads(out.read_text())["query_stats"]

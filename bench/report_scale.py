@@ -20,7 +20,6 @@ import http.server
 import json
 import os
 import socketserver
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +28,10 @@ import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report_measure import run_report  # noqa: E402
+
 START = 1_769_904_000  # 2026-02-01T00:00Z
 REASONS = [f"REASON_{i}" for i in range(18)] + ["CT_MAP_INSERTION_FAILED", "POLICY_DENIED"]
 
@@ -146,19 +149,16 @@ def run(nodes: int, days: int, fmt: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"r.{fmt}"
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "cilium_node_exporter", "report", "--prometheus-url", url,
-                                 "--from", str(START), "--to", str(end), "--format", fmt, "-o", str(out), "-q",
-                                 "--min-coverage", "0"], stderr=subprocess.PIPE, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
+        done = run_report(["--prometheus-url", url, "--from", str(START), "--to", str(end), "--format", fmt, "-o",
+                           str(out), "-q", "--min-coverage", "0"])
         wall = time.monotonic() - started
-        err = proc.stderr.read() if proc.stderr else ""
         server.shutdown()
         server.server_close()
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"report failed for {nodes} nodes: {err[-2000:]}")
+        if done.code != 0:
+            raise SystemExit(f"report failed for {nodes} nodes: {done.stderr[-2000:]}")
         size = out.stat().st_size
-    return {"nodes": nodes, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
-            "peak_rss_mib": usage.ru_maxrss / 1024, "output_mib": size / 2**20}
+    return {"nodes": nodes, "wall_s": wall, "cpu_s": done.cpu_s, "peak_rss_mib": done.peak_rss_mib,
+            "output_mib": size / 2**20}
 
 
 def main() -> int:
