@@ -186,6 +186,10 @@ def test_markdown_passes_no_raw_html_and_json_is_valid() -> None:
     jsonschema.Draft202012Validator(schema).validate(json.loads(render(rep, "json")))
     html = render(rep, "html")
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    # printed, nothing is collapsed: every <details> is open (a closed one prints as its summary line only)
+    import re
+
+    assert "<details" in html and re.findall(r"<details(?![^>]*\bopen\b)", html) == []
 
 
 def test_the_incident_that_spent_the_budget() -> None:
