@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -24,9 +23,13 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report_measure import run_report  # noqa: E402
 
 from alerts.generate import build_groups  # noqa: E402
 from cilium_node_exporter.report.series import RECORDED  # noqa: E402
@@ -50,9 +53,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def truth_check(fleet: Any, report: dict[str, Any]) -> str:
+    """The packet-exact drop SLI against the fleet model's own counts (its nodes' packets and unexpected drops
+    in the hours they were scraped), not the report's code."""
+    errors = packets = 0.0
+    for n in fleet.nodes:
+        if not n.agent_source:
+            continue
+        for h in fleet.present_hours(n, fleet.start, fleet.end):
+            errors += sum(n.unexpected(h - 3600, h).values())
+            packets += n.packets_in(h - 3600, h)
+    got = next(s for c in report["clusters"] for s in c["slos"] if s["key"] == "drop-ratio")
+    return (f"ground truth: {errors:.0f} unexpected drops in {packets:.4g} packets, SLI {1 - errors / packets:.7f}; "
+            f"the report: {got['bad']:.0f} in {got['good'] + got['bad']:.4g}, SLI {got['achieved']:.7f} "
+            f"(verdict {report['verdict']['status']}, {report['verdict']['coverage'] * 100:.2f} % covered)")
 
 
 def main() -> int:
@@ -81,19 +95,18 @@ def main() -> int:
             out = workdir / f"report.{'json' if fmt == 'json' else 'html'}"
             prom_cpu = cpu_seconds(done.prom.proc.pid) if done.prom.proc else 0.0
             t0 = time.monotonic()
-            report_cpu = children_cpu()
-            run = subprocess.run([sys.executable, "-m", "cilium_node_exporter", "report", "--prometheus-url",
-                                  done.prom.url, "--from", begin, "--to", end, "--format", fmt, "-o", str(out), "-q"],
-                                 capture_output=True, text=True)
+            run = run_report(["--prometheus-url", done.prom.url, "--from", begin, "--to", end, "--format", fmt,
+                              "-o", str(out), "-q"])
             elapsed = time.monotonic() - t0
             prom_cpu = (cpu_seconds(done.prom.proc.pid) if done.prom.proc else 0.0) - prom_cpu
-            if run.returncode != 0:
+            if run.code not in (0, 5):  # 5: written, partial data
                 print(run.stderr, file=sys.stderr)
                 return 1
             line = (f"report --format {fmt}: {elapsed:.1f} s for {args.nodes} nodes x {args.days} days; CPU: "
-                    f"Prometheus {prom_cpu:.1f} s, the report {children_cpu() - report_cpu:.1f} s; load average "
-                    f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+                    f"Prometheus {prom_cpu:.1f} s, the report {run.cpu_s:.1f} s, peak RSS {run.peak_rss_mib:.0f} MiB; "
+                    f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
             if fmt == "json":
+                print(truth_check(fleet, json.loads(out.read_text())), flush=True)
                 stats = json.loads(out.read_text())["query_stats"]
                 line += (f" ({stats['queries']} queries, {stats['points'] / 1e6:.2f}M points, "
                          f"{stats['seconds_waiting']:.1f} s waiting on Prometheus, summed over parallel queries)")

@@ -68,13 +68,19 @@ def test_series_names_are_the_rule_packs() -> None:
     """The report reads the names and defaults of the mixin the rule pack is generated from, and the pack
     records every one of them."""
     for name in ("FLOWS_SEEN", "DROPS_BY_REASON", "DROPS_UNEXPECTED", "POLICY_DENIED", "L7_DENIED", "LOST_BY_SOURCE",
-                 "DATAPATH_DROPS_BY_REASON", "DATAPATH_PACKETS", "DATAPATH_UNEXPECTED", "WORKING_SET", "ENVELOPE_UPPER",
+                 "DATAPATH_DROPS_BY_REASON", "WORKING_SET", "ENVELOPE_UPPER",
                  "ENVELOPE_LOWER", "MEMORY_LIMIT", "MEMORY_ENVELOPE_ERROR", "SLO_OBJECTIVE", "SLO_DROP", "SLO_MEMORY"):
         assert getattr(series, name) == getattr(mixin_names, name), name
     for key, value in series.RULES_DEFAULTS.items():
         assert MIXIN_DEFAULTS[key] == value, key
     recorded = {r["record"] for g in rules_generate.build_groups() for r in g["rules"] if "record" in r}
     assert set(series.RECORDED) <= recorded
+    # the drop SLI is read in packets from the pack's hourly count chain (issue 20), not from rates
+    assert (series.DROP_ERRORS_COUNT, series.DROP_TRAFFIC_COUNT) == (
+        "node:cilium_node_drop_slo_errors:increase1h_every1h", "node:cilium_node_drop_slo_traffic:increase1h_every1h")
+    exprs = {q.key: q.expr for q in series.Series(series.RULES_DEFAULTS).node_hourly()}
+    assert exprs["dp_errors"].startswith("sum by (cluster, node) (sum_over_time("
+                                         "node:cilium_node_drop_slo_errors:increase1h_every1h[3599999ms]))")
 
 
 def test_cluster_matcher_reaches_every_query() -> None:

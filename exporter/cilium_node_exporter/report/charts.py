@@ -74,8 +74,8 @@ def _none(values: list[Any]) -> list[float]:
 
 
 def burndown(report: dict[str, Any], slo: dict[str, Any]) -> str:
-    """Error budget left at the end of each day (fleet-pooled, and the worst ranked node), with the line that
-    spends the budget evenly."""
+    """Error budget left at the end of each day (fleet-pooled, and what the worst ranked node's errors alone
+    would leave of the same fleet budget), with the line that spends the budget evenly."""
     days = _days(report)
     fig, ax = _figure()
     ends = [d.timestamp() + 86400 for d in days]
@@ -86,7 +86,7 @@ def burndown(report: dict[str, Any], slo: dict[str, Any]) -> str:
             label="all nodes (pooled)", marker="o", markersize=2.5)
     if slo["worst"] and slo["worst_burndown"]:
         ax.plot(x, _none(slo["worst_burndown"]), color=BAD, linewidth=1.2, linestyle="--",
-                label=f"worst node: {slo['worst'][0]['node']}")
+                label=f"left after the worst node's errors alone: {slo['worst'][0]['node']}")
     ax.axhline(0, color=BAD, linewidth=0.8)
     ax.axhspan(min(-0.05, *(v for v in fleet + _none(slo["worst_burndown"]) if v == v)), 0, color=BAD, alpha=0.06)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))

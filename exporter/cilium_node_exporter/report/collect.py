@@ -71,12 +71,15 @@ class Collector:
     """Fetches the report's data from ``client`` for ``series`` over ``period``."""
 
     def __init__(self, client: Client, series: Series, period: Period,
-                 progress: Callable[[str], None] = lambda _: None, parallel: int = 3) -> None:
+                 progress: Callable[[str], None] = lambda _: None, parallel: int = 3, group_by: str = "",
+                 headline_only: bool = False) -> None:
         self.client = client
         self.series = series
         self.period = period
         self.progress = progress
         self.parallel = parallel
+        self.group_by = group_by
+        self.headline_only = headline_only
         self.hours = np.array(period.hour_ends(), dtype=np.int64)
         self._done = 0
         self._total = 0
@@ -90,12 +93,11 @@ class Collector:
         start = self.period.start + HOUR
         result = self.client.query_range(expr, start, self.period.end, HOUR)
         out = []
-        for labels, values in result:
+        for labels, times, values in result:
             arr = np.full(len(self.hours), np.nan)
-            for t, v in values:
-                i = round((t - start) / HOUR)
-                if 0 <= i < len(arr):
-                    arr[i] = v
+            idx = np.rint((times - start) / HOUR).astype(np.int64)
+            ok = (idx >= 0) & (idx < len(arr))
+            arr[idx[ok]] = values[ok]
             out.append((labels, arr))
         return out
 
@@ -116,7 +118,13 @@ class Collector:
     def collect(self) -> Data:
         s = self.series
         node_q, labelled_q, cluster_q = s.node_hourly(), s.node_labelled_hourly(), s.cluster_hourly()
-        instant_q = s.reason_nodes(self.period.range)
+        instant_q = s.reason_nodes(self.period.range) + s.rolling()
+        if self.headline_only:  # the previous period: its SLIs, verdict, alerts and ranking only
+            node_q = [q for q in node_q if q.key in HEADLINE_KEYS]
+            labelled_q = [q for q in labelled_q if q.key == "source_up"]
+            cluster_q, instant_q = [], []
+        if self.group_by:
+            instant_q.append(s.groups(self.group_by, self.period.range))
         chunks = math.ceil((self.period.end - self.period.start) / ALERT_CHUNK)
         self._total = len(node_q) + len(labelled_q) + len(cluster_q) + len(instant_q) + 2 * chunks + 2
         data = Data(self.period, self.hours)
@@ -157,7 +165,8 @@ class Collector:
                 result, used = fut.result()
                 data.used.append(used)
                 data.instant[q.key] = [(lab, float(v)) for lab, v in result]
-        self._envoy_time_above(data)
+        if not self.headline_only:
+            self._envoy_time_above(data)
         objectives = self.client.query(s.objectives().expr, self.period.end)
         data.objectives = {lab.get("slo", ""): float(v) for lab, v in objectives if math.isfinite(float(v))}
         self._tick("objectives recorded by the rule pack")
@@ -177,6 +186,7 @@ class Collector:
         data.node["envoy_samples"] = {k: np.where(np.isfinite(a), 1.0, np.nan) for k, a in peak.items()}
         flagged = {k: np.flatnonzero(np.nan_to_num(a) > ratio) for k, a in peak.items()}
         flagged = {k: v for k, v in flagged.items() if v.size}
+        wanted = {k: set(v.tolist()) for k, v in flagged.items()}  # once per node, not once per sample
         keys = sorted(flagged)
         expr = ""
         for i in range(0, len(keys), batch):
@@ -186,13 +196,14 @@ class Collector:
             q = self.series.envoy_above(sorted({k[1] for k in group}))
             expr = q.expr
             result = self.client.query_range(q.expr, float(self.hours[first]), float(self.hours[last]), HOUR)
-            for labels, values in result:
+            for labels, times, values in result:
                 key = self._node_key(labels)
                 if key not in flagged:
                     continue
-                for t, v in values:
+                hours_wanted = wanted[key]
+                for t, v in zip(times.tolist(), values.tolist(), strict=True):
                     idx = round((t - self.hours[0]) / HOUR)
-                    if idx in set(flagged[key].tolist()) and np.isfinite(v):
+                    if idx in hours_wanted and math.isfinite(v):
                         data.node["envoy_bad"][key][idx] = v
         data.used.append(Used("envoy_bad", "share of the hour with cilium-envoy near its limit",
                               "raw" if peak else "none", "", expr or "(no hour's peak crossed the ratio)"))
@@ -227,13 +238,13 @@ class Collector:
                     history[key] = (times[-1:], values[-1:])  # the state carried into this chunk
                 for labels, samples in states:
                     times, values = history.setdefault(_alert_key(labels), ([], []))
-                    for ts, v in samples:
+                    for ts, v in _rows(samples):
                         if t < ts <= end:
                             times.append(ts)
                             values.append(v)
                 for labels, samples in firing:
                     key = _alert_key(labels)
-                    times = [ts for ts, _ in samples if t < ts <= end]
+                    times = [ts for ts, _ in _rows(samples) if t < ts <= end]
                     gaps.extend(np.diff(times).tolist())
                     for ts in times:
                         active_at = _active_at(history.get(key), ts)
@@ -250,6 +261,14 @@ class Collector:
 
 
 RUN_GAP = 900.0
+# the node queries the SLIs, the verdict and the ranking need (the previous period reads only these)
+HEADLINE_KEYS = frozenset({"present", "dp_traffic", "dp_errors", "hb_traffic", "hb_errors", "hb_lost", "drop_events_on",
+                           "drop_monitored", "ratelimited", "mem_bad", "mem_samples", "ws_max"})
+
+
+def _rows(samples: Any) -> list[Any]:
+    """A range vector's samples as Python (time, value) pairs (the client gives an (n, 2) array)."""
+    return samples.tolist() if hasattr(samples, "tolist") else list(samples)
 
 
 def _alert_key(labels: Labels) -> tuple[tuple[str, str], ...]:

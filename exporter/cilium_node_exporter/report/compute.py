@@ -25,10 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from . import incidents
 from . import model as m
 from .collect import Data, NodeKey
-from .period import HOUR
+from .period import HOUR, duration_seconds
 from .series import drop_class
+from .verdict import DEFAULT_MIN_COVERAGE, judge, retention_hint
 
 BLIND_REASONS = ("drop events off", "Hubble filters drops", "rate-limited notifications", "Hubble down",
                  "Hubble lost events", "no SLI series", "no data")
@@ -47,6 +49,10 @@ class Settings:
     lost_events_ratio: float
     min_node_hours: float
     top: int = 10
+    min_coverage: float = DEFAULT_MIN_COVERAGE
+    slo_period: str = ""  # the pack's rolling window (sloPeriod): the figure beside the calendar one
+    grafana_url: str = ""  # incidents link to the dashboards at their time range
+    group_by: str = ""  # split the SLOs by this node label
 
 
 def version_name(text: str) -> str:
@@ -143,8 +149,9 @@ def _ratio_slo(key: str, title: str, what: str, unit: str, approximation: bool, 
     worst_curve: list[float | None] = []
     if ranked:
         wk = (ranked[0].cluster, ranked[0].node)
-        w_total, w_bad, _ = per_node[wk]
-        worst_curve = _budget_curve(w_bad, budget * float(_nz(w_total).sum()))
+        # in the fleet's budget: the share of the pooled budget the worst node's errors spent (its own budget
+        # would put the fleet's curve on a scale of -1000 %)
+        worst_curve = _budget_curve(per_node[wk][1], budget * total_all)
     not_measured = sum(max(0.0, lifetimes.get((n.cluster, n.node), 0) - n.measured_hours) for n in nodes)
     return m.Slo(key, title, what, kind, approximation, objective, None if ratio is None else 1 - ratio, spent,
                  None if spent is None else 1 - spent, total_all - total_bad,
@@ -153,8 +160,14 @@ def _ratio_slo(key: str, title: str, what: str, unit: str, approximation: bool, 
                  sorted(nodes, key=lambda n: (n.cluster, n.node)))
 
 
-def _restarts(counter: np.ndarray) -> np.ndarray:
-    """Restarts per hour from the restart counter at each hour's end (a decrease is a new pod)."""
+def _restarts(counter: np.ndarray, lowest: np.ndarray | None = None) -> np.ndarray:
+    """Restarts per hour from the restart counter at each hour's end.
+
+    A decrease is a new pod whose counter started again at 0: its restarts are its value (a counter that
+    reset is not 0 restarts). In the first hour a node is seen there is no previous hour: the restarts are
+    the counter's rise inside that hour (its end minus its lowest value), so a one-hour period or a node
+    born in the period still counts the restarts it saw.
+    """
     out = np.zeros(len(counter))
     prev = math.nan
     for i, v in enumerate(counter):
@@ -162,6 +175,8 @@ def _restarts(counter: np.ndarray) -> np.ndarray:
             continue
         if math.isfinite(prev):
             out[i] = v - prev if v >= prev else v
+        elif lowest is not None and math.isfinite(lowest[i]) and v >= lowest[i]:
+            out[i] = v - lowest[i]
         prev = v
     return out
 
@@ -229,6 +244,7 @@ class Builder:
         for k in ("present", "dp_traffic", "hb_traffic", "ws_max", "envoy_ws_max"):
             keys.update(data.node.get(k, {}))
         self.keys = sorted(keys)
+        self._memory_bad: dict[NodeKey, np.ndarray] = {}  # the agent's bad hour-shares, for its incidents
 
     # --- per node basics ---------------------------------------------------------------------------
     def present(self, c: _Cluster, k: NodeKey) -> np.ndarray:
@@ -282,6 +298,7 @@ class Builder:
     def cluster(self, name: str, nodes: list[NodeKey]) -> m.Cluster:
         c = _Cluster(self.data, name, nodes)
         s = self.s
+        self._memory_bad = {}
         present = {k: self.present(c, k) for k in nodes}
         life = {k: self.lifetime(p) for k, p in present.items()}
         lifetimes = {k: float(v[1] - v[0] + 1) if v else 0.0 for k, v in life.items()}
@@ -330,9 +347,102 @@ class Builder:
             slos.append(envoy_slo)
         if envoy_mem.present:
             memories.append(envoy_mem)
+        for slo in slos:
+            slo.rolling = self.rolling(name, slo)
         coverage = self.coverage(c, nodes, present, in_life, drop)
+        found = self.incidents(name, slos, {k: v[1] for k, v in exact_in.items()}, oom_h)
         return m.Cluster(name, len(nodes), slos, memories, self.drops(c), self.hubble(c, nodes, drop, in_life),
-                         self.alerts(name), self.versions(c, nodes, drop, oom_h, rst_h), coverage)
+                         self.alerts(name), self.versions(c, nodes, drop, oom_h, rst_h), coverage,
+                         self.verdict(nodes, present, in_life, coverage), found, groups=self.groups(name, nodes, slos))
+
+    def groups(self, cluster: str, nodes: list[NodeKey], slos: list[m.Slo]) -> list[m.Group]:
+        """Each SLO pooled over the nodes of each value of the --group-by label (per-node good and bad summed:
+        the same pooling as the fleet figure)."""
+        label = self.s.group_by
+        if not label:
+            return []
+        value_of = {}
+        for lab, _ in self.data.instant.get("groups", []):
+            key = (lab.get(self.cluster_label, ""), lab.get(self.node_label, lab.get("node", "")))
+            value_of[key] = lab.get(label, lab.get(f"label_{label}", ""))
+        members: dict[str, set[str]] = defaultdict(set)
+        for k in nodes:
+            members[value_of.get(k) or "(none)"].add(k[1])
+        out = []
+        for value, names in sorted(members.items()):
+            figures: dict[str, dict[str, float | None]] = {}
+            for slo in slos:
+                rows = [n for n in slo.per_node if n.node in names]
+                good, bad = sum(n.good for n in rows), sum(n.bad for n in rows)
+                ratio = bad / (good + bad) if good + bad > 0 else None
+                budget = 1 - slo.objective
+                figures[slo.key] = {"achieved": None if ratio is None else 1 - ratio,
+                                    "budget_spent": None if ratio is None or budget <= 0 else ratio / budget}
+            out.append(m.Group(label, value, len(names), figures))
+        return out
+
+    def incidents(self, cluster: str, slos: list[m.Slo], drop_bad: dict[NodeKey, np.ndarray],
+                  oom_h: dict[NodeKey, np.ndarray]) -> list[m.Incident]:
+        """The incidents that spent the packet-exact drop budget and the agent memory budget, largest first."""
+        episodes = [(ep, dict(ep.labels)) for ep in self.data.episodes
+                    if dict(ep.labels).get(self.cluster_label, "") == cluster]
+        reasons = {r: _nz(a) for (cl, r), a in self.data.cluster.get("dp_reasons", {}).items()
+                   if cl == cluster and drop_class(r) == "unexpected"}
+
+        def drop_cause(first: int, last: int) -> str:
+            sums = {r: float(a[first: last + 1].sum()) for r, a in reasons.items()}
+            top = max(sums, key=lambda r: sums[r], default="")
+            return f"{top} (unexpected)" if top and sums[top] > 0 else "unexpected drops"
+
+        def memory_cause(first: int, last: int) -> str:
+            kills = int(sum(a[first: last + 1].sum() for a in oom_h.values()))
+            return "agent working set above its envelope" + (f", {kills} OOM kill(s)" if kills else "")
+
+        found: list[m.Incident] = []
+        for slo in slos:
+            budget = (slo.good + slo.bad) * (1 - slo.objective) if slo.kind == "events" else \
+                slo.measured_hours * (1 - slo.objective)
+            if slo.key == "drop-ratio":
+                found += incidents.find(slo.key, self.hours, drop_bad, budget, episodes, drop_cause, cluster,
+                                        self.s.grafana_url, top=self.s.top)
+            elif slo.key == "memory-envelope":
+                found += incidents.find(slo.key, self.hours, self._memory_bad, budget, episodes, memory_cause,
+                                        cluster, self.s.grafana_url, top=self.s.top)
+        return sorted(found, key=lambda i: (-i.budget_cost, i.start))
+
+    def rolling(self, cluster: str, slo: m.Slo) -> m.Rolling | None:
+        """The pack's rolling window ending with the period, for the drop (packet-exact) and memory SLOs."""
+        keys = {"drop-ratio": ("rolling_drop_errors", "rolling_drop_traffic"),
+                "memory-envelope": ("rolling_memory_bad", "rolling_memory_samples")}.get(slo.key)
+        if keys is None or not self.s.slo_period:
+            return None
+        got = [next((float(v) for lab, v in self.data.instant.get(k, []) if lab.get(self.cluster_label, "") == cluster),
+                    None) for k in keys]
+        if got[0] is None or got[1] is None or not got[1] > 0:
+            return None
+        ratio = got[0] / got[1]
+        budget = 1 - slo.objective
+        window = self.s.slo_period
+        start = self.period.end - duration_seconds(window)
+        hours = (self.period.end - self.period.start) / HOUR
+        length = f"{hours / 24:g} days" if hours >= 48 else f"{hours:g} hour(s)"
+        why = (f"The rule pack's SLO and the dashboards use a rolling {window} window, here {_iso(start)} to "
+               f"{_iso(self.period.end)}; this review counts its own {length} from {_iso(self.period.start)}. "
+               "The two differ by the days each includes (an incident inside one window and not the other), and "
+               "each budget is its own window's traffic or time times the error budget.")
+        return m.Rolling(window, float(start), float(self.period.end), 1 - ratio,
+                         ratio / budget if budget > 0 else None, why)
+
+    def verdict(self, nodes: list[NodeKey], present: dict[NodeKey, np.ndarray], in_life: dict[NodeKey, np.ndarray],
+                coverage: m.Coverage) -> m.Verdict:
+        """Complete or partial data (:mod:`verdict`): the covered span times the node-hours with data."""
+        span = 0.0
+        if coverage.first_data is not None and coverage.last_data is not None:
+            span = (coverage.last_data - coverage.first_data) / HOUR
+        have = float(sum(int((present[k] & in_life[k]).sum()) for k in nodes))
+        life = float(sum(int(in_life[k].sum()) for k in nodes))
+        hint = retention_hint(self.period.start, self.period.end, self.data.oldest_sample, coverage.retention)
+        return judge(span, float(self.n), have, life, self.s.min_coverage, hint)
 
     # --- memory ------------------------------------------------------------------------------------
     def memory(self, c: _Cluster, nodes: list[NodeKey], lifetimes: dict[NodeKey, float], eligible: Any,
@@ -356,7 +466,8 @@ class Builder:
             else:
                 limit = c.arr("envoy_limit", k)
                 upper, lower = limit, limit * self.s.memory_near_limit_ratio
-            rst = _restarts(c.arr("restarts" if agent else "envoy_restarts", k))
+            rst = _restarts(c.arr("restarts" if agent else "envoy_restarts", k),
+                            c.arr("restarts_min" if agent else "envoy_restarts_min", k))
             oom = _ooms(c.arr("terminated_at" if agent else "envoy_terminated_at", k),
                         c.arr("oom_reason" if agent else "envoy_oom_reason", k), rst, self.period.start)
             oom_hours[k], rst_hours[k] = oom, rst
@@ -370,6 +481,8 @@ class Builder:
             bad = _nz(c.arr(bad_key, k)) * meas
             if meas.sum() > 0:
                 per_node[k] = (meas, bad, meas)
+                if agent:
+                    self._memory_bad[k] = bad
             above = np.flatnonzero(bad > 0)
             slope = _slope_per_day(self.hours.astype(float), c.arr("ws_avg", k) if agent else ws,
                                    c.arr("started" if agent else "envoy_started", k))
@@ -565,6 +678,9 @@ class Builder:
                 if v:
                     prev = v
         upgrades.sort(key=lambda u: (u["at"], u["node"]))
+        all_hours = sum(x.node_hours for x in cohorts)
+        for x in cohorts:
+            x.exposure = x.node_hours / all_hours if all_hours > 0 else 0.0
         return m.Versions(cohorts, daily_nodes, upgrades)
 
     # --- coverage ------------------------------------------------------------------------------------
@@ -620,22 +736,41 @@ class Builder:
             notes.append(f"The drop SLI was blind for {sum(blind.values()):.0f} node-hour(s) on {len(blind_nodes)} "
                          "node(s) (drop events off, filtered, rate-limited, Hubble down or lossy): shown as not "
                          "measured, never counted as good.")
+        # the packet-exact SLI still counts these nodes, but nobody can see which flows they drop
+        notif_off = sorted(k for k in nodes if (drop[k]["exact"] & (c.arr("drop_events_on", k) == 0)).any())
+        if notif_off:
+            names = ", ".join(k[1] for k in notif_off[:10]) + (" ..." if len(notif_off) > 10 else "")
+            notes.append(f"{len(notif_off)} node(s) count drops in the agent's datapath counters with drop "
+                         f"notifications off ({names}): their packet-exact SLI is measured, but Hubble shows no drop "
+                         "events for them, so no flow or reason detail (enable them: Cilium's "
+                         "bpf-events-drop-enabled).")
         hubble_only = [k for k in nodes if drop[k]["hubble"].any() and not drop[k]["exact"].any()]
         if hubble_only:
             notes.append(f"{len(hubble_only)} node(s) have no agent datapath counters: their drop SLI is the Hubble "
                          "approximation, reported separately.")
-        return m.Coverage(first, last, self.data.flags.get("storage.tsdb.retention.time", "")
-                          or self.data.flags.get("storage.tsdb.retention", ""), self.data.oldest_sample, len(nodes),
+        return m.Coverage(first, last, retention_of(self.data.flags), self.data.oldest_sample, len(nodes),
                           gaps, days_without, daily_reporting, dict(source_down), notes)
 
     def _retention_hint(self) -> str:
-        retention = self.data.flags.get("storage.tsdb.retention.time", "")
+        retention = retention_of(self.data.flags)
         oldest = self.data.oldest_sample
         if oldest and oldest > self.period.start:
             return f" (the TSDB's oldest sample is {_iso(oldest)}; retention {retention or 'unknown'})"
         if retention and retention != "0s":
             return f" (this Prometheus keeps {retention})"
         return ""
+
+
+def retention_of(flags: dict[str, str]) -> str:
+    """The server's time retention as it applies: Prometheus 2.x reports ``0s`` when neither retention flag is
+    set, which means its default of 15 days (``""``: the server does not tell, as Thanos and Mimir)."""
+    time_flag = flags.get("storage.tsdb.retention.time", "")
+    legacy = flags.get("storage.tsdb.retention", "")
+    value = time_flag if time_flag not in ("", "0s") else legacy if legacy not in ("", "0s") else time_flag
+    if value == "0s":
+        size = flags.get("storage.tsdb.retention.size", "0B")
+        return "15d (the default)" if size in ("", "0", "0B") else f"by size ({size})"
+    return value
 
 
 def _vkey(v: str) -> tuple[Any, ...]:

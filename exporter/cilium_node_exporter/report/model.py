@@ -27,6 +27,18 @@ class NodeSlo:
 
 
 @dataclass
+class Rolling:
+    """The same SLO over the pack's rolling window ending with the period (what the dashboards show)."""
+
+    window: str  # sloPeriod, e.g. 28d
+    start: float
+    end: float
+    achieved: float | None
+    budget_spent: float | None
+    why: str  # why it differs from the calendar figure
+
+
+@dataclass
 class Slo:
     """One SLO over the period, fleet-pooled (all measured node-hours of the cluster together)."""
 
@@ -48,9 +60,10 @@ class Slo:
     eligible_nodes: int
     ranking_rule: str
     burndown: list[float | None]  # budget left at the end of each day (fleet-pooled)
-    worst_burndown: list[float | None]  # the same for the worst ranked node
+    worst_burndown: list[float | None]  # 1 - the share of the fleet's budget the worst ranked node spent, per day
     worst: list[NodeSlo] = field(default_factory=list)
     per_node: list[NodeSlo] = field(default_factory=list)
+    rolling: Rolling | None = None
 
 
 @dataclass
@@ -157,6 +170,7 @@ class Cohort:
     p90_working_set: float | None
     oom_kills: int
     restarts: int
+    exposure: float = 0.0  # share of the cluster's node-hours that ran this version (0..1)
 
 
 @dataclass
@@ -181,6 +195,41 @@ class Coverage:
 
 
 @dataclass
+class Incident:
+    """A run of hours that burned an SLO's budget fast (:mod:`incidents`)."""
+
+    slo: str  # the SLO key
+    start: float  # hour boundaries
+    end: float
+    nodes: list[str]  # the nodes that made most of its errors
+    cause: str  # the largest unexpected drop reason and its class, or the memory cause
+    alerts: list[str]  # "alertname (severity)" of the alerts that started in it
+    errors: float  # packets, or hours
+    budget_cost: float  # share of the period's budget it spent
+    link: str  # the dashboard at its time range ("" without --grafana-url)
+
+
+@dataclass
+class Group:
+    """The fleet-pooled SLOs of the nodes that share a value of the --group-by label."""
+
+    label: str
+    value: str  # "(none)" for nodes without it
+    nodes: int
+    slos: dict[str, dict[str, float | None]]  # SLO key -> achieved, budget_spent
+
+
+@dataclass
+class Verdict:
+    """Whether the data can carry a verdict: "complete", or "partial" (no SLO card can then read met)."""
+
+    status: str  # complete or partial (verdict.VERDICTS)
+    coverage: float  # share of the period's node-hours with data (0..1)
+    min_coverage: float  # the threshold (--min-coverage)
+    reasons: list[str]  # why coverage is short, one phrase each
+
+
+@dataclass
 class Cluster:
     name: str
     nodes: int
@@ -191,6 +240,24 @@ class Cluster:
     alerts: Alerts
     versions: Versions
     coverage: Coverage
+    verdict: Verdict
+    incidents: list[Incident] = field(default_factory=list)
+    previous: Previous | None = None  # the same figures for the period before (None: no data then)
+    groups: list[Group] = field(default_factory=list)  # split by --group-by (empty without it)
+
+
+@dataclass
+class Previous:
+    """The headline figures of the period before, for the comparison."""
+
+    label: str
+    start: float
+    end: float
+    slos: dict[str, dict[str, float | None]]  # SLO key -> achieved, budget_spent
+    pages: int
+    tickets: int
+    worst: list[str]  # the worst ranked nodes of the packet-exact drop SLO
+    verdict: str  # complete or partial
 
 
 @dataclass
@@ -214,6 +281,7 @@ class Report:
     series: list[SeriesUsed]
     notes: list[str]
     query_stats: dict[str, Any]
+    verdict: Verdict
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -37,6 +37,17 @@ class Period:
         """The end of every hour of the period (where hourly queries are evaluated)."""
         return list(range(self.start + HOUR, self.end + 1, HOUR))
 
+    def previous(self) -> Period:
+        """The period before: the previous calendar month for a month, else as long, ending at our start."""
+        begin = datetime.fromtimestamp(self.start, UTC)
+        whole = month(begin.strftime("%Y-%m"))
+        if (whole.start, whole.end) == (self.start, self.end) or (
+                whole.start == self.start and self.label.endswith("so far")):
+            return month((begin - timedelta(days=1)).strftime("%Y-%m"))
+        length = self.end - self.start
+        prev = Period(self.start - length, self.start, "")
+        return Period(prev.start, prev.end, f"{prev.iso('start')} to {prev.iso('end')}")
+
     def iso(self, which: str) -> str:
         return datetime.fromtimestamp(getattr(self, which), UTC).strftime("%Y-%m-%dT%H:%MZ")
 

@@ -9,7 +9,9 @@ Hourly figures use ranges of one hour minus one millisecond: Prometheus 2.x rang
 ends, so ``[1h]`` windows evaluated one hour apart would share the sample on their boundary. With
 ``[3599999ms]`` every sample belongs to exactly one hourly window (also in Prometheus 3, whose ranges are
 left-open). ``avg_over_time(<rate>[hour]) * 3600`` is the number of events in the hour, whatever the rule
-evaluation interval.
+evaluation interval. The drop SLI is read in packets, not rates: the pack's hourly count chain
+(``node:cilium_node_drop_slo_errors:increase1h_every1h`` and ``..._traffic:...``; each sample counts the
+packets since the previous sample), summed per hour; a sum over any range telescopes to an exact count.
 
 The names, the generator defaults and the drop-reason classes come from the monitoring mixin
 (``cilium_node_exporter.mixin``), the configuration the rule pack is generated from.
@@ -34,8 +36,6 @@ POLICY_DENIED = n.POLICY_DENIED
 L7_DENIED = n.L7_DENIED
 LOST_BY_SOURCE = n.LOST_BY_SOURCE
 DATAPATH_DROPS_BY_REASON = n.DATAPATH_DROPS_BY_REASON
-DATAPATH_PACKETS = n.DATAPATH_PACKETS
-DATAPATH_UNEXPECTED = n.DATAPATH_UNEXPECTED
 WORKING_SET = n.WORKING_SET
 ENVELOPE_UPPER = n.ENVELOPE_UPPER
 ENVELOPE_LOWER = n.ENVELOPE_LOWER
@@ -44,17 +44,27 @@ MEMORY_ENVELOPE_ERROR = n.MEMORY_ENVELOPE_ERROR
 SLO_OBJECTIVE = n.SLO_OBJECTIVE
 SLO_DROP = n.SLO_DROP
 SLO_MEMORY = n.SLO_MEMORY
+REVIEW_STEP = DEFAULTS["sloReviewStep"]
+
+
+def drop_counts(step: str = REVIEW_STEP) -> tuple[str, str]:
+    """The pack's exact per-node packet counts of the drop SLI, recorded once every ``step`` (errors, traffic):
+    each sample counts the packets since the previous one, so a sum over any range is exact."""
+    return n.tile(n.drop_errors(step), step), n.tile(n.drop_traffic(step), step)
+
+
+DROP_ERRORS_COUNT, DROP_TRAFFIC_COUNT = drop_counts()
 
 RECORDED: tuple[str, ...] = (
     FLOWS_SEEN, DROPS_BY_REASON, DROPS_UNEXPECTED, POLICY_DENIED, L7_DENIED, LOST_BY_SOURCE,
-    DATAPATH_DROPS_BY_REASON, DATAPATH_PACKETS, DATAPATH_UNEXPECTED, WORKING_SET, ENVELOPE_UPPER,
-    ENVELOPE_LOWER, MEMORY_LIMIT, MEMORY_ENVELOPE_ERROR, SLO_OBJECTIVE,
+    DATAPATH_DROPS_BY_REASON, WORKING_SET, ENVELOPE_UPPER, ENVELOPE_LOWER, MEMORY_LIMIT,
+    MEMORY_ENVELOPE_ERROR, SLO_OBJECTIVE, DROP_ERRORS_COUNT, DROP_TRAFFIC_COUNT,
 )
 
 # --- the generator configuration keys the report reads (the mixin's DEFAULTS) -------------------------
 RULES_DEFAULTS: dict[str, Any] = {key: DEFAULTS[key] for key in (
     "selector", "nodeLabel", "clusterLabel", "dropSloObjective", "dropSloMinTrafficRate", "memorySloObjective",
-    "memoryNearLimitRatio", "hubbleLostEventsRatio", "sloPeriod")}
+    "memoryNearLimitRatio", "hubbleLostEventsRatio", "sloPeriod", "sloReviewStep")}
 
 HOUR = "3599999ms"
 OOM_REASON = "OOMKilled"
@@ -129,12 +139,19 @@ class Series:
         return Query(key, what, f"sum by ({self.by()}) (avg_over_time({self.rec(recorded, *matchers)}[{HOUR}])) * 3600",
                      recorded, Query(key, what, raw_counter) if raw_counter else None)
 
+    def _tile_count(self, key: str, what: str, recorded: str, raw_counter: str) -> Query:
+        """Packets in each hour from the pack's count chain: the samples inside the hour summed (each sample
+        counts the packets since the one before it), else the raw counters' increase."""
+        return Query(key, what, f"sum by ({self.by()}) (sum_over_time({self.rec(recorded)}[{HOUR}]))", recorded,
+                     Query(key, what, raw_counter))
+
     def node_hourly(self) -> list[Query]:
         """Per (cluster, node) queries evaluated at every hour of the period."""
         by = self.by()
         inc = lambda m, *ms: f"sum by ({by}) (increase({self.raw(m, *ms)}[1h]))"  # noqa: E731
         unexpected = unexpected_matcher()
         dp_traffic = f"({inc(c.DATAPATH_FORWARDED)} + {inc(c.DATAPATH_DROPPED)}) or {inc(c.DATAPATH_FORWARDED)}"
+        errors_count, traffic_count = drop_counts(str(self.config.get("sloReviewStep", REVIEW_STEP)))
         ws_raw = f"max by ({by}) ({self.raw(c.AGENT_WORKING_SET)})"
         upper_raw = f"max by ({by}) ({self.raw(c.ENVELOPE_UPPER)})"
         kubelet_up = f"max by ({by}) ({self.raw(c.SOURCE_UP, KUBELET)})"
@@ -143,9 +160,9 @@ class Series:
         return [
             Query("present", "samples of the exporter's build_info (exporter scraped)",
                   f"count by ({by}) (count_over_time({self.raw(c.BUILD_INFO)}[{HOUR}]))"),
-            self._count("dp_traffic", "datapath packets (agent counters)", DATAPATH_PACKETS, dp_traffic),
-            self._count("dp_errors", "unexpected datapath drops (agent counters)", DATAPATH_UNEXPECTED,
-                        f"{inc(c.DATAPATH_DROPPED, unexpected)} or 0 * ({dp_traffic})"),
+            self._tile_count("dp_traffic", "datapath packets (agent counters)", traffic_count, dp_traffic),
+            self._tile_count("dp_errors", "unexpected datapath drops (agent counters)", errors_count,
+                             f"{inc(c.DATAPATH_DROPPED, unexpected)} or 0 * ({dp_traffic})"),
             self._count("hb_traffic", "flows seen by Hubble", FLOWS_SEEN, inc(c.FLOWS_SEEN)),
             self._count("hb_errors", "unexpected drops seen by Hubble", DROPS_UNEXPECTED,
                         f"{inc(c.DROPS, unexpected)} or 0 * {inc(c.FLOWS_SEEN)}"),
@@ -184,6 +201,8 @@ class Series:
                   f"max by ({by}) (last_over_time({self.raw(c.ENVOY_START_TIME)}[{HOUR}]))"),
             Query("restarts", "agent restart count at the end of the hour",
                   f"max by ({by}) (last_over_time({self.raw(c.AGENT_RESTARTS)}[{HOUR}]))"),
+            Query("restarts_min", "agent restart count, lowest in the hour (restarts inside a first hour)",
+                  f"max by ({by}) (min_over_time({self.raw(c.AGENT_RESTARTS)}[{HOUR}]))"),
             Query("terminated_at", "when the agent last terminated, at the end of the hour",
                   f"max by ({by}) (last_over_time({self.raw(c.AGENT_LAST_TERMINATED_TIMESTAMP)}[{HOUR}]))"),
             Query("oom_reason", "the agent's last termination was an OOM kill (at the end of the hour)",
@@ -197,6 +216,8 @@ class Series:
                   f"(max_over_time({self.raw(c.ENVOY_LIMIT)}[{HOUR}]))"),
             Query("envoy_restarts", "cilium-envoy restart count at the end of the hour",
                   f"max by ({by}) (last_over_time({self.raw(c.ENVOY_RESTARTS)}[{HOUR}]))"),
+            Query("envoy_restarts_min", "cilium-envoy restart count, lowest in the hour",
+                  f"max by ({by}) (min_over_time({self.raw(c.ENVOY_RESTARTS)}[{HOUR}]))"),
             Query("envoy_terminated_at", "when cilium-envoy last terminated",
                   f"max by ({by}) (last_over_time({self.raw(c.ENVOY_LAST_TERMINATED_TIMESTAMP)}[{HOUR}]))"),
             Query("envoy_oom_reason", "cilium-envoy's last termination was an OOM kill",
@@ -220,9 +241,12 @@ class Series:
         return [
             Query("source_up", "share of the hour each exporter source was up",
                   f"min by ({by}, source) (avg_over_time({self.raw(c.SOURCE_UP)}[{HOUR}]))"),
-            Query("version", "Cilium version at the end of the hour (the node's settings source)",
-                  f"max by ({by}, version) ({self.raw(c.CILIUM_INFO)})", "",
-                  Query("version", "", f"max by ({by}, version) ({self.raw(c.HUBBLE_INFO)})")),
+            # last_over_time: the period's last hour ends in the future while it is in progress (the demo's
+            # one-hour report), where a plain selector finds nothing
+            Query("version", "Cilium version in the hour (the node's settings source)",
+                  f"max by ({by}, version) (last_over_time({self.raw(c.CILIUM_INFO)}[{HOUR}]))", "",
+                  Query("version", "", f"max by ({by}, version) (last_over_time({self.raw(c.HUBBLE_INFO)}"
+                                       f"[{HOUR}]))")),
         ]
 
     # --- per cluster, per hour ---------------------------------------------------------------------
@@ -264,6 +288,38 @@ class Series:
                   Query("dp_reason_nodes", "", f"count by ({cl}, reason) (sum by ({by}) "
                                                f"(increase({self.raw(c.DATAPATH_DROPPED)}[{period}])) > 0)")),
         ]
+
+    def rolling(self) -> list[Query]:
+        """The fleet-pooled SLIs over the pack's rolling ``sloPeriod`` ending at the period's end (instant
+        queries): the window the pack's SLO rules and the dashboards show, beside the calendar figure."""
+        from .period import duration_seconds
+
+        window = f"{duration_seconds(str(self.config['sloPeriod'])) * 1000 - 1}ms"
+        errors_count, traffic_count = drop_counts(str(self.config.get("sloReviewStep", REVIEW_STEP)))
+        cl = self.cluster
+        return [
+            Query("rolling_drop_errors", f"unexpected datapath drops over the rolling {self.config['sloPeriod']}",
+                  f"sum by ({cl}) (sum_over_time({self.rec(errors_count)}[{window}]))", errors_count),
+            Query("rolling_drop_traffic", f"datapath packets over the rolling {self.config['sloPeriod']}",
+                  f"sum by ({cl}) (sum_over_time({self.rec(traffic_count)}[{window}]))", traffic_count),
+            Query("rolling_memory_bad", f"envelope-error samples over the rolling {self.config['sloPeriod']}",
+                  f"sum by ({cl}) (sum_over_time({self.rec(MEMORY_ENVELOPE_ERROR)}[{window}]))",
+                  MEMORY_ENVELOPE_ERROR),
+            Query("rolling_memory_samples", f"envelope samples over the rolling {self.config['sloPeriod']}",
+                  f"sum by ({cl}) (count_over_time({self.rec(MEMORY_ENVELOPE_ERROR)}[{window}]))",
+                  MEMORY_ENVELOPE_ERROR),
+        ]
+
+    def groups(self, label: str, period: str) -> Query:
+        """Each node's value of ``label`` in the period (instant): a label of the exporter's targets (a
+        relabelled zone or node pool), else kube-state-metrics' ``kube_node_labels{label_<label>}``."""
+        if not _LABEL.match(label):
+            raise ValueError(f"--group-by {label!r} is not a Prometheus label name")
+        has_label = label + '!=""'
+        own = f"max by ({self.by(label)}) (last_over_time({self.raw(c.BUILD_INFO, has_label)}[{period}]))"
+        ksm_sel = ", ".join([*self._cluster_matcher(), f'label_{label}!=""'])
+        ksm = f"max by ({self.cluster}, node, label_{label}) (last_over_time(kube_node_labels{{{ksm_sel}}}[{period}]))"
+        return Query("groups", f"each node's {label}", own, "", Query("groups", "", ksm))
 
     def objectives(self) -> Query:
         """The objectives the running rule pack records."""

@@ -60,10 +60,11 @@ def load(path: str | None) -> RulesConfig:
     for key in ("dropSloObjective", "memorySloObjective"):
         if not 0 < float(values[key]) < 1:
             raise SettingsError(f"--rules-config {path}: {key} must be between 0 and 1, got {values[key]}")
-    try:
-        duration_seconds(values["sloPeriod"])
-    except PeriodError as exc:
-        raise SettingsError(f"--rules-config {path}: sloPeriod: {exc}") from None
+    for key in ("sloPeriod", "sloReviewStep"):
+        try:
+            duration_seconds(values[key])
+        except PeriodError as exc:
+            raise SettingsError(f"--rules-config {path}: {key}: {exc}") from None
     return RulesConfig(values, origin)
 
 
