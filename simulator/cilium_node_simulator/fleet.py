@@ -33,11 +33,11 @@ from typing import Any
 from prometheus_client.exposition import choose_encoder
 
 from cilium_node_exporter.config import parse_listen
-from cilium_node_exporter.units import UnitError, parse_duration
 from cilium_node_simulator import fleet_scenario, ksm_fake
 from cilium_node_simulator.events import SpecError
 from cilium_node_simulator.fleet_node import FleetNode
 from cilium_node_simulator.fleet_scenario import FleetScenario, assign, builtin_fleets, load_fleet
+from cilium_node_simulator.quantities import seconds_of
 from cilium_node_simulator.usage import Parser
 
 log = logging.getLogger("cilium_node_simulator.fleet")
@@ -289,9 +289,9 @@ def main(argv: Sequence[str]) -> int:
         clusters = _clusters(args)
         host, port = parse_listen(args.listen)
         if args.scrape_interval:
-            parse_duration(args.scrape_interval)
+            seconds_of(args.scrape_interval)
         fleet = Fleet(clusters, speed=args.speed, seed=args.seed, scrape_interval=args.scrape_interval)
-    except (SpecError, ValueError, UnitError) as exc:
+    except (SpecError, ValueError) as exc:
         print(f"cilium-node-exporter simulate --fleet: error: {exc}", file=sys.stderr)
         return 2
     try:

@@ -26,7 +26,6 @@ from typing import Any
 
 import yaml
 
-from cilium_node_exporter.units import UnitError, parse_duration, parse_quantity
 from cilium_node_simulator.cilium_enums import drop_reason_text
 from cilium_node_simulator.cilium_settings import (
     PERF_EVENT_TYPES,
@@ -37,6 +36,7 @@ from cilium_node_simulator.cilium_settings import (
 )
 from cilium_node_simulator.events import LOST_SOURCES, CompiledSpec, EventSpec, SpecError
 from cilium_node_simulator.memory_model import Cluster, Host, MemoryModel, MemorySample
+from cilium_node_simulator.quantities import QuantityError, bytes_of, seconds_of
 from cilium_node_simulator.releases import parse_version
 from cilium_node_simulator.ring import check_capacity
 from cilium_node_simulator.truth import GroundTruth, flow_truth
@@ -250,8 +250,8 @@ def _duration(value: Any, where: str) -> float:
     if isinstance(value, bool) or value is None:
         raise ScenarioError(f"{where}: invalid duration {value!r} (use e.g. 30s, 5m)")
     try:
-        seconds = float(value) if isinstance(value, int | float) else parse_duration(str(value))
-    except UnitError as exc:
+        seconds = float(value) if isinstance(value, int | float) else seconds_of(str(value))
+    except QuantityError as exc:
         raise ScenarioError(f"{where}: {exc}") from None
     if seconds <= 0:
         raise ScenarioError(f"{where}: duration must be positive, got {value!r}")
@@ -262,8 +262,8 @@ def _quantity(value: Any, where: str) -> int:
     if isinstance(value, bool) or value is None:
         raise ScenarioError(f"{where}: invalid memory quantity {value!r} (use e.g. 300Mi, 1Gi)")
     try:
-        return int(value) if isinstance(value, int) else parse_quantity(str(value))
-    except UnitError as exc:
+        return int(value) if isinstance(value, int) else bytes_of(str(value))
+    except QuantityError as exc:
         raise ScenarioError(f"{where}: {exc}") from None
 
 
