@@ -34,6 +34,7 @@ from cilium_node_simulator.cilium_settings import (
     RuntimeOptions,
     SettingsError,
 )
+from cilium_node_simulator.clock import REAL, Clock
 from cilium_node_simulator.events import LOST_SOURCES, CompiledSpec, EventSpec, SpecError
 from cilium_node_simulator.memory_model import Cluster, Host, MemoryModel, MemorySample
 from cilium_node_simulator.quantities import QuantityError, bytes_of, seconds_of
@@ -599,7 +600,7 @@ class ScenarioRuntime:
     """Plays a scenario in a thread: emits events into the server and tracks the agent state."""
 
     def __init__(self, scenario: Scenario, server: Any, speed: float = 1.0, emit_events: bool = True,
-                 tick: float = 0.1) -> None:
+                 tick: float = 0.1, clock: Clock = REAL) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.scenario = scenario
@@ -607,19 +608,20 @@ class ScenarioRuntime:
         self.speed = speed
         self.emit_events = emit_events
         self.tick = tick
+        self.clock = clock  # time is read and slept through it (a recorder's virtual clock: clock.py)
         self.finished = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._agent = _AgentTrack()
-        self._agent.apply(scenario.agent, time.time())
+        self._agent = _AgentTrack(started_at=clock.time())
+        self._agent.apply(scenario.agent, clock.time())
         self.cilium = AgentConfig(scenario.cilium, scenario.version, host_memory=scenario.host.memory)
         self.host = scenario.host
         self.memory = MemoryModel(self.cilium.release, scenario.host, scenario.cluster, scenario.cilium.sizing())
         self._envoy: _AgentTrack | None = None
         if self.cilium.envoy_mode == "external":
-            self._envoy = _AgentTrack(working_set=Ramp(ENVOY_DEFAULT, ENVOY_DEFAULT))
-            self._envoy.apply(scenario.envoy, time.time())
+            self._envoy = _AgentTrack(working_set=Ramp(ENVOY_DEFAULT, ENVOY_DEFAULT), started_at=clock.time())
+            self._envoy.apply(scenario.envoy, clock.time())
         # What happened in the datapath (every packet, notified or not) vs what Hubble received (server.truth)
         self.datapath_truth = GroundTruth()
         self._datapath_baseline: Any = None  # datapath truth when the agent last (re)started: its counters reset
@@ -628,7 +630,7 @@ class ScenarioRuntime:
         self._phase_index = 0
         self._cycle = 0
         self._phase_sim_start = 0.0
-        self._phase_real_start = time.monotonic()
+        self._phase_real_start = clock.monotonic()
         self._compiled: list[list[CompiledSpec]] = []
 
     @property
@@ -664,7 +666,7 @@ class ScenarioRuntime:
     def elapsed(self) -> float:
         """Simulated seconds since the scenario started (stops at the end of a non-looping one)."""
         with self._lock:
-            in_phase = (time.monotonic() - self._phase_real_start) * self.speed
+            in_phase = (self.clock.monotonic() - self._phase_real_start) * self.speed
             return self._phase_sim_start + min(in_phase, self.phase.duration)
 
     def agent_state(self) -> AgentState:
@@ -677,7 +679,7 @@ class ScenarioRuntime:
     def _fraction(self) -> tuple[float, float]:
         """(fraction of the current phase played, simulated seconds into it); call with the lock held."""
         phase = self.phase
-        in_phase = min((time.monotonic() - self._phase_real_start) * self.speed, phase.duration)
+        in_phase = min((self.clock.monotonic() - self._phase_real_start) * self.speed, phase.duration)
         if self.finished.is_set():
             in_phase = phase.duration
         return in_phase / phase.duration, in_phase
@@ -806,11 +808,11 @@ class ScenarioRuntime:
         phase = self.scenario.phases[index]
         with contextlib.suppress(Exception):  # the previous phase's events land before a counter baseline
             self.server.sync()
-        now = time.time()
+        now = self.clock.time()
         with self._lock:
             self._phase_index = index
             self._phase_sim_start = sim_start
-            self._phase_real_start = time.monotonic()
+            self._phase_real_start = self.clock.monotonic()
             restarted, running_changed = self._agent.apply(phase.agent, now)
             running = self._agent.running
             if restarted or (running_changed and running):
@@ -859,9 +861,9 @@ class ScenarioRuntime:
         carry = [0.0] * len(compiled)
         lost_carry = [0.0] * len(phase.lost)
         real_duration = phase.duration / self.speed
-        start = last = time.monotonic()
+        start = last = self.clock.monotonic()
         while not self._stop.is_set():
-            now = time.monotonic()
+            now = self.clock.monotonic()
             end = min(now, start + real_duration)
             dt_sim = (end - last) * self.speed
             last = end
@@ -883,7 +885,7 @@ class ScenarioRuntime:
                         self.server.emit_lost(lost.source, n, lost.cpu)
             if end >= start + real_duration:
                 return
-            self._stop.wait(min(self.tick, start + real_duration - time.monotonic()))
+            self.clock.wait(self._stop, min(self.tick, start + real_duration - self.clock.monotonic()))
 
 
 def _fmt_duration(seconds: float) -> str:
