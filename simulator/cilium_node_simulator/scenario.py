@@ -637,6 +637,11 @@ class ScenarioRuntime:
     def truth(self) -> Any:
         return self.server.truth
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The thread playing the timeline (None before :meth:`start`)."""
+        return self._thread
+
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> ScenarioRuntime:
         self._compiled = [[self.server.compile(spec, 100 * i + j) for j, spec in enumerate(p.rates)]
