@@ -1,8 +1,10 @@
-"""One fleet run: six clusters of simulated nodes in one simulator process, one Prometheus, one Alertmanager.
+"""One real-time fleet run: clusters of simulated nodes in one simulator process, one Prometheus, one Alertmanager.
 
 Each cluster plays one fleet scenario (``simulator/cilium_node_simulator/scenarios/fleet``) at the accelerated
-preset's compression, all at once, so that one run (about two minutes) answers every fleet question and the
-clusters prove that inhibitions and groups stay within their cluster (every cluster has a ``node-001``).
+preset's compression, all at once. :data:`CLUSTERS` (six clusters, 310 nodes, every cluster with a ``node-001``)
+are decided in virtual time by :mod:`tests.e2e.fleet_replay`; the real-time smoke (test_fleet.py) plays
+:data:`SMOKE`, a size a loaded 2-core machine can scrape, and says "TOO SLOW" (:meth:`FleetRun.too_slow`) when it
+could not.
 Alertmanager runs the shipped configuration (receiver URLs pointed at the test's webhook, one path per receiver).
 
 Time. The scenarios run ``speed`` (30) times faster than real time, as the preset's SLO windows do; Alertmanager's
