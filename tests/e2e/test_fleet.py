@@ -1,7 +1,7 @@
 """The real-time fleet smoke: simulated clusters of nodes (``simulate --fleet``) -> Debian's Prometheus (accelerated
 pack, 2 s scrape, 1 s evaluation) -> Alertmanager with the shipped configuration -> the page and ticket receivers.
 
-What 350 nodes fire and notify is decided deterministically in test_fleet_replay.py (virtual time, promtool, a
+What 310 nodes fire and notify is decided deterministically in test_fleet_replay.py (virtual time, promtool, a
 real Alertmanager fed step by step). This smoke keeps the real pipe honest at a size a loaded 2-core machine can
 serve (80 nodes): targets scraped as real exporters, one bad node's page and one cluster-wide outage's notification
 delivered to the webhook, a healthy cluster quiet. When scrapes failed, every failure message starts with

@@ -1,4 +1,4 @@
-"""What the fleet scenarios fire and notify, decided deterministically (tests/e2e/fleet_replay.py): 350 nodes'
+"""What the fleet scenarios fire and notify, decided deterministically (tests/e2e/fleet_replay.py): 310 nodes'
 exporters recorded in virtual time, the shipped default pack evaluated by promtool over the recording, the shipped
 Alertmanager configuration fed each evaluation's firing alerts. No wall-clock race: green on a busy machine, or a
 real finding. Expectations are read from the pack (severities, scopes, routes), never written here.
