@@ -67,6 +67,7 @@ bench: setup
 	$(PY) -m bench.rules_cost
 	$(PY) bench/report.py
 	$(PY) bench/fleet.py
+	$(PY) bench/fleet_replay.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

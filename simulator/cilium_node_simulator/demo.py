@@ -35,9 +35,9 @@ import yaml
 from cilium_node_exporter.mixin import names as n
 from cilium_node_exporter.mixin import slo
 from cilium_node_exporter.mixin.config import duration_seconds, merge
-from cilium_node_exporter.units import parse_quantity
 from cilium_node_simulator import stack
 from cilium_node_simulator.events import ACTIONS, L7_KINDS, EventSpec
+from cilium_node_simulator.quantities import bytes_of
 from cilium_node_simulator.scenario import Phase, Scenario, ScenarioError, load_scenario
 from cilium_node_simulator.stack import HOST, StackError, Supervisor
 from cilium_node_simulator.webhook import Delivery, WebhookReceiver
@@ -599,7 +599,7 @@ class Demo:
     def introduce(self, metrics: str, rules_note: str, pack: dict[str, PackAlert], now: float) -> None:
         """Where to look, and what the scenario is about to do (``now``: seconds since it started)."""
         args, scenario = self.args, self.scenario
-        upper = parse_quantity(ENVELOPE.split("-")[1])
+        upper = bytes_of(ENVELOPE.split("-")[1])
         lines = [
             "",
             f"cilium-node-exporter demo: node {scenario.node}, scenario {scenario.name!r} at {args.speed:g}x speed "

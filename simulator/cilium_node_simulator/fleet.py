@@ -33,11 +33,12 @@ from typing import Any
 from prometheus_client.exposition import choose_encoder
 
 from cilium_node_exporter.config import parse_listen
-from cilium_node_exporter.units import UnitError, parse_duration
 from cilium_node_simulator import fleet_scenario, ksm_fake
+from cilium_node_simulator.clock import REAL, Clock
 from cilium_node_simulator.events import SpecError
-from cilium_node_simulator.fleet_node import FleetNode
+from cilium_node_simulator.fleet_node import TICK, FleetNode
 from cilium_node_simulator.fleet_scenario import FleetScenario, assign, builtin_fleets, load_fleet
+from cilium_node_simulator.quantities import seconds_of
 from cilium_node_simulator.usage import Parser
 
 log = logging.getLogger("cilium_node_simulator.fleet")
@@ -63,7 +64,7 @@ class Fleet:
     """Every node of every cluster, and the target list Prometheus scrapes them by."""
 
     def __init__(self, clusters: Sequence[ClusterSpec], speed: float = DEFAULT_SPEED, seed: int = 1,
-                 scrape_interval: str = "") -> None:
+                 scrape_interval: str = "", clock: Clock = REAL, tick: float = TICK) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
         names = [c.name for c in clusters]
@@ -76,7 +77,8 @@ class Fleet:
             for name, a in assign(c.scenario, c.nodes, speed, seed=seed):
                 self.nodes[(c.name, name)] = FleetNode(name, c.name, a.plan, c.scenario.sources,
                                                        c.scenario.memory_envelope, speed,
-                                                       memory_envelope_mode=c.scenario.memory_envelope_mode)
+                                                       memory_envelope_mode=c.scenario.memory_envelope_mode,
+                                                       clock=clock, tick=tick)
         self.address = ""
         # Prometheus (2.30+) takes a target's scrape interval and timeout from these labels, SD-provided ones too.
         self.scrape_labels = {"__scrape_interval__": scrape_interval, "__scrape_timeout__": scrape_interval} \
@@ -289,9 +291,9 @@ def main(argv: Sequence[str]) -> int:
         clusters = _clusters(args)
         host, port = parse_listen(args.listen)
         if args.scrape_interval:
-            parse_duration(args.scrape_interval)
+            seconds_of(args.scrape_interval)
         fleet = Fleet(clusters, speed=args.speed, seed=args.seed, scrape_interval=args.scrape_interval)
-    except (SpecError, ValueError, UnitError) as exc:
+    except (SpecError, ValueError) as exc:
         print(f"cilium-node-exporter simulate --fleet: error: {exc}", file=sys.stderr)
         return 2
     try:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
-import time
 from collections import defaultdict
 from dataclasses import replace
 from typing import Any
@@ -54,6 +53,7 @@ from cilium_node_exporter.sources.settings import agent_api
 from cilium_node_simulator import kubelet_fake
 from cilium_node_simulator.agent_metrics_fake import LB_PRESSURE_INTERVAL, memory_families
 from cilium_node_simulator.cilium_settings import AgentConfig
+from cilium_node_simulator.clock import REAL, Clock
 from cilium_node_simulator.events import LOST_SOURCES, CompiledSpec, EventSpec
 from cilium_node_simulator.fleet_scenario import NodePlan, PhaseExtras
 from cilium_node_simulator.flows import FlowFactory, FlowTemplate
@@ -141,7 +141,7 @@ class NodeHubble:
         self._live = False
         self._ever_live = False
         self._backoff = Backoff(node.config.hubble_backoff_max)
-        self._next_attempt = time.monotonic()
+        self._next_attempt = node.clock.monotonic()
 
     # --- the server side, driven by the runtime ---------------------------------------------------
     def compile(self, spec: EventSpec, index: int = 0) -> CompiledSpec:
@@ -171,7 +171,7 @@ class NodeHubble:
             if not self._follow_phase():
                 return False
             self.truth.add_lost(LOST_SOURCES[source], count)
-            now = time.time_ns()
+            now = self.node.clock.time_ns()
             framed = self._factory.lost_message(LOST_SOURCES[source], count, now, cpu=cpu if cpu is not None else 0,
                                                 first_ns=now, last_ns=now)
             self._counter.handle(framed[5:])  # the gRPC frame's 5-byte prefix off
@@ -226,12 +226,12 @@ class NodeHubble:
         state.hubble_gap.stream_down()
         state.health["hubble"].fail("connect", message)
         self._backoff.reset()
-        self._next_attempt = time.monotonic() + self._backoff.next()
+        self._next_attempt = self.node.clock.monotonic() + self._backoff.next()
 
     def refresh(self) -> None:
         """Scrape time: reconnect attempts due by now, then the status the exporter last polled."""
         state = self.node.state
-        now = time.monotonic()
+        now = self.node.clock.monotonic()
         with self._lock:
             available = self._follow_phase() and self.running
             while not self._live and now >= self._next_attempt:
@@ -255,12 +255,13 @@ class NodeHubble:
 class NodeKubelet(KubeletSource):
     """The exporter's kubelet source reading the kubelet fake's Summary document without HTTPS."""
 
-    def __init__(self, config: Config, state: ExporterState, model: NodeModel) -> None:
-        super().__init__(config, state)
+    def __init__(self, config: Config, state: ExporterState, model: NodeModel, clock: Clock = REAL) -> None:
+        super().__init__(config, state, clock.monotonic)
         self.model = model
+        self.wall = clock.time
 
     def fetch(self) -> Any:
-        return kubelet_fake.summary(self.model)
+        return kubelet_fake.summary(self.model, now=self.wall())
 
 
 class NodeAgentMetrics(AgentMetricsSource):
@@ -274,7 +275,7 @@ class NodeAgentMetrics(AgentMetricsSource):
     """
 
     def __init__(self, config: Config, state: ExporterState, model: NodeModel, runtime: ScenarioRuntime) -> None:
-        super().__init__(config, state)
+        super().__init__(config, state, runtime.clock.monotonic)
         self.model = model
         self.runtime = runtime
         self._memory_key: tuple[Any, ...] | None = None
@@ -296,7 +297,7 @@ class NodeAgentMetrics(AgentMetricsSource):
         self.state.agent_datapath = AgentDatapath(dict(dropped), dict(forwarded), dict(totals["map_pressure"]),
                                                   totals.get("ratelimited"))
         started = self.model.agent.container_started
-        uptime = (time.time() - started) * self.runtime.speed
+        uptime = (self.runtime.clock.time() - started) * self.runtime.speed
         sample, model = self.runtime.agent_memory(), self.runtime.memory
         key = (id(model), sample, uptime >= LB_PRESSURE_INTERVAL)  # what the parsed families depend on
         if key != self._memory_key:  # one node's memory changes with its ramps only: most scrapes reuse it
@@ -312,8 +313,9 @@ class FleetNode:
 
     def __init__(self, name: str, cluster: str, plan: NodePlan, sources: str, memory_envelope: str,
                  speed: float, exporter_flags: tuple[str, ...] = EXPORTER_FLAGS,
-                 memory_envelope_mode: str = "static") -> None:
+                 memory_envelope_mode: str = "static", clock: Clock = REAL, tick: float = TICK) -> None:
         self.name = name
+        self.clock = clock
         self.cluster = cluster
         self.plan = plan
         self.config = parse_args([f"--node-name={name}", f"--sources={sources}",
@@ -322,9 +324,10 @@ class FleetNode:
         self.state = ExporterState(sources=self.config.sources.names, envelope=self.config.memory_envelope,
                                    optional=self.config.sources.optional,
                                    envelope_mode=self.config.memory_envelope_mode)
+        self.state.hubble_gap.clock = clock.monotonic
         self.hubble = NodeHubble(self)
-        self.runtime = ScenarioRuntime(plan.scenario, self.hubble, speed=speed, tick=TICK)
-        self.model = NodeModel(self.runtime, name, namespace=self.config.cilium_namespace)
+        self.runtime = ScenarioRuntime(plan.scenario, self.hubble, speed=speed, tick=tick, clock=clock)
+        self.model = NodeModel(self.runtime, name, namespace=self.config.cilium_namespace, clock=clock.time)
         self.registry: CollectorRegistry = build_registry(self.state)
         self._configs: dict[str, AgentConfig] = {plan.scenario.version: self.runtime.cilium}
         self._settings_read = -float("inf")
@@ -333,7 +336,7 @@ class FleetNode:
         if "hubble" in sources_on:
             self.state.refreshers.append(self.hubble.refresh)
         if "kubelet" in sources_on:
-            NodeKubelet(self.config, self.state, self.model).start()
+            NodeKubelet(self.config, self.state, self.model, clock).start()
         if "agent" in sources_on:
             NodeAgentMetrics(self.config, self.state, self.model, self.runtime).start()
         if "settings" in sources_on:
@@ -386,7 +389,7 @@ class FleetNode:
     def _refresh_settings(self) -> None:
         """The settings source: the agent API's documents through its parser, every ``--settings-interval``
         (while the agent is down its socket refuses: the source keeps its last reading's absence)."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now - self._settings_read < self.config.settings_interval:
             return
         self._settings_read = now

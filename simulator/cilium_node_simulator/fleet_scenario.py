@@ -47,7 +47,7 @@ from typing import Any
 import yaml
 
 from cilium_node_exporter.config import FLAGS_BY_NAME
-from cilium_node_exporter.units import UnitError, parse_duration, parse_envelope
+from cilium_node_simulator.quantities import envelope_of, seconds_of
 from cilium_node_simulator.releases import parse_version
 from cilium_node_simulator.scenario import (
     AgentSpec,
@@ -220,8 +220,8 @@ def _group_nodes(value: Any, where: str) -> str:
 def _seconds(value: Any, where: str) -> float:
     try:
         seconds = float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-            else parse_duration(str(value))
-    except (UnitError, ValueError) as exc:
+            else seconds_of(str(value))
+    except ValueError as exc:
         raise ScenarioError(f"{where}: {exc}") from None
     if seconds < 0:
         raise ScenarioError(f"{where}: must not be negative")
@@ -249,8 +249,8 @@ def parse_fleet(data: Any, source: str = "<memory>") -> FleetScenario:
         raise ScenarioError(f"{source}: sources: {exc}") from None
     envelope = str(data.get("memory_envelope", FLAGS_BY_NAME["memory-envelope"].default))
     try:
-        parse_envelope(envelope)
-    except (UnitError, ValueError) as exc:
+        envelope_of(envelope)
+    except ValueError as exc:
         raise ScenarioError(f"{source}: memory_envelope: {exc}") from None
     mode = str(data.get("memory_envelope_mode", FLAGS_BY_NAME["memory-envelope-mode"].default))
     try:

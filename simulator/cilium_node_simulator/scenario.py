@@ -26,7 +26,6 @@ from typing import Any
 
 import yaml
 
-from cilium_node_exporter.units import UnitError, parse_duration, parse_quantity
 from cilium_node_simulator.cilium_enums import drop_reason_text
 from cilium_node_simulator.cilium_settings import (
     PERF_EVENT_TYPES,
@@ -35,8 +34,10 @@ from cilium_node_simulator.cilium_settings import (
     RuntimeOptions,
     SettingsError,
 )
+from cilium_node_simulator.clock import REAL, Clock
 from cilium_node_simulator.events import LOST_SOURCES, CompiledSpec, EventSpec, SpecError
 from cilium_node_simulator.memory_model import Cluster, Host, MemoryModel, MemorySample
+from cilium_node_simulator.quantities import QuantityError, bytes_of, seconds_of
 from cilium_node_simulator.releases import parse_version
 from cilium_node_simulator.ring import check_capacity
 from cilium_node_simulator.truth import GroundTruth, flow_truth
@@ -250,8 +251,8 @@ def _duration(value: Any, where: str) -> float:
     if isinstance(value, bool) or value is None:
         raise ScenarioError(f"{where}: invalid duration {value!r} (use e.g. 30s, 5m)")
     try:
-        seconds = float(value) if isinstance(value, int | float) else parse_duration(str(value))
-    except UnitError as exc:
+        seconds = float(value) if isinstance(value, int | float) else seconds_of(str(value))
+    except QuantityError as exc:
         raise ScenarioError(f"{where}: {exc}") from None
     if seconds <= 0:
         raise ScenarioError(f"{where}: duration must be positive, got {value!r}")
@@ -262,8 +263,8 @@ def _quantity(value: Any, where: str) -> int:
     if isinstance(value, bool) or value is None:
         raise ScenarioError(f"{where}: invalid memory quantity {value!r} (use e.g. 300Mi, 1Gi)")
     try:
-        return int(value) if isinstance(value, int) else parse_quantity(str(value))
-    except UnitError as exc:
+        return int(value) if isinstance(value, int) else bytes_of(str(value))
+    except QuantityError as exc:
         raise ScenarioError(f"{where}: {exc}") from None
 
 
@@ -599,7 +600,7 @@ class ScenarioRuntime:
     """Plays a scenario in a thread: emits events into the server and tracks the agent state."""
 
     def __init__(self, scenario: Scenario, server: Any, speed: float = 1.0, emit_events: bool = True,
-                 tick: float = 0.1) -> None:
+                 tick: float = 0.1, clock: Clock = REAL) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.scenario = scenario
@@ -607,19 +608,20 @@ class ScenarioRuntime:
         self.speed = speed
         self.emit_events = emit_events
         self.tick = tick
+        self.clock = clock  # time is read and slept through it (a recorder's virtual clock: clock.py)
         self.finished = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._agent = _AgentTrack()
-        self._agent.apply(scenario.agent, time.time())
+        self._agent = _AgentTrack(started_at=clock.time())
+        self._agent.apply(scenario.agent, clock.time())
         self.cilium = AgentConfig(scenario.cilium, scenario.version, host_memory=scenario.host.memory)
         self.host = scenario.host
         self.memory = MemoryModel(self.cilium.release, scenario.host, scenario.cluster, scenario.cilium.sizing())
         self._envoy: _AgentTrack | None = None
         if self.cilium.envoy_mode == "external":
-            self._envoy = _AgentTrack(working_set=Ramp(ENVOY_DEFAULT, ENVOY_DEFAULT))
-            self._envoy.apply(scenario.envoy, time.time())
+            self._envoy = _AgentTrack(working_set=Ramp(ENVOY_DEFAULT, ENVOY_DEFAULT), started_at=clock.time())
+            self._envoy.apply(scenario.envoy, clock.time())
         # What happened in the datapath (every packet, notified or not) vs what Hubble received (server.truth)
         self.datapath_truth = GroundTruth()
         self._datapath_baseline: Any = None  # datapath truth when the agent last (re)started: its counters reset
@@ -628,12 +630,17 @@ class ScenarioRuntime:
         self._phase_index = 0
         self._cycle = 0
         self._phase_sim_start = 0.0
-        self._phase_real_start = time.monotonic()
+        self._phase_real_start = clock.monotonic()
         self._compiled: list[list[CompiledSpec]] = []
 
     @property
     def truth(self) -> Any:
         return self.server.truth
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The thread playing the timeline (None before :meth:`start`)."""
+        return self._thread
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> ScenarioRuntime:
@@ -664,7 +671,7 @@ class ScenarioRuntime:
     def elapsed(self) -> float:
         """Simulated seconds since the scenario started (stops at the end of a non-looping one)."""
         with self._lock:
-            in_phase = (time.monotonic() - self._phase_real_start) * self.speed
+            in_phase = (self.clock.monotonic() - self._phase_real_start) * self.speed
             return self._phase_sim_start + min(in_phase, self.phase.duration)
 
     def agent_state(self) -> AgentState:
@@ -677,7 +684,7 @@ class ScenarioRuntime:
     def _fraction(self) -> tuple[float, float]:
         """(fraction of the current phase played, simulated seconds into it); call with the lock held."""
         phase = self.phase
-        in_phase = min((time.monotonic() - self._phase_real_start) * self.speed, phase.duration)
+        in_phase = min((self.clock.monotonic() - self._phase_real_start) * self.speed, phase.duration)
         if self.finished.is_set():
             in_phase = phase.duration
         return in_phase / phase.duration, in_phase
@@ -806,11 +813,11 @@ class ScenarioRuntime:
         phase = self.scenario.phases[index]
         with contextlib.suppress(Exception):  # the previous phase's events land before a counter baseline
             self.server.sync()
-        now = time.time()
+        now = self.clock.time()
         with self._lock:
             self._phase_index = index
             self._phase_sim_start = sim_start
-            self._phase_real_start = time.monotonic()
+            self._phase_real_start = self.clock.monotonic()
             restarted, running_changed = self._agent.apply(phase.agent, now)
             running = self._agent.running
             if restarted or (running_changed and running):
@@ -859,9 +866,9 @@ class ScenarioRuntime:
         carry = [0.0] * len(compiled)
         lost_carry = [0.0] * len(phase.lost)
         real_duration = phase.duration / self.speed
-        start = last = time.monotonic()
+        start = last = self.clock.monotonic()
         while not self._stop.is_set():
-            now = time.monotonic()
+            now = self.clock.monotonic()
             end = min(now, start + real_duration)
             dt_sim = (end - last) * self.speed
             last = end
@@ -883,7 +890,7 @@ class ScenarioRuntime:
                         self.server.emit_lost(lost.source, n, lost.cpu)
             if end >= start + real_duration:
                 return
-            self._stop.wait(min(self.tick, start + real_duration - time.monotonic()))
+            self.clock.wait(self._stop, min(self.tick, start + real_duration - self.clock.monotonic()))
 
 
 def _fmt_duration(seconds: float) -> str:

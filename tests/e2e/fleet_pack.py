@@ -6,9 +6,16 @@ shipped Alertmanager routes' timers (alerts/alertmanager/alertmanager.yaml, whic
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 from typing import Any
 
-from cilium_node_exporter.mixin.config import ACCELERATED, DEFAULTS, duration_seconds
+import yaml
+
+from alerts.alerting import CLUSTER, NODE, all_alerts
+from cilium_node_exporter.mixin.config import ACCELERATED, DEFAULTS, Values, duration_seconds, merge
 from cilium_node_simulator import stack
 
 PAGE, TICKET = "page", "ticket"
@@ -49,3 +56,40 @@ def notifications_per_group(config: dict[str, Any], receiver: str, window: float
 def pack_alerts(groups: list[dict[str, Any]]) -> set[str]:
     """Names of the alerts in Prometheus's loaded rule groups (/api/v1/rules)."""
     return {r["name"] for g in groups for r in g["rules"] if r.get("type") == "alerting"}
+
+
+def alert_labels(groups: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Each alert's static labels (severity included) as Prometheus loaded them (/api/v1/rules), by name."""
+    return {r["name"]: {**r.get("labels", {}), "alertname": r["name"]}
+            for g in groups for r in g["rules"] if r.get("type") == "alerting"}
+
+
+def scopes(preset: str = "accelerated") -> dict[str, str]:
+    """Each alert's scope in the pack's definitions (alerts.alerting): node, cluster or global."""
+    return {a.name: a.scope for a in all_alerts(Values(merge(None, preset)))}
+
+
+def receivers(config: dict[str, Any], labels_by_alert: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The receiver Alertmanager routes each alert to, as Debian's ``amtool config routes test`` resolves
+    ``config`` for the alert's static labels (plus a cluster, and a node for node-scoped alerts)."""
+    amtool = shutil.which("amtool")
+    assert amtool, "amtool missing: install Debian's prometheus-alertmanager (make system-deps)"
+    scope = scopes()
+    out: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "alertmanager.yaml"
+        path.write_text(yaml.safe_dump(config))
+        for name, labels in labels_by_alert.items():
+            extra = {"cluster": "c"} | ({"node": "n"} if scope.get(name, NODE) == NODE else {})
+            res = subprocess.run([amtool, "config", "routes", "test", f"--config.file={path}",
+                                  *(f"{k}={v}" for k, v in {**labels, **extra}.items())],
+                                 capture_output=True, text=True, timeout=30)
+            assert res.returncode == 0, f"amtool routes test {name}: {res.stderr}"
+            out[name] = res.stdout.strip()
+    return out
+
+
+def cluster_alerts(receivers_by_alert: dict[str, str], receiver: str) -> set[str]:
+    """The pack's cluster-scoped alerts that Alertmanager sends to ``receiver``."""
+    scope = scopes()
+    return {name for name, r in receivers_by_alert.items() if r == receiver and scope.get(name) == CLUSTER}

@@ -1,9 +1,12 @@
-"""Fleet end to end: simulated clusters of nodes (``simulate --fleet``) -> Debian's Prometheus (accelerated pack,
-1 s scrape and evaluation) -> Alertmanager with the shipped configuration -> the page and ticket receivers.
+"""The real-time fleet smoke: simulated clusters of nodes (``simulate --fleet``) -> Debian's Prometheus (accelerated
+pack, 2 s scrape, 1 s evaluation) -> Alertmanager with the shipped configuration -> the page and ticket receivers.
 
-One run (tests/e2e/fleet_run.py) plays every fleet scenario at once, one cluster each; the tests read what
-reached the receivers and what Alertmanager grouped and inhibited. How the run's time compression relates to
-Alertmanager's real-time timers: see the fleet_run module docstring.
+What 310 nodes fire and notify is decided deterministically in test_fleet_replay.py (virtual time, promtool, a
+real Alertmanager fed step by step). This smoke keeps the real pipe honest at a size a loaded 2-core machine can
+serve (80 nodes): targets scraped as real exporters, one bad node's page and one cluster-wide outage's notification
+delivered to the webhook, a healthy cluster quiet. When scrapes failed, every failure message starts with
+"TOO SLOW" (failed scrapes, load average, CPU shares): the machine, not the pack. How the run's time compression
+relates to Alertmanager's real-time timers: see the fleet_run module docstring.
 """
 
 from __future__ import annotations
@@ -13,29 +16,26 @@ from collections.abc import Iterator
 
 import pytest
 
-from cilium_node_exporter.mixin.config import DEFAULTS
 from tests.e2e import fleet_pack
 from tests.e2e.fleet_pack import PAGE, TICKET
-from tests.e2e.fleet_run import CLUSTERS, INCIDENT_WINDOW, ClusterRun, FleetRun
+from tests.e2e.fleet_run import INCIDENT_WINDOW, SMOKE, ClusterRun, FleetRun
 from tests.e2e.stack import JOB
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("e2e"), pytest.mark.timeout(420)]
 
-BY_NAME = {c.name: c for c in CLUSTERS}
-# The cluster-scope alert that pages for each cluster-wide outage.
-FLEET_ALERTS = {"hubble-down": "CiliumClusterExporterSourceDown", "exporters-gone": "CiliumClusterExportersDown",
-                "exporters-absent": "CiliumClusterExportersAbsent"}
+BY_NAME = {c.name: c for c in SMOKE}
+OUTAGE, OUTAGE_ALERT = "exporters-gone", "CiliumClusterExportersDown"
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetRun]:
-    fleet = FleetRun(tmp_path_factory.mktemp("fleet"))
+    fleet = FleetRun(tmp_path_factory.mktemp("fleet"), SMOKE)
     try:
         fleet.start()
         # The first 15 scenario minutes of every incident, then the longest group_wait of the shipped routes,
         # so that every group formed in that window has sent its first notification.
         longest_wait = max(fleet_pack.route_timers(fleet.am_config, r)[0] for r in (PAGE, TICKET))
-        end = max(fleet.end_of_window(c) for c in CLUSTERS) + longest_wait + 5
+        end = max(fleet.end_of_window(c) for c in SMOKE) + longest_wait + 5
         fleet.wait_until_scenario(0)
         time.sleep(max(0.0, end - time.time()))
         fleet.poll_alertmanager()
@@ -62,95 +62,42 @@ def page_bound(fleet: FleetRun, cluster: ClusterRun, receiver: str = PAGE) -> tu
 
 def test_fleet_is_scraped_as_real_exporters(run: FleetRun) -> None:
     """Every present node is a target with its own exporter series and the cluster label."""
-    before_incidents = run.real(min(c.incident_at for c in CLUSTERS) - 60)
-    for c in CLUSTERS:
+    before_incidents = run.real(min(c.incident_at for c in SMOKE) - 60)
+    for c in SMOKE:
         n = run.stack.query(f'count(cilium_node_exporter_build_info{{job="{JOB}", cluster="{c.name}"}})',
                             at=before_incidents)
-        assert n and int(float(n[0]["value"][1])) == c.nodes, (c.name, n)
+        assert n and int(float(n[0]["value"][1])) == c.nodes, run.too_slow() + f"{c.name}: {n}"
     ksm = run.stack.query('count by (cluster) (kube_node_info{job="kube-state-metrics"})')
-    assert {s["metric"]["cluster"]: int(float(s["value"][1])) for s in ksm} == {c.name: c.nodes for c in CLUSTERS}
+    assert {s["metric"]["cluster"]: int(float(s["value"][1])) for s in ksm} == {c.name: c.nodes for c in SMOKE}
 
 
-def test_healthy_day_notifies_nobody(run: FleetRun) -> None:
-    """(The pack's memory-envelope error rule reads the raw series, not the working-set recording rule of the same
-    group: a first scrape committing between the two rules would otherwise fire the budget burn here.)"""
-    cluster = "healthy"
-    firing = {name for name, states in run.prometheus_alerts(cluster).items() if "firing" in states}
-    assert not firing, run.summary(cluster)
-    assert not [k for k in run.am_states if k[0] == cluster], run.summary(cluster)
-    assert not run.notifications(PAGE, cluster) and not run.notifications(TICKET, cluster), run.summary(cluster)
-    # the routine rollout really happened on every node (else the quiet proves nothing)
-    versions = run.stack.query(f'count by (version) (cilium_node_hubble_info{{cluster="{cluster}"}})')
-    assert {s["metric"]["version"].split("+")[0]: int(float(s["value"][1])) for s in versions} == \
-        {"cilium v1.16.6": BY_NAME[cluster].nodes}, versions
+def test_healthy_cluster_notifies_nobody(run: FleetRun) -> None:
+    assert not run.notifications(PAGE, "healthy") and not run.notifications(TICKET, "healthy"), \
+        run.summary("healthy")
 
 
-def test_bad_rollout_on_200_nodes_pages_at_most_three_times(run: FleetRun) -> None:
-    """Page groups are per alert name (alerts/routing.py): each notifies once in its first 15 minutes, and the
-    incident pages with at most three names, its per-node pages muted by the per-cluster ones."""
-    cluster = BY_NAME["rollout"]
-    keys, per_key, bound = page_bound(run, cluster)
-    assert per_key == 1, per_key
-    assert 1 <= keys <= 3, f"page groups for one incident: {keys}\n{run.summary(cluster.name)}"
-    assert bound <= 3, (keys, per_key)
-    sent = sent_in_window(run, cluster)
-    assert 1 <= len(sent) <= bound, run.summary(cluster.name)
-    # the incident is real: every node runs the new release and pages in Prometheus
-    versions = run.stack.query(f'count by (version) (cilium_node_hubble_info{{cluster="{cluster.name}"}})')
-    assert [s["metric"]["version"].split("+")[0] for s in versions] == ["cilium v1.16.7"], versions
-    settings = run.stack.query(f'count by (version) (cilium_node_cilium_info{{cluster="{cluster.name}"}})')
-    assert {s["metric"]["version"]: s["value"][1] for s in settings} == {"1.16.7": str(cluster.nodes)}, settings
-    firing = run.stack.query(f'count(count by (node) (ALERTS{{cluster="{cluster.name}", severity="critical", '
-                             'alertstate="firing", node!=""}))')
-    assert firing and int(float(firing[0]["value"][1])) >= 100, (firing, run.summary(cluster.name))
-    # the page names the cluster's problem
-    scopes = {a["labels"]["alertname"] for p in sent for a in p["alerts"] if not a["labels"].get("node")}
-    assert scopes & {"CiliumClusterAgentRestarts", "CiliumClusterAgentMemoryAboveEnvelope",
-                     "CiliumClusterUnexpectedDrops"}, run.summary(cluster.name)
-
-
-def test_bad_rollout_tickets_are_one_per_alert_name(run: FleetRun) -> None:
-    cluster = BY_NAME["rollout"]
-    groups = run.groups_of(TICKET, cluster.name, before=run.end_of_window(cluster))
-    names = {dict(a)["alertname"] for g in groups for a in g.alerts}
-    assert len(groups) == len(names), run.summary(cluster.name)
-    scope = DEFAULTS["scopeLabel"]
-    assert all(set(g.labels) <= {scope, "cluster", "alertname"} for g in groups), [g.labels for g in groups]
-    _, _, bound = page_bound(run, cluster, TICKET)
-    assert len(sent_in_window(run, cluster, TICKET)) <= bound, run.summary(cluster.name)
-
-
-def test_one_bad_node_pages_once_for_itself(run: FleetRun) -> None:
+def test_one_bad_node_page_is_delivered_for_itself(run: FleetRun) -> None:
+    """A real notification reaches the page webhook, naming node-001 only, once in the incident's window."""
     cluster = BY_NAME["one-bad"]
     keys, _, bound = page_bound(run, cluster)
-    assert keys == 1, run.summary(cluster.name)
     sent = sent_in_window(run, cluster)
-    assert 1 <= len(sent) <= bound, run.summary(cluster.name)
-    nodes = {a["labels"].get("node") for p in sent for a in p["alerts"]}
-    assert nodes == {"node-001"}, run.summary(cluster.name)
-    group = run.groups_of(PAGE, cluster.name)[0]
-    assert {dict(a).get("node") for a in group.alerts} == {"node-001"}, run.summary(cluster.name)
+    assert keys == 1 and 1 <= len(sent) <= bound, run.summary(cluster.name)
+    assert {a["labels"].get("node") for p in sent for a in p["alerts"]} == {"node-001"}, run.summary(cluster.name)
 
 
-@pytest.mark.parametrize("name", ["hubble-down", "exporters-gone", "exporters-absent"])
-def test_cluster_wide_outage_pages_once_without_node_tickets(run: FleetRun, name: str) -> None:
-    assert FLEET_ALERTS[name] in run.pack_alerts, sorted(run.pack_alerts)
-    cluster = BY_NAME[name]
-    keys, _, bound = page_bound(run, cluster)
-    assert keys == 1, run.summary(name)
-    sent = sent_in_window(run, cluster)
-    assert 1 <= len(sent) <= bound, run.summary(name)
-    assert {a["labels"]["alertname"] for p in sent for a in p["alerts"]} == {FLEET_ALERTS[name]}, run.summary(name)
-    # the per-node echoes are held back by the cluster alert: no ticket names a node, and none could
-    tickets = run.notifications(TICKET, name)
-    assert not [a for p in tickets for a in p["alerts"] if a["labels"].get("node")], run.summary(name)
-    notifiable = [a["labels"] for a in run.last_alerts if a["labels"].get("cluster") == name
-                  and a["labels"].get("node") and a["status"]["state"] == "active"]
-    assert not notifiable, (notifiable[:3], run.summary(name))
+def test_cluster_wide_outage_notification_is_delivered_without_node_noise(run: FleetRun) -> None:
+    """The outage's cluster alert reaches the receiver its severity routes it to (read from the pack), alone."""
+    receiver = run.receivers[OUTAGE_ALERT]
+    assert receiver in (PAGE, TICKET), f"{OUTAGE_ALERT} is routed to {receiver!r}"
+    sent = run.notifications(receiver, OUTAGE)
+    assert sent and {a["labels"]["alertname"] for p in sent for a in p["alerts"]} == {OUTAGE_ALERT}, \
+        run.summary(OUTAGE)
+    notes = run.notifications(PAGE, OUTAGE) + run.notifications(TICKET, OUTAGE)
+    assert not [a for p in notes for a in p["alerts"] if a["labels"].get("node")], run.summary(OUTAGE)
 
 
 def test_inhibitions_stay_within_their_cluster(run: FleetRun) -> None:
-    assert run.inhibitions, "nothing was inhibited: the scoping is untested\n" + run.summary("rollout")
+    assert run.inhibitions, "nothing was inhibited: the scoping is untested\n" + run.summary(OUTAGE)
     crossed = [(i, by) for i, by in run.inhibitions.values() if any(b.get("cluster") != i.get("cluster") for b in by)]
     assert not crossed, crossed[:3]
 
@@ -159,7 +106,7 @@ def test_fleet_process_and_watchers_survive_the_run(run: FleetRun) -> None:
     """The fleet process served to the end and the Alertmanager watcher never failed; prints the run's figures
     for the report (pytest -s)."""
     print(f"\nfleet run timings (s): {run.timings}; CPU shares of one core: {run.cpu_shares()}")
-    for c in CLUSTERS:
+    for c in SMOKE:
         keys, _, bound = page_bound(run, c)
         tickets = run.groups_of(TICKET, c.name, before=run.end_of_window(c))
         print(f"{c.name:17} page keys {keys} (<= {bound} notifications in 15m), "

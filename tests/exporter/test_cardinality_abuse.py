@@ -1,4 +1,4 @@
-"""Cardinality abuse: flows with tens of thousands of distinct namespaces and policy names, every optional
+"""Cardinality abuse: flows with thousands of distinct namespaces and policy names, every optional
 dimension on, through the real exporter process. The exported series stay under the caps, the overflow is
 counted, and the totals stay exact. The driver is ``bench/cardinality.py``'s, which runs it with 100,000
 names and prints series counts and RSS.
@@ -11,8 +11,10 @@ from pathlib import Path
 from bench.cardinality import DROPS, OVERFLOW, VERDICTS, drive_abuse
 
 
-def test_twenty_thousand_namespaces_and_policies_stay_under_the_caps(tmp_path: Path) -> None:
-    names, cap = 20_000, 50
+def test_five_thousand_namespaces_and_policies_stay_under_the_caps(tmp_path: Path) -> None:
+    """100 times the cap (20,000 took 70 s on a busy 2-core machine for the same assertions: the caps' behaviour
+    does not change past the cap; bench/cardinality.py drives 100,000)."""
+    names, cap = 5_000, 50
     r = drive_abuse(tmp_path, names, cap)
     m = r.metrics
     # every event counted: the caps bound labels, never totals

@@ -130,6 +130,28 @@ def test_refused_mask_falls_back_once_to_no_mask(sock: str) -> None:
         assert m.value("cilium_node_exporter_source_up", source="hubble") == 1
 
 
+def test_refused_mask_is_tried_again_when_the_server_reports_a_new_version(sock: str) -> None:
+    """The refusal belongs to the server version that answered it: after an upgrade (the agent restarts with
+    another release) the exporter sends its mask again; the same version restarting stays unmasked."""
+    server = FakeHubble(sock, version="1.19.3", refuse_masks=True)
+    with running(sock, server) as (_, state):
+        wait_for(lambda: state.hubble_gap.connected)
+        server.stop()  # the agent restarts with the same release: still no mask
+        wait_for(lambda: not state.hubble_gap.connected)
+        server.start()
+        wait_for(lambda: state.hubble_gap.connected and state.hubble_gap.reconnects == 1)
+        assert [bool(r.field_mask.paths) for r in server.requests] == [True, False, False]
+        server.stop()  # upgraded: a release that takes the mask
+        wait_for(lambda: not state.hubble_gap.connected)
+        server.version, server.refuse_masks = "1.19.4", False
+        server.start()
+        wait_for(lambda: state.hubble_gap.connected and state.hubble_gap.reconnects == 2)
+        server.push(*(drop(i) for i in range(5)))
+        wait_for(lambda: drops_total(state) == 5)
+        assert server.requests[-1].field_mask.paths, "no mask sent to the new release after an old one refused it"
+        assert "drop_reason_desc" in server.requests[-1].field_mask.paths
+
+
 def test_socket_absent_at_start_then_appears(sock: str) -> None:
     with running(sock) as (_, state):
         wait_for(lambda: state.health["hubble"].errors["connect"] >= 1)

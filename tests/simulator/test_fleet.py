@@ -19,6 +19,7 @@ from cilium_node_simulator.exporter_process import Metrics
 from cilium_node_simulator.fleet import ClusterSpec, Fleet, FleetServer
 from cilium_node_simulator.fleet_node import FleetNode, compiled_kind, occurrence_delta, server_version
 from cilium_node_simulator.fleet_scenario import assign, builtin_fleets, load_fleet, parse_fleet
+from cilium_node_simulator.quantities import envelope_of
 from cilium_node_simulator.scenario import ScenarioError
 from tests.support.procs import wait_until
 
@@ -128,6 +129,22 @@ def test_node_counts_what_the_simulator_produced_with_the_exporters_rules() -> N
     assert m.value(contract.HUBBLE_INFO.name, version=server_version("1.16.5")) == 1
     assert m.value(contract.SOURCE_UP.name, source="kubelet") == 1
     assert m.value(contract.AGENT_WORKING_SET.name) > 0
+
+
+def test_envelope_is_read_as_the_simulator_reads_the_quantities() -> None:
+    """The exporter's envelope bounds against the simulator's own units (quantities.py), never the exporter's:
+    ``Mi`` parsed as 10**6 by the exporter fails here."""
+    fleet = fleet_of({"scenario": {"phases": [{"duration": "1h", "rates": DAY}]}, "jitter": 0},
+                     memory_envelope="300Mi-1Gi")
+    (name, a), = assign(fleet, 1, 60.0)
+    node = FleetNode(name, "c1", a.plan, fleet.sources, fleet.memory_envelope, 60.0)
+    try:
+        m = scrape(node)
+    finally:
+        node.stop()
+    lower, upper = envelope_of("300Mi-1Gi")
+    assert (lower, upper) == (300 * 2**20, 2**30)
+    assert m.value(contract.ENVELOPE_LOWER.name) == lower and m.value(contract.ENVELOPE_UPPER.name) == upper
 
 
 def test_one_event_kind_is_counted_by_the_exporters_rules_once_per_release() -> None:

@@ -50,6 +50,10 @@ STATUS_TIMEOUT = 5.0
 # stays open this long: a server that answers every call at once with an error status (UNIMPLEMENTED,
 # RESOURCE_EXHAUSTED, ...) must not flap source_up, inflate reconnects or log two lines per retry.
 LIVE_AFTER = 1.0
+# A ServerStatus poll is late when more than twice the interval plus this many seconds passed since the previous
+# one: the process (or this thread) was not running on time (SIGSTOP, CPU throttling, a loaded node), so the
+# stream thread may not have read what the server sent meanwhile either.
+POLL_SLACK = 1.0
 
 
 class Backoff:
@@ -180,6 +184,7 @@ class HubbleSource:
         self._last_message = time.monotonic()
         self._last_poll = time.monotonic()
         self._seen_baseline: int | None = None
+        self._stall_suspected = False
         self._stream_started_ns = 0
         self._ever_live = False
         self._live = False
@@ -276,20 +281,30 @@ class HubbleSource:
         """Reconnect a live stream that delivers nothing while the observer provably has events for it.
 
         Keepalive pings cannot be frequent (Hubble's server allows one per 5 minutes), so the
-        application checks: no message for ``hubble_stall_timeout`` while ``seen_flows`` grew,
-        then a short non-follow probe confirms the server does have matching events for us
-        (a quiet node with nothing to count is not a stall).
+        application checks: no message for ``hubble_stall_timeout`` while ``seen_flows`` grew makes
+        a stall suspected; it is confirmed only by a later poll that is on time (the stream thread had
+        a whole interval to run) and still saw no message, and then a short non-follow probe must find
+        events the server has for us (a quiet node with nothing to count is not a stall). After a pause
+        of the process (SIGSTOP, throttling) the first poll is late: the stream is then reading its
+        backlog, not stalled.
         """
         now = time.monotonic()
+        on_time = now - self._last_poll <= 2 * self.config.hubble_status_interval + POLL_SLACK
         if not self.state.hubble_gap.connected or self._last_message > self._last_poll:
             self._seen_baseline = status.seen_flows
             self._last_poll = now
+            self._stall_suspected = False
             return
         self._last_poll = now
         idle = now - self._last_message
         grew = self._seen_baseline is not None and status.seen_flows > self._seen_baseline
         if idle < self.config.hubble_stall_timeout or not grew:
+            self._stall_suspected = False
             return
+        if not (self._stall_suspected and on_time):
+            self._stall_suspected = True  # the stream gets one more on-time interval to show progress
+            return
+        self._stall_suspected = False
         if self._probe_has_events():
             log.warning("Hubble stream stalled: nothing received for %.0fs while the server has matching "
                         "events; reconnecting", idle)
