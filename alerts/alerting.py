@@ -368,7 +368,8 @@ def slo_alerts(v: Values) -> list[Alert]:
                     description="The cilium-agent on %(where)s was not running or above its memory envelope "
                                 "{{ $value | humanizePercentage }} of the time " + text,
                     needs=(KUBELET,), labels=labels))
-    up = f"{q.exporter_up()} == 1"
+    # the exporter up for the whole base window (a node whose exporter has just started reads its sources first)
+    up = f"max by ({q.by()}) (min_over_time({q.sel('up')}[{v.raw('sloRateWindow')}])) == 1"
     no_drop_sli = f"{up}\nunless {q.on()}\n{n.DROP_SLO_TRAFFIC_TOTAL}"
     no_memory_sli = f"{up}\nunless {q.on()}\n{n.MEMORY_ENVELOPE_ERROR}"
     alerts.append(Alert(

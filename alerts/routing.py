@@ -33,8 +33,10 @@ PAGE_URL = "http://page.receiver.invalid/cilium-node-exporter"
 TICKET_URL = "http://ticket.receiver.invalid/cilium-node-exporter"
 RECEIVERS = ("page", "ticket", "none")
 SEVERITY_RECEIVERS = {"critical": "page", "warning": "ticket", "info": "none"}
-# Timers of the scoped route (tickets) and of the page route.
-TICKET_TIMERS = {"groupWait": "1m", "groupInterval": "10m", "repeatInterval": "24h"}
+# Timers of the scoped route (tickets) and of the page route. A ticket waits two rule evaluations (at 1m): a
+# per-cluster alert that becomes notifiable one evaluation after its per-node alerts (group evaluation offsets)
+# still mutes them before their group is sent (tests/e2e/test_fleet_replay.py).
+TICKET_TIMERS = {"groupWait": "2m", "groupInterval": "10m", "repeatInterval": "24h"}
 PAGE_TIMERS = {"groupWait": "30s", "groupInterval": "15m", "repeatInterval": "4h"}
 _MATCHER = re.compile(r'^([a-zA-Z_][a-zA-Z0-9_]*)(=~|!~|!=|=)"(.*)"$')
 _SNAKE = {"groupBy": "group_by", "groupWait": "group_wait", "groupInterval": "group_interval",

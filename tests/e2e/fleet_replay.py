@@ -9,7 +9,7 @@
 3. A real Alertmanager with the shipped configuration receives each step's firing alerts (and the resolution of
    those that stopped); after each step the run reads which groups hold notifiable (not inhibited, not silenced)
    alerts. A group notifies when it still holds notifiable alerts group_wait after they arrived (30 s for pages:
-   the same step; 1 m for tickets: the next step, where an inhibitor firing then counts as arrived).
+   the same step; 2 m for tickets: two steps later, where an inhibitor firing then counts as arrived).
 
 Nothing here races a wall clock: a loaded machine takes longer and decides the same.
 """
@@ -136,7 +136,7 @@ class GroupSeen:
         """Whether Alertmanager sends this group a notification: it flushes group_wait after the group's first
         alert and sends only what is notifiable then. Alerts arrive at evaluation steps, so the state at a flush
         is that of the last step at or before it; an inhibitor that fires at the very step of the flush counts
-        as arrived (the ticket route's group_wait of one evaluation is there to let the cluster alert in)."""
+        as arrived (the ticket route's group_wait of two evaluations is there to let the cluster alert in)."""
         return any(s + int(group_wait // step * step) in self.steps for s in self.steps)
 
 

@@ -218,6 +218,7 @@ ACCELERATED: dict[str, Any] = {
     "sloBirthWindow": "30s",
     "memoryLimitForecastWindow": "1m",
     "memoryLimitForecastHorizonSeconds": 120,
+    "sloUnmeasuredFor": "1m",  # 30m / 30, as the windows
     "sloBurnWindows": [
         {"severity": "critical", "long": "2m", "short": "10s", "budgetShare": 0.02, "for": "10s"},
         {"severity": "critical", "long": "12m", "short": "1m", "budgetShare": 0.05, "for": "10s"},
