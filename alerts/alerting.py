@@ -368,14 +368,17 @@ def slo_alerts(v: Values) -> list[Alert]:
                     description="The cilium-agent on %(where)s was not running or above its memory envelope "
                                 "{{ $value | humanizePercentage }} of the time " + text,
                     needs=(KUBELET,), labels=labels))
-    # the exporter up for the whole base window (a node whose exporter has just started reads its sources first)
-    up = f"max by ({q.by()}) (min_over_time({q.sel('up')}[{v.raw('sloRateWindow')}])) == 1"
-    no_drop_sli = f"{up}\nunless {q.on()}\n{n.DROP_SLO_TRAFFIC_TOTAL}"
-    no_memory_sli = f"{up}\nunless {q.on()}\n{n.MEMORY_ENVELOPE_ERROR}"
+    # Scraped throughout the window (up now and at its start, never down in it) and no SLI sample in all of it:
+    # no `for:` (no pending state while a starting exporter reads its sources or an SLI skips a sample).
+    window = v["sloUnmeasuredFor"]
+    up = (f"max by ({q.by()}) (min_over_time({q.sel('up')}[{window}])) == 1\n"
+          f"and {q.on()}\nmax by ({q.by()}) ({q.sel('up')} offset {window})")
+    no_drop_sli = f"{up}\nunless {q.on()}\nlast_over_time({n.DROP_SLO_TRAFFIC_TOTAL}[{window}])"
+    no_memory_sli = f"{up}\nunless {q.on()}\nlast_over_time({n.MEMORY_ENVELOPE_ERROR}[{window}])"
     alerts.append(Alert(
         name="CiliumNodeSloUnmeasured", severity="warning",
         expr=f"{_label(no_drop_sli, 'slo', slo.DROP.name)}\nor\n{_label(no_memory_sli, 'slo', slo.MEMORY.name)}",
-        for_=v["sloUnmeasuredFor"],
+        for_="0s",
         summary="An SLO of the node has no data although its exporter is up.",
         description="The {{ $labels.slo }} SLO of %(where)s has had no data for %(sloUnmeasuredFor)s although "
                     "the exporter is scraped: {{ if eq $labels.slo \"drop-ratio\" }}the exporter reads no "

@@ -118,7 +118,8 @@ DEFAULTS: dict[str, Any] = {
     "dropSloMinTrafficRate": 1,
     "dropSloMinErrors": 100,
     "memorySloObjective": 0.99,
-    # a node whose SLI has no data (no agent counters; no kubelet memory) while its exporter is up this long
+    # a node whose SLI has had no sample for this long while its exporter was scraped all along (the alert's window;
+    # it has no for:)
     "sloUnmeasuredFor": "30m",
     "sloLongWindowsInterval": "2m",
     "sloPeriodInterval": "5m",
@@ -218,7 +219,7 @@ ACCELERATED: dict[str, Any] = {
     "sloBirthWindow": "30s",
     "memoryLimitForecastWindow": "1m",
     "memoryLimitForecastHorizonSeconds": 120,
-    "sloUnmeasuredFor": "1m",  # 30m / 30, as the windows
+    "sloUnmeasuredFor": "1m",  # a window (the alert has no for:): 30m / 30, as the SLO windows
     "sloBurnWindows": [
         {"severity": "critical", "long": "2m", "short": "10s", "budgetShare": 0.02, "for": "10s"},
         {"severity": "critical", "long": "12m", "short": "1m", "budgetShare": 0.05, "for": "10s"},
