@@ -113,6 +113,11 @@ MUTANTS = (({"memoryNearLimitRatio": 0.95}, "memory.yaml"),
                          ids=[f"{f}:{','.join(o)}" for o, f in MUTANTS])
 def test_unit_tests_fail_when_a_threshold_or_window_changes(tmp_path: Path, overrides: dict, test_file: str) -> None:
     """The promtool tests are not vacuous: a rule file with other thresholds or windows fails them."""
+    assert_mutant_fails(overrides, test_file, tmp_path)
+
+
+def assert_mutant_fails(overrides: dict, test_file: str, tmp_path: Path) -> None:
+    """``test_file``'s promtool tests fail against the rules rendered with ``overrides``."""
     rules_dir, tests_dir = tmp_path / "rules", tmp_path / "tests"
     rules_dir.mkdir()
     (rules_dir / generate.RULES_FILE).write_text(generate.render_rules(overrides))

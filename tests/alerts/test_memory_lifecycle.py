@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from alerts import generate
 from cilium_node_exporter.mixin.lifecycle import read_drop
-from tests.alerts.test_alerts_promtool import ALERTS, run, scoped_copy
+from tests.alerts.test_alerts_promtool import assert_mutant_fails
 
 MUTANTS: list[tuple[dict[str, Any], str]] = [
     ({"memoryForecastRecentShare": 0}, "memory_lifecycle.yaml"),  # a warm-up still growing a little is a leak
@@ -26,12 +25,7 @@ MUTANTS: list[tuple[dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("overrides", "test_file"), MUTANTS, ids=lambda x: str(x))
 def test_lifecycle_unit_tests_fail_for_a_mutant(overrides: dict[str, Any], test_file: str, tmp_path: Path) -> None:
-    rules_dir, tests_dir = tmp_path / "rules", tmp_path / "tests"
-    rules_dir.mkdir()
-    (rules_dir / generate.RULES_FILE).write_text(generate.render_rules(overrides))
-    scoped_copy(ALERTS / "tests" / test_file, tests_dir, rules_dir)
-    result = run("test", "rules", test_file, cwd=tests_dir)
-    assert result.returncode == 1 and "FAILED" in result.stdout + result.stderr, overrides
+    assert_mutant_fails(overrides, test_file, tmp_path)
 
 
 MI = 2**20
