@@ -35,13 +35,24 @@ class SourceHealth:
     attempted: bool = False  # a first attempt has completed (until then source_up is not reported)
     errors: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     last_problem: tuple[str, str] | None = None
+    # A source's threads (the API server's watch per component) report concurrently: one line per problem
+    # needs the compare-and-log to be atomic.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def _changed(self, problem: tuple[str, str] | None) -> bool:
+        """Whether ``problem`` differs from the last one seen, which it becomes."""
+        with self._lock:
+            if problem == self.last_problem:
+                return False
+            self.last_problem = problem
+            return True
 
     def ok(self) -> None:
         """The source delivered data."""
-        if self.last_problem is not None:
-            log.info("source %s %s", self.name, "is available" if self.unavailable else "recovered",
+        unavailable = self.unavailable
+        if self.last_problem is not None and self._changed(None):
+            log.info("source %s %s", self.name, "is available" if unavailable else "recovered",
                      extra={"source": self.name})
-            self.last_problem = None
         self.up = True
         self.unavailable = False
         self.attempted = True
@@ -57,11 +68,9 @@ class SourceHealth:
         self.up = False
         self.unavailable = True
         self.attempted = True
-        problem = ("unavailable", message)
-        if problem != self.last_problem:
+        if self._changed(("unavailable", message)):
             log.info("source %s is not available on this node, skipped (not an error): %s", self.name, message,
                      extra={"source": self.name})
-            self.last_problem = problem
 
     def fail(self, reason: str, message: str, *, count: bool = True) -> None:
         """The source failed with a bounded ``reason`` (see contract.ERROR_REASONS)."""
@@ -70,11 +79,9 @@ class SourceHealth:
         self.up = False
         self.unavailable = False
         self.attempted = True
-        problem = (reason, message)
-        if problem != self.last_problem:
+        if self._changed((reason, message)):
             log.warning("source %s: %s (%s)", self.name, message, reason,
                         extra={"source": self.name, "reason": reason})
-            self.last_problem = problem
         if count:  # last: whoever sees the count sees the state and the problem too
             self.errors[reason] += 1
 
