@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -230,7 +229,6 @@ class AgentState:
     restart_count: int
     last_terminated_reason: str | None
     last_terminated_at: float | None  # Unix seconds
-    started_at: float  # container start, Unix seconds
     running: bool
     phase: str
     elapsed: float  # simulated seconds since the scenario started
@@ -553,7 +551,6 @@ class _AgentTrack:
     restart_count: int = 0
     last_reason: str | None = None
     last_terminated_at: float | None = None
-    started_at: float = field(default_factory=time.time)
     process: Ramp | None = None  # the process's RSS when the memory model makes the working set
     owns_maps: bool = True  # the running container created the BPF maps (the first one on a fresh node did)
     leak: Ramp = Ramp(0, 0)
@@ -584,13 +581,10 @@ class _AgentTrack:
             self.restart_count += 1
             self.last_reason = "OOMKilled" if spec.oom_kill else "Error"
             self.last_terminated_at = now
-            self.started_at = now
             restarted = True
         was = self.running
         if spec.running is not None:
             self.running = spec.running
-            if self.running and not was:
-                self.started_at = now
         if restarted or (self.running and not was):  # a new container: it reuses the pinned maps, unless
             self.owns_maps = spec.maps_recreated     # this start recreates them
         return restarted, was != self.running
@@ -613,14 +607,14 @@ class ScenarioRuntime:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._agent = _AgentTrack(started_at=clock.time())
+        self._agent = _AgentTrack()
         self._agent.apply(scenario.agent, clock.time())
         self.cilium = AgentConfig(scenario.cilium, scenario.version, host_memory=scenario.host.memory)
         self.host = scenario.host
         self.memory = MemoryModel(self.cilium.release, scenario.host, scenario.cluster, scenario.cilium.sizing())
         self._envoy: _AgentTrack | None = None
         if self.cilium.envoy_mode == "external":
-            self._envoy = _AgentTrack(working_set=Ramp(ENVOY_DEFAULT, ENVOY_DEFAULT), started_at=clock.time())
+            self._envoy = _AgentTrack(working_set=Ramp(ENVOY_DEFAULT, ENVOY_DEFAULT))
             self._envoy.apply(scenario.envoy, clock.time())
         # What happened in the datapath (every packet, notified or not) vs what Hubble received (server.truth)
         self.datapath_truth = GroundTruth()
@@ -716,7 +710,7 @@ class ScenarioRuntime:
             return AgentState(
                 working_set=ws, rss=rss, usage=usage, limit=a.limit,
                 restart_count=a.restart_count, last_terminated_reason=a.last_reason,
-                last_terminated_at=a.last_terminated_at, started_at=a.started_at, running=a.running,
+                last_terminated_at=a.last_terminated_at, running=a.running,
                 phase=phase.name, elapsed=self._phase_sim_start + in_phase)
 
     def agent_datapath(self) -> dict[str, Any]:

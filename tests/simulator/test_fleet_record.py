@@ -7,7 +7,7 @@ import time
 
 from cilium_node_simulator.clock import VirtualClock
 from cilium_node_simulator.fleet import JOB, ClusterSpec
-from cilium_node_simulator.fleet_record import record
+from cilium_node_simulator.fleet_record import EPOCH, record
 from cilium_node_simulator.fleet_scenario import builtin_fleets, load_fleet
 from tests.e2e.fleet_replay import pack_names
 
@@ -48,3 +48,16 @@ def test_recording_twice_gives_the_same_series_and_a_down_exporter_is_up_0() -> 
     assert any(0.0 in v for v in up.values()), up  # the scenario takes exporters down
     flows = [v for (name, _), v in first.series.items() if name == "cilium_node_hubble_flows_seen_total"]
     assert flows and all(v[-1] is None or v[-1] > v[1] for v in flows)  # counters move with virtual time
+
+
+def test_container_start_times_are_read_from_the_virtual_clock() -> None:
+    """Every start time the fleet serves lies inside the recording's virtual time (a pod model, a fake or a
+    runtime that reads the machine's clock serves today's date: the pack's birth and restart rules read it)."""
+    duration = 1200.0
+    rec = record([spec("gone", "exporters-gone", 3), spec("rollout", "bad-rollout", 4)], duration, 60.0,
+                 keep=pack_names())
+    starts = {(name, dict(labels)["node"]): [v for v in values if v is not None]
+              for (name, labels), values in rec.series.items() if name.endswith("_start_time_seconds")}
+    assert any(name.startswith("cilium_node_agent") for name, _ in starts), sorted(starts)
+    outside = {k: v for k, v in starts.items() if not all(EPOCH <= s <= EPOCH + duration for s in v)}
+    assert starts and not outside, outside
