@@ -28,7 +28,7 @@ def test_no_conflict_markers_in_tracked_files() -> None:
 
 @pytest.mark.xdist_group("hygiene")
 def test_xdist_groups_are_honoured(request: pytest.FixtureRequest) -> None:
-    """`make test` runs `-n 2 --dist loadgroup`: heavy module fixtures (the e2e stack, the fleet, the image, the
+    """`make test` runs `-n 3 --dist loadgroup`: heavy module fixtures (the e2e stack, the fleet, the image, the
     report's backfill) are built once because their tests share a worker. If a pytest/xdist pair stops honouring
     groups, this fails instead of the suite silently doubling its cost and running e2e stacks side by side."""
     if os.environ.get("PYTEST_XDIST_WORKER") and getattr(request.config.option, "loadgroup", False):
