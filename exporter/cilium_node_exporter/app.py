@@ -85,13 +85,14 @@ def run(config: Config, stop_event: threading.Event | None = None) -> int:
             "it changes); restart the pod to change it"))
     for source in sources:  # before serving: the first scrape must find every scrape-time source registered
         source.start()
-    server.serve()
     tls = web is not None and web.tls
     protection = ", ".join(p for p, on in (("https", tls), ("basic auth", serving.users)) if on) or "http"
     health = f", probes on {', '.join(map(_where, server.health_addresses))}" if server.health_addresses else ""
+    # The sockets listen since MetricsServer bound them; logged before the first answer, not after it.
     log.info("cilium-node-exporter %s listening on %s (%s%s, node %r, sources %s)", __version__,
              ", ".join(map(_where, server.addresses)), protection, health, config.node_name,
              ",".join(f"{s} (if available)" if s in config.sources.optional else s for s in config.sources))
+    server.serve()
     stop.wait()
     log.info("shutting down")
     server.stop()
