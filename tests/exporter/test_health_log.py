@@ -30,10 +30,13 @@ def handler() -> Iterator[SlowHandler]:
     h = SlowHandler()
     logger = logging.getLogger("cilium_node_exporter.health")
     logger.addHandler(h)
-    level, logger.level = logger.level, logging.INFO
+    level, disabled = logger.level, logger.disabled
+    logger.setLevel(logging.INFO)  # setLevel, not the attribute: it clears the loggers' cached levels
+    logger.disabled = False
     yield h
     logger.removeHandler(h)
     logger.setLevel(level)
+    logger.disabled = disabled
 
 
 def report_together(threads: int, call: Callable[[], None]) -> None:
@@ -61,7 +64,9 @@ def test_recovery_from_eight_threads_is_logged_once(handler: SlowHandler) -> Non
     health = SourceHealth("apiserver")
     health.fail("connect", "refused")
     report_together(8, health.ok)
-    assert [m for m in handler.messages if "recovered" in m] == ["source apiserver recovered"]
+    logger = logging.getLogger("cilium_node_exporter.health")
+    assert [m for m in handler.messages if "recovered" in m] == ["source apiserver recovered"], \
+        (handler.messages, logger.getEffectiveLevel(), logger.disabled, logging.root.manager.disable)
     assert health.up and health.last_problem is None
 
 
