@@ -35,11 +35,46 @@ PYTHON_MODULE = (sys.executable, "-m", "cilium_node_exporter")
 FAST_HUBBLE = ("--hubble-backoff-max=0.5s", "--hubble-status-interval=0.2s", "--hubble-stall-timeout=2s")
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for port-0 binds and outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+PORTS_FROM = 10000  # above the well-known ports and the demo's fixed ones (9969, 9090, 9093)
+_PORT_SLICES = 8  # one slice of the range per pytest-xdist worker (gw0..gw7), so that workers never pick alike
+_next_port: dict[str, int] = {}
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on ``host`` (127.0.0.1 or ::1)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port that was free a moment ago on ``host`` (127.0.0.1 or ::1), for a process started later.
+
+    Not a port-0 bind: a port the kernel handed out once is one it hands out again, to a fake's port-0 listener or
+    to an outgoing connection, before the process that was told to listen there binds it ("Address already in
+    use"). So the port is taken below the kernel's ephemeral range, from this pytest-xdist worker's own slice,
+    walking from an offset of this process's pid."""
+    low = PORTS_FROM
+    size = (_ephemeral_low() - low) // _PORT_SLICES
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if size < 100:  # an ephemeral range that starts low: the kernel's pick is all there is
+        with socket.socket(family) as s:
+            s.bind((host, 0))
+            return int(s.getsockname()[1])
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base = low + (int(worker) % _PORT_SLICES if worker.isdigit() else 0) * size
+    offset = _next_port.get(host, os.getpid() * 7919 % size)
+    for step in range(size):
+        port = base + (offset + step) % size
+        with socket.socket(family) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _next_port[host] = (offset + step + 1) % size
+        return port
+    raise OSError(f"no free port in {base}-{base + size - 1} on {host}")
 
 
 class Metrics:
