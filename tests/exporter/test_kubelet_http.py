@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from cilium_node_exporter.sources.kubelet import KubeletSource
 from cilium_node_simulator.k8s import make_tls
 from tests.support.cluster import Cluster, MiB, scrape
+from tests.support.procs import free_port
 
 
 @pytest.fixture
@@ -122,9 +122,7 @@ def test_timeout(cluster: Cluster) -> None:
 
 
 def test_connection_refused(cluster: Cluster) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there (not a port-0 pick: the kernel hands those out again)
     _, state = make(cluster, kubelet_address=f"https://127.0.0.1:{port}")
     m = scrape(state)
     assert m.value("cilium_node_exporter_source_errors_total", reason="connect", source="kubelet") == 1
