@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -46,6 +47,7 @@ def _ephemeral_low() -> int:
 PORTS_FROM = 10000  # above the well-known ports and the demo's fixed ones (9969, 9090, 9093)
 _PORT_SLICES = 8  # one slice of the range per pytest-xdist worker (gw0..gw7), so that workers never pick alike
 _next_port: dict[str, int] = {}
+_port_lock = threading.Lock()  # two threads of a test never walk to the same port
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -64,16 +66,17 @@ def free_port(host: str = "127.0.0.1") -> int:
             return int(s.getsockname()[1])
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
     base = low + (int(worker) % _PORT_SLICES if worker.isdigit() else 0) * size
-    offset = _next_port.get(host, os.getpid() * 7919 % size)
-    for step in range(size):
-        port = base + (offset + step) % size
-        with socket.socket(family) as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-        _next_port[host] = (offset + step + 1) % size
-        return port
+    with _port_lock:
+        offset = _next_port.get(host, os.getpid() * 7919 % size)
+        for step in range(size):
+            port = base + (offset + step) % size
+            with socket.socket(family) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+            _next_port[host] = (offset + step + 1) % size
+            return port
     raise OSError(f"no free port in {base}-{base + size - 1} on {host}")
 
 

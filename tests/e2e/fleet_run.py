@@ -76,6 +76,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def answering_clusters(clusters: tuple[ClusterRun, ...]) -> list[str]:
+    """The clusters whose fleet scenario keeps every exporter answering (no ``exporter: down`` phase)."""
+    return [c.name for c in clusters
+            if all(e.exporter == "up" for g in load_fleet(c.scenario).groups for e in g.plan.extras)]
+
+
 @dataclass
 class GroupSeen:
     """One Alertmanager group key as the run saw it."""
@@ -165,8 +171,7 @@ class FleetRun:
     def failed_scrapes(self) -> int:
         """Failed scrapes since the fleet started of the clusters whose exporters all keep answering (a scenario
         with an ``exporter: down`` phase fails scrapes by design)."""
-        answering = [c.name for c in self.clusters
-                     if all(e.exporter == "up" for g in load_fleet(c.scenario).groups for e in g.plan.extras)]
+        answering = answering_clusters(self.clusters)
         if not answering:
             return 0
         window = max(1, int(time.time() - self.t0) + 1)

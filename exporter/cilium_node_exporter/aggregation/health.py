@@ -50,7 +50,7 @@ class SourceHealth:
     def ok(self) -> None:
         """The source delivered data."""
         unavailable = self.unavailable
-        if self.last_problem is not None and self._changed(None):
+        if self._changed(None):
             log.info("source %s %s", self.name, "is available" if unavailable else "recovered",
                      extra={"source": self.name})
         self.up = True
